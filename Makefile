@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.prism-installed
+EXTRAS := toolchain,dev,camera
+NATIVE := $(shell find kernels sdk firmware_bridge -name '*.cpp' -o -name '*.hpp' -o -name '*.pyx' 2>/dev/null)
+CPP_BUILD := build/cpp
+
+.PHONY: demo test test-python test-cpp venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml CMakeLists.txt $(NATIVE)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m sdk.tools.demo
+
+test: test-cpp test-python
+
+test-python: $(STAMP)
+	$(PY) -m pytest -q
+
+test-cpp: $(STAMP)
+	$(VENV)/bin/cmake -S . -B $(CPP_BUILD) -G Ninja -DPRISM_BUILD_PYTHON=OFF -DPRISM_BUILD_TESTS=ON >/dev/null
+	$(VENV)/bin/cmake --build $(CPP_BUILD) --parallel
+	$(VENV)/bin/ctest --test-dir $(CPP_BUILD) --output-on-failure
+
+clean:
+	rm -rf build $(VENV) *.egg-info
