@@ -1,0 +1,132 @@
+"""The runtime engine: a loaded bundle bound to a backend."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import Bundle, TensorSpec, read_bundle
+from ..errors import InputError
+from ..targets import get_target
+from .backends import BackendUnavailable, available_backends, get_backend
+
+
+def _format_shape(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+class Engine:
+    """Runs a bundle's entry graph. Create with :func:`sdk.load`.
+
+    ``infer(x)`` takes the model input as NumPy (``input_spec``: e.g. ``(batch, 1, 28, 28)
+    float32``, any batch size) and returns the first output; ``run(feeds)`` takes and returns
+    dicts of named tensors. ``preprocess(frames)`` turns raw u8 camera frames into the input with
+    the bundle's recorded recipe (C++ kernel).
+    """
+
+    def __init__(self, bundle: Bundle, backend: str = "auto", **backend_options: Any):
+        self.bundle = bundle
+        self.graph = bundle.entry
+        self.input_spec: TensorSpec = self.graph.inputs[0]
+        self.output_spec: TensorSpec = self.graph.outputs[0]
+        self._input_dtypes = {t.name: np.dtype(t.dtype) for t in self.graph.inputs}
+        self._recipe = None
+        self.backend_name, cls = self._choose_backend(backend)
+        self._backend = cls(bundle.file(self.graph.file), **backend_options)
+        self._backend.activate()
+
+    def _choose_backend(self, requested: str):
+        if requested != "auto":
+            cls = get_backend(requested)
+            ok, why = cls.available()
+            if not ok:
+                raise BackendUnavailable(f"backend '{requested}' cannot run here: {why}")
+            return requested, cls
+        target = get_target(self.bundle.target)
+        reasons = available_backends()
+        for name in target.backends:
+            if reasons.get(name) == "":
+                return name, get_backend(name)
+        tried = "; ".join(f"{n}: {reasons.get(n, 'not registered')}" for n in target.backends)
+        raise BackendUnavailable(f"no backend for target '{target.name}' can run here ({tried})")
+
+    # -- inference --------------------------------------------------------------------------
+    def _check(self, spec: TensorSpec, x: Any) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"input '{spec.name}': expected a NumPy array, got {type(x).__name__}")
+        want = self._input_dtypes[spec.name]
+        if x.dtype != want:
+            raise InputError(f"input '{spec.name}': expected dtype {want}, got {x.dtype} "
+                             f"(convert with x.astype(np.{want}))")
+        if not spec.matches(x.shape):
+            raise InputError(f"input '{spec.name}': expected shape {_format_shape(spec.shape)}, "
+                             f"got {_format_shape(x.shape)}")
+        return x
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Run the model on one input array; returns the first output (e.g. logits)."""
+        feeds = {self.input_spec.name: self._check(self.input_spec, x)}
+        return self._backend.infer(feeds)[self.output_spec.name]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run with named inputs; returns every output by name."""
+        names = {t.name for t in self.graph.inputs}
+        unknown = set(feeds) - names
+        if unknown:
+            raise InputError(f"unknown input(s) {sorted(unknown)} (inputs: {sorted(names)})")
+        missing = names - set(feeds)
+        if missing:
+            raise InputError(f"missing input(s) {sorted(missing)}")
+        checked = {t.name: self._check(t, feeds[t.name]) for t in self.graph.inputs}
+        return self._backend.infer(checked)
+
+    def warmup(self, iterations: int = 3, batch: int = 1) -> None:
+        """Run ``iterations`` inferences on zeros so first-call costs are paid up front."""
+        x = np.zeros(self.example_shape(batch), dtype=self._input_dtypes[self.input_spec.name])
+        for _ in range(iterations):
+            self.infer(x)
+
+    def example_shape(self, batch: int = 1) -> tuple[int, ...]:
+        """The input shape with symbolic dimensions replaced by ``batch``."""
+        return tuple(batch if isinstance(d, str) else d for d in self.input_spec.shape)
+
+    # -- frames -----------------------------------------------------------------------------
+    def preprocess(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """u8 frames ``(H, W[, C])`` or ``(N, H, W[, C])`` → model input, by the bundle's recipe."""
+        from ..preprocess import PreprocessRecipe, preprocess
+
+        if self._recipe is None:
+            if not self.bundle.preprocess:
+                raise InputError(f"{self.bundle.path}: the bundle records no preprocessing recipe; "
+                                 "pass model inputs to infer() directly")
+            self._recipe = PreprocessRecipe.from_dict(self.bundle.preprocess)
+        return preprocess(frames, self._recipe, out=out)
+
+    # -- life cycle -------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        return {"bundle": str(self.bundle.path), "target": self.bundle.target,
+                "precision": self.bundle.precision, **self._backend.describe(),
+                "input": self.input_spec.to_dict(), "output": self.output_spec.to_dict()}
+
+    def close(self) -> None:
+        self._backend.deactivate()
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Engine({self.bundle.path.name!r}, backend={self.backend_name!r}, "
+                f"input={self.input_spec.name}{_format_shape(self.input_spec.shape)} "
+                f"{self.input_spec.dtype})")
+
+
+def load(path: str | os.PathLike, backend: str = "auto", *, verify: bool = True,
+         **backend_options: Any) -> Engine:
+    """Open a bundle directory and bind it to a backend (``"auto"``: the target's best
+    available one). Checksums are verified unless ``verify=False``."""
+    return Engine(read_bundle(Path(path), verify=verify), backend=backend, **backend_options)

@@ -1,0 +1,159 @@
+"""The ``prism`` command. Every subcommand is a thin layer over the public API.
+
+    prism train  --model resnet20 [--dataset mnist5k] [--epochs N]     → checkpoint (cached)
+    prism deploy CHECKPOINT [--target cpu] [--out DIR]                 → bundle
+    prism infer  BUNDLE (--dataset mnist5k [--split test] | --input x.npy [--output y.npy])
+    prism bench  BUNDLE [--batch 1] [--iterations N | --duration S] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import sdk
+
+
+def _recipe_from_meta(meta: dict):
+    """The preprocessing that reproduces training normalisation from u8 frames."""
+    from sdk.preprocess import PreprocessRecipe
+
+    ds = meta["dataset"]
+    h, w = ds["image_shape"]
+    return PreprocessRecipe(pixel_format="Mono8", channels="gray", size=(h, w), scale=1 / 255,
+                            mean=(ds["mean"],), std=(ds["std"],))
+
+
+def cmd_train(args) -> int:
+    from sdk.models.train import default_config, get_or_train
+
+    overrides = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "seed": args.seed,
+                                   "dataset": args.dataset, "threads": args.threads}.items()
+                 if v is not None}
+    config = default_config(args.model, **overrides)
+    model, meta = get_or_train(config, progress=not args.quiet)
+    from sdk.models.train import checkpoint_path
+
+    stem = checkpoint_path(config)
+    print(json.dumps({"checkpoint": str(stem), "cached": meta["cached"],
+                      "test_accuracy": meta["accuracy"]["test"], "seconds": meta["seconds"]}, indent=2))
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from sdk.models.train import load_checkpoint
+
+    model, meta = load_checkpoint(args.checkpoint)
+    name = meta["architecture"]["name"]
+    out = args.out or f"{name}.{args.target}.prism"
+    bundle = sdk.deploy(model, target=args.target, out=out, precision=args.precision,
+                        preprocess=_recipe_from_meta(meta), name=name,
+                        metadata={"dataset": meta["dataset"]["name"], "accuracy": meta["accuracy"],
+                                  "checkpoint": str(args.checkpoint)})
+    print(json.dumps({"bundle": str(bundle.path), "target": bundle.target,
+                      "precision": bundle.precision,
+                      "max_abs_diff": bundle.manifest["export"]["max_abs_diff"]}, indent=2))
+    return 0
+
+
+def evaluate_bundle(engine: sdk.Engine, dataset: str, split: str, batch: int = 256) -> dict:
+    """Accuracy of a bundle on a labelled split, frames preprocessed by the bundle's recipe."""
+    from sdk.data import load_dataset
+
+    data = load_dataset(dataset, split)
+    correct = 0
+    for i in range(0, len(data.labels), batch):
+        logits = engine.infer(engine.preprocess(data.images[i:i + batch]))
+        correct += int((logits.argmax(1) == data.labels[i:i + batch]).sum())
+    return {"dataset": dataset, "split": split, "samples": int(len(data.labels)),
+            "accuracy": correct / len(data.labels)}
+
+
+def cmd_infer(args) -> int:
+    engine = sdk.load(args.bundle, backend=args.backend)
+    if args.dataset:
+        print(json.dumps(evaluate_bundle(engine, args.dataset, args.split), indent=2))
+        return 0
+    x = np.load(args.input)
+    if x.dtype == np.uint8:  # raw frames: apply the bundle's preprocessing
+        x = engine.preprocess(x)
+    y = engine.infer(x)
+    if args.output:
+        np.save(args.output, y)
+    print(json.dumps({"input": list(x.shape), "output": list(y.shape),
+                      "argmax": y.argmax(-1).tolist()[:32]}))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_bundle, format_report, write_json
+
+    report = bench_bundle(args.bundle, backend=args.backend, batch=args.batch, warmup=args.warmup,
+                          iterations=args.iterations, duration=args.duration, threads=args.threads,
+                          progress=not args.quiet)
+    print(format_report(report))
+    if args.json:
+        write_json(report, args.json)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prism", description="Prism edge deployment SDK")
+    p.add_argument("--version", action="version", version=f"prism {sdk.__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a zoo model (cached checkpoint)")
+    t.add_argument("--model", required=True)
+    t.add_argument("--dataset", default=None)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--threads", type=int)
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(fn=cmd_train)
+
+    d = sub.add_parser("deploy", help="export a checkpoint into a bundle for a target")
+    d.add_argument("checkpoint", type=Path)
+    d.add_argument("--target", default="cpu", help=f"one of: {', '.join(sdk.target_names())}")
+    d.add_argument("--precision", default=None)
+    d.add_argument("--out", type=Path)
+    d.set_defaults(fn=cmd_deploy)
+
+    i = sub.add_parser("infer", help="run a bundle on a dataset split or a .npy file")
+    i.add_argument("bundle", type=Path)
+    i.add_argument("--backend", default="auto")
+    g = i.add_mutually_exclusive_group(required=True)
+    g.add_argument("--dataset")
+    g.add_argument("--input", type=Path, help=".npy: float32 model input, or uint8 frames")
+    i.add_argument("--split", default="test")
+    i.add_argument("--output", type=Path)
+    i.set_defaults(fn=cmd_infer)
+
+    b = sub.add_parser("bench", help="latency/throughput of a bundle vs raw onnxruntime")
+    b.add_argument("bundle", type=Path)
+    b.add_argument("--backend", default="auto")
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--warmup", type=int, default=10)
+    b.add_argument("--iterations", type=int)
+    b.add_argument("--duration", type=float, help="seconds of timed calls (default 5)")
+    b.add_argument("--threads", type=int)
+    b.add_argument("--json", type=Path)
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except sdk.PrismError as e:
+        print(f"prism {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

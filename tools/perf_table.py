@@ -1,0 +1,68 @@
+"""Write the README's performance table from the benchmark results in ``reports/``.
+
+Each benchmark script writes ``reports/<name>/perf.json``::
+
+    {"host": {...}, "command": "how to reproduce",
+     "rows": [{"what": "...", "value": 1.02, "unit": "x", "peer": "onnxruntime", "goal": "<= 1.05",
+               "met": true}]}
+
+This script gathers every ``perf.json`` and replaces the text between the markers
+``<!-- perf-table:start -->`` and ``<!-- perf-table:end -->`` in README.md. Re-run it after any
+benchmark: ``python -m sdk.tools.perf_table``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+START, END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
+
+
+def collect(reports: Path) -> list[tuple[str, dict]]:
+    return [(p.parent.name, json.loads(p.read_text())) for p in sorted(reports.glob("*/perf.json"))]
+
+
+def render(results: list[tuple[str, dict]]) -> str:
+    lines = ["| benchmark | measured | peer | goal | met | host | reproduce |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, res in results:
+        host = res.get("host", {})
+        simd = host.get("simd") or {}
+        flags = "+".join(k for k, v in simd.items() if v) or "scalar"
+        host_s = f"{host.get('cpu', '?')}, {host.get('cores', '?')} cores, {flags}"
+        for row in res["rows"]:
+            value = row["value"]
+            shown = f"{value:.3g} {row.get('unit', '')}".strip() if isinstance(value, (int, float)) else str(value)
+            met = {True: "yes", False: "**no**", None: "-"}[row.get("met")]
+            lines.append(f"| {name}: {row['what']} | {shown} | {row.get('peer', '-')} | "
+                         f"{row.get('goal', '-')} | {met} | {host_s} | `{res.get('command', '')}` |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, table: str) -> bool:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{readme}: markers {START} / {END} not found")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{table}\n{END}{tail}"
+    changed = new != text
+    readme.write_text(new)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    args = p.parse_args(argv)
+    table = render(collect(args.reports))
+    changed = update_readme(args.readme, table)
+    print(table)
+    print(f"{args.readme}: {'updated' if changed else 'unchanged'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
