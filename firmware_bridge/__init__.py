@@ -1,1 +1,13 @@
 """Sensor and I/O adapters: cameras (GenICam), line-scan, radar, PLC. Sources are opened by URI."""
+from firmware_bridge.errors import (AcquisitionTimeout, DeviceLost, DeviceNotFound,
+                                    FeatureNotAvailable, FeatureNotWritable, InvalidFeatureValue,
+                                    ProducerNotFound, SourceError, SourceStopped, UnknownScheme)
+from firmware_bridge.source import Frame, Source, SourceStats, open_source, register_source
+from firmware_bridge.camera import list_devices  # importing it registers "genicam://"
+
+__all__ = [
+    "open_source", "register_source", "list_devices", "Frame", "Source", "SourceStats",
+    "SourceError", "UnknownScheme", "SourceStopped", "ProducerNotFound", "DeviceNotFound",
+    "FeatureNotAvailable", "FeatureNotWritable", "InvalidFeatureValue", "AcquisitionTimeout",
+    "DeviceLost",
+]

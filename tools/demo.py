@@ -18,10 +18,13 @@ def run_camera(engine: sdk.Engine, frames: int) -> dict:
     """Acquire ``frames`` frames from the Viky GenICam camera and run them through ``engine``."""
     try:
         import firmware_bridge
-        from firmware_bridge.camera.discovery import default_producers
+        from firmware_bridge.camera.discovery import bundled_producers, find_producers
     except ImportError as e:
         return {"skipped": f"camera support not installed ({e}); pip install prism-sdk[camera]"}
-    producers = default_producers()
+    try:  # producers on $GENICAM_GENTL64_PATH first, else the virtual camera of the genicam wheel
+        producers = find_producers()
+    except firmware_bridge.ProducerNotFound:
+        producers = bundled_producers()
     if not producers:
         return {"skipped": "no GenTL producer found (install the genicam wheel or set GENICAM_GENTL64_PATH)"}
     uri = f"genicam://0?cti={producers[0]}&width=320&height=240&pixel_format=Mono8&fps=60"
