@@ -17,7 +17,8 @@ from .runtime import Engine, load
 from .targets import get_target, target_names
 
 # name -> module that defines it; imported on first access so that `import sdk` stays torch-free
-_TOOLCHAIN = {"deploy": "sdk.toolchain.deploy", "export_onnx": "sdk.toolchain.export"}
+_TOOLCHAIN = {"deploy": "sdk.toolchain.deploy", "export_onnx": "sdk.toolchain.export",
+              "quantize": "sdk.toolchain.quantize"}
 
 
 def __getattr__(name):
@@ -29,4 +30,4 @@ def __getattr__(name):
 
 
 __all__ = ["__version__", "Bundle", "TensorSpec", "read_bundle", "Engine", "load", "deploy",
-           "export_onnx", "get_target", "target_names", "PrismError", "BundleError", "InputError"]
+           "quantize", "export_onnx", "get_target", "target_names", "PrismError", "BundleError", "InputError"]

@@ -2,6 +2,7 @@
 
     prism train  --model resnet20 [--dataset mnist5k] [--epochs N]     → checkpoint (cached)
     prism deploy CHECKPOINT [--target cpu] [--out DIR]                 → bundle
+    prism quantize CHECKPOINT [--scheme pwlq] [--bits 4] [--out DIR]   → quantized bundle
     prism infer  BUNDLE (--dataset mnist5k [--split test] | --input x.npy [--output y.npy])
     prism bench  BUNDLE [--batch 1] [--iterations N | --duration S] [--json out.json]
 """
@@ -56,6 +57,46 @@ def cmd_deploy(args) -> int:
     print(json.dumps({"bundle": str(bundle.path), "target": bundle.target,
                       "precision": bundle.precision,
                       "max_abs_diff": bundle.manifest["export"]["max_abs_diff"]}, indent=2))
+    return 0
+
+
+def calibration_batch(dataset: str, samples: int, seed: int = 0) -> np.ndarray:
+    """``samples`` seeded random training images, normalised: the paper calibrates on 512."""
+    from sdk.data import load_dataset, normalize
+
+    train = load_dataset(dataset, "train")
+    pick = np.random.default_rng(seed).choice(len(train.labels), size=min(samples, len(train.labels)),
+                                              replace=False)
+    return normalize(train.images[np.sort(pick)], dataset)
+
+
+def cmd_quantize(args) -> int:
+    import torch
+
+    from sdk.models.train import load_checkpoint
+
+    model, meta = load_checkpoint(args.checkpoint)
+    dataset = meta["dataset"]["name"]
+    calib = torch.from_numpy(calibration_batch(dataset, args.calibration_samples))
+    qmodel = sdk.quantize(model, calib, scheme=args.scheme, weight_bits=args.bits,
+                          breakpoints=args.breakpoints, breakpoint_method=args.method,
+                          bias_correction=not args.no_bias_correction, act_bits=args.act_bits,
+                          act_calibration=args.act_calibration,
+                          skip_first_layer=args.skip_first_layer, progress=not args.quiet)
+    name = meta["architecture"]["name"]
+    precision = f"{args.scheme}{args.bits}"
+    out = args.out or f"{name}.{args.target}.{precision}.prism"
+    bundle = sdk.deploy(qmodel, target=args.target, out=out, form=args.form,
+                        preprocess=_recipe_from_meta(meta), name=name,
+                        metadata={"dataset": dataset, "fp32_accuracy": meta["accuracy"],
+                                  "checkpoint": str(args.checkpoint)})
+    with sdk.load(bundle.path) as engine:
+        acc = evaluate_bundle(engine, dataset, "test")
+    q = bundle.manifest["quantization"]
+    print(json.dumps({"bundle": str(bundle.path), "precision": bundle.precision, "form": q["form"],
+                      "test_accuracy": acc["accuracy"], "fp32_test_accuracy": meta["accuracy"]["test"],
+                      "packed_weight_ratio": q["sizes"]["packed_weight_ratio"],
+                      "skipped_layers": q["skipped"]}, indent=2))
     return 0
 
 
@@ -121,6 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--precision", default=None)
     d.add_argument("--out", type=Path)
     d.set_defaults(fn=cmd_deploy)
+
+    q = sub.add_parser("quantize", help="post-training quantization (PWLQ/uniform) into a bundle")
+    q.add_argument("checkpoint", type=Path)
+    q.add_argument("--scheme", default="pwlq", choices=["pwlq", "uniform"])
+    q.add_argument("--bits", type=int, default=4, help="weight bits, 2-8")
+    q.add_argument("--breakpoints", type=int, default=1, help="PWLQ breakpoints, 1-3")
+    q.add_argument("--method", default="gaussian_closed",
+                   help="breakpoint method: gaussian_closed, laplacian_closed, gaussian_expected, "
+                        "laplacian_expected, empirical")
+    q.add_argument("--no-bias-correction", action="store_true")
+    q.add_argument("--act-bits", type=int, default=8)
+    q.add_argument("--act-calibration", default="topk_median", choices=["topk_median", "percentile", "minmax"])
+    q.add_argument("--skip-first-layer", action="store_true")
+    q.add_argument("--calibration-samples", type=int, default=512)
+    q.add_argument("--target", default="cpu")
+    q.add_argument("--form", default=None, help="ONNX form: integer (ConvInteger) or qdq")
+    q.add_argument("--out", type=Path)
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(fn=cmd_quantize)
 
     i = sub.add_parser("infer", help="run a bundle on a dataset split or a .npy file")
     i.add_argument("bundle", type=Path)

@@ -4,5 +4,6 @@ Needs PyTorch (``pip install prism-sdk[toolchain]``); the runtime does not impor
 """
 from .deploy import deploy
 from .export import ExportError, export_onnx
+from .quantize import quantize
 
-__all__ = ["deploy", "export_onnx", "ExportError"]
+__all__ = ["deploy", "quantize", "export_onnx", "ExportError"]

@@ -1,32 +1,125 @@
-"""``sdk.deploy``: a trained model → a verified deployment bundle for a target."""
+"""``sdk.deploy``: a trained (optionally quantized) model → a verified bundle for a target.
+
+What goes into a bundle depends on the kind of model; each kind is one *packager* in a registry
+(FP32 ``nn.Module``, ``QuantizedModel``; dynamic multi-stage models add their own), so a new kind
+is a new entry, not another branch here.
+"""
 from __future__ import annotations
 
+import io
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from ..bundle import Bundle, GraphSpec, write_bundle
 from ..errors import InputError
 from ..preprocess import PreprocessRecipe
-from ..targets import get_target
-from .export import export_onnx, to_torch_input
+from ..targets import Target, get_target
+from .export import export_onnx, to_torch_input, verify_onnx
+
+
+@dataclass
+class Packaged:
+    """What a packager produces: bundle files, graphs and manifest sections."""
+
+    files: dict[str, bytes]
+    graphs: list[GraphSpec]
+    precision: str
+    export: dict[str, Any]
+    sections: dict[str, Any] = field(default_factory=dict)
+
+
+Packager = Callable[..., Packaged]
+_PACKAGERS: list[tuple[Callable[[Any], bool], Packager]] = []
+
+
+def register_packager(matches: Callable[[Any], bool], package: Packager, *, first: bool = True) -> None:
+    """Register ``package(model, x, target, precision=, form=, atol=)`` for models where
+    ``matches(model)`` is true. Later registrations are tried first unless ``first=False``."""
+    entry = (matches, package)
+    _PACKAGERS.insert(0, entry) if first else _PACKAGERS.append(entry)
+
+
+def _package_float(model, x, target: Target, *, precision: str | None, form: str | None,
+                   atol: float) -> Packaged:
+    if precision not in (None, *target.precisions):
+        raise InputError(f"precision '{precision}' needs a quantized model: quantize first with "
+                         f"sdk.quantize(model, calibration_data, ...) and deploy the result "
+                         f"(float precisions of target '{target.name}': {', '.join(target.precisions)})")
+    if form is not None:
+        raise InputError(f"form='{form}' applies to quantized models only")
+    result = export_onnx(model, x, opset=target.opset, atol=atol)
+    graph = GraphSpec("main", "model.onnx", result.inputs, result.outputs)
+    return Packaged({"model.onnx": result.onnx_bytes}, [graph], precision or target.default_precision,
+                    result.report())
+
+
+def _is_quantized(model) -> bool:
+    from .quant.model import QuantizedModel
+
+    return isinstance(model, QuantizedModel)
+
+
+def _package_quantized(qmodel, x, target: Target, *, precision: str | None, form: str | None,
+                       atol: float) -> Packaged:
+    from .quant import export_onnx as export_quantized
+    from .quant import manifest_section, pack_tables
+
+    cfg = qmodel.config
+    own = f"{cfg.scheme}{cfg.weight_bits}"
+    if precision is not None and precision != own:
+        raise InputError(f"precision '{precision}' does not match the quantized model ({own}); "
+                         f"quantize again with the scheme/bits you want")
+    if not target.quant_forms:
+        raise InputError(f"target '{target.name}' takes no quantized models")
+    form = form or target.quant_forms[0]
+    if form not in target.quant_forms:
+        raise InputError(f"form '{form}' is not supported by target '{target.name}' "
+                         f"(forms: {', '.join(target.quant_forms)})")
+    data = export_quantized(qmodel, x, form=form).SerializeToString()
+    # The ONNX form must reproduce the PyTorch simulation of the quantized arithmetic.
+    result = verify_onnx(data, qmodel, x, atol=1e-2, relative=True, what=f"{own} ({form} form)",
+                         opset=target.opset)
+    arrays = pack_tables(qmodel)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    tables = buf.getvalue()
+    fp32_weight_bytes = sum(4 * t.codes.size for t in qmodel.tables.values())
+    packed_weight_bytes = sum(arrays[f"{name}/{k}"].nbytes for name in qmodel.tables
+                              for k in ("codes", "regions"))
+    section = {**manifest_section(qmodel), "form": form, "tables": "tables.npz",
+               "tables_format": int(arrays["__format__"]),
+               "sizes": {"onnx_bytes": len(data), "tables_bytes": len(tables),
+                         "fp32_weight_bytes": fp32_weight_bytes,
+                         "packed_weight_bytes": packed_weight_bytes,
+                         "packed_weight_ratio": packed_weight_bytes / max(fp32_weight_bytes, 1)}}
+    graph = GraphSpec("main", "model.onnx", result.inputs, result.outputs, {"form": form})
+    report = {**result.report(), "reference": "PyTorch simulation of the quantized arithmetic"}
+    return Packaged({"model.onnx": data, "tables.npz": tables}, [graph], own, report,
+                    {"quantization": section})
+
+
+register_packager(lambda m: True, _package_float)  # the fallback: any nn.Module
+register_packager(_is_quantized, _package_quantized)
 
 
 def deploy(model, target: str = "cpu", *, example_input=None, out: str | os.PathLike | None = None,
-           precision: str | None = None, preprocess: PreprocessRecipe | dict | None = None,
-           name: str | None = None, metadata: dict[str, Any] | None = None,
-           atol: float = 1e-3) -> Bundle:
+           precision: str | None = None, form: str | None = None,
+           preprocess: PreprocessRecipe | dict | None = None, name: str | None = None,
+           metadata: dict[str, Any] | None = None, atol: float = 1e-3) -> Bundle:
     """Export ``model`` and write a bundle for ``target``.
 
+    ``model``: a ``torch.nn.Module`` (FP32) or a ``QuantizedModel`` from ``sdk.quantize`` (the
+    bundle then holds the quantized ONNX in ``form`` — "integer" (ConvInteger accumulators) or
+    "qdq", the target's default if omitted — plus the packed tables ``tables.npz``).
     ``example_input``: a float32 ``(N, C, H, W)`` tensor/array; when omitted it is made from the
     ``preprocess`` recipe's size and channels. ``out``: the bundle directory (default
     ``<name>.<target>.prism`` in the working directory). Returns the written, re-verified bundle.
     """
     tgt = get_target(target)
-    precision = precision or tgt.default_precision
-    if precision not in tgt.precisions:
-        raise InputError(f"target '{tgt.name}' does not support precision '{precision}' "
-                         f"(supported: {', '.join(tgt.precisions)})")
     recipe = PreprocessRecipe.from_dict(preprocess) if isinstance(preprocess, dict) else preprocess
     if example_input is None:
         if recipe is None:
@@ -41,12 +134,14 @@ def deploy(model, target: str = "cpu", *, example_input=None, out: str | os.Path
         if tuple(x.shape[1:]) != (c, *recipe.size):
             raise InputError(f"preprocess recipe produces (N, {c}, {recipe.size[0]}, {recipe.size[1]}) "
                              f"but example_input has shape {tuple(x.shape)}")
+    if precision is not None:
+        tgt.check_precision(precision)
+    package = next(fn for matches, fn in _PACKAGERS if matches(model))
+    packaged = package(model, x, tgt, precision=precision, form=form, atol=atol)
+    tgt.check_precision(packaged.precision)
     name = name or type(model).__name__.lower()
-    result = export_onnx(model, x, opset=tgt.opset)
-    graph = GraphSpec("main", "model.onnx", result.inputs, result.outputs)
     out = Path(out) if out is not None else Path(f"{name}.{tgt.name}.prism")
-    return write_bundle(out, {"model.onnx": result.onnx_bytes}, target=tgt.name,
-                        precision=precision, graphs=[graph],
-                        preprocess=recipe.to_dict() if recipe else None,
-                        export=result.report(),
-                        metadata={"name": name, **(metadata or {})})
+    return write_bundle(out, packaged.files, target=tgt.name, precision=packaged.precision,
+                        graphs=packaged.graphs, preprocess=recipe.to_dict() if recipe else None,
+                        export=packaged.export, metadata={"name": name, **(metadata or {})},
+                        **packaged.sections)

@@ -85,32 +85,56 @@ def export_onnx(model, example_input, *, opset: int = 17, input_name: str = "inp
                               input_names=[input_name], output_names=list(output_names),
                               dynamic_axes=axes, do_constant_folding=True)
     except Exception as e:  # the exporter raises many types; name the model and re-raise ours
+        model.train(was_training)
         raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {e}") from e
+    try:
+        return verify_onnx(buf.getvalue(), model, x, input_name=input_name,
+                           output_names=output_names, dynamic_batch=dynamic_batch, atol=atol,
+                           what=type(model).__name__, opset=opset)
     finally:
         model.train(was_training)
-    data = buf.getvalue()
+
+
+def verify_onnx(data: bytes, reference, x, *, input_name: str = "input",
+                output_names: tuple[str, ...] = ("logits",), dynamic_batch: bool = True,
+                atol: float = 1e-3, relative: bool = False, what: str = "model",
+                opset: int = 17) -> ExportResult:
+    """Check an ONNX graph against a PyTorch ``reference`` callable.
+
+    ``onnx.checker`` (full check with shape inference) must pass; ONNX Runtime must run the
+    graph on ``x`` and, with ``dynamic_batch``, on a batch of another size; the largest absolute
+    difference to ``reference`` must stay below ``atol`` (times max |reference| if ``relative``).
+    """
+    import onnx
+    import onnxruntime as ort
+    import torch
+
     proto = onnx.load_from_string(data)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as e:
-        raise ExportError(f"exported ONNX for {type(model).__name__} fails onnx.checker: {e}") from e
-
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        raise ExportError(f"exported ONNX for {what} fails onnx.checker: {e}") from e
+    try:
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+        raise ExportError(f"ONNX Runtime cannot load the exported ONNX for {what}: {e}") from e
     batches = [x]
     if dynamic_batch:
         batches.append(torch.cat([x, x[:1]], 0))  # a second batch size proves the dynamic axis
-    max_diff = 0.0
+    max_diff, scale = 0.0, 0.0
     with torch.no_grad():
         for xb in batches:
-            ref = model.eval()(xb)
+            ref = reference(xb)
             ref = ref if isinstance(ref, (tuple, list)) else (ref,)
             got = session.run(None, {input_name: xb.numpy()})
             for name, r, g in zip(output_names, ref, got):
                 if tuple(r.shape) != g.shape:
-                    raise ExportError(f"output '{name}': ONNX shape {g.shape} != torch {tuple(r.shape)}")
+                    raise ExportError(f"{what}: output '{name}' has ONNX shape {g.shape}, "
+                                      f"PyTorch {tuple(r.shape)}")
                 max_diff = max(max_diff, float(np.max(np.abs(r.numpy() - g))))
-    model.train(was_training)
-    if max_diff > atol:
-        raise ExportError(f"ONNX output differs from PyTorch by {max_diff:.3g} (> atol {atol})")
+                scale = max(scale, float(np.max(np.abs(r.numpy()))))
+    bound = atol * max(scale, 1.0) if relative else atol
+    if max_diff > bound:
+        raise ExportError(f"{what}: ONNX output differs from PyTorch by {max_diff:.3g} (> {bound:.3g})")
     return ExportResult(data, _specs(proto.graph.input), _specs(proto.graph.output), opset,
                         max_diff, tuple(int(b.shape[0]) for b in batches))

@@ -57,6 +57,22 @@ def test_train_deploy_infer_bench(trained, tmp_path, capsys):
     assert report["host"]["cores"] >= 1
 
 
+def test_quantize_command(trained, tmp_path, capsys):
+    from sdk.models.train import checkpoint_path, default_config
+
+    assert main(["train", "--model", "lenet5", "--epochs", "3", "--quiet"]) == 0
+    fp32 = json.loads(capsys.readouterr().out)["test_accuracy"]
+    stem = checkpoint_path(default_config("lenet5", epochs=3))
+    out = tmp_path / "q.prism"
+    assert main(["quantize", str(stem), "--bits", "8", "--calibration-samples", "128",
+                 "--out", str(out), "--quiet"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["precision"] == "pwlq8" and res["form"] == "integer"
+    assert abs(res["test_accuracy"] - fp32) < 0.01  # 8-bit PWLQ keeps the FP32 accuracy
+    assert main(["quantize", str(stem), "--bits", "12", "--out", str(out), "--quiet"]) == 2
+    assert "12" in capsys.readouterr().err
+
+
 def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["infer", str(tmp_path / "missing.prism"), "--dataset", "mnist5k"]) == 2
     assert "bundle not found" in capsys.readouterr().err
