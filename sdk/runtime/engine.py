@@ -125,8 +125,23 @@ class Engine:
                 f"{self.input_spec.dtype})")
 
 
+# manifest section -> engine class for bundles that need more than one graph run (e.g. the
+# "dynamic" section of multi-stage S2DNAS bundles). Registered by the module that defines it.
+_ENGINE_KINDS: dict[str, type[Engine]] = {}
+
+
+def register_engine_kind(manifest_section: str, cls: type[Engine]) -> None:
+    _ENGINE_KINDS[manifest_section] = cls
+
+
 def load(path: str | os.PathLike, backend: str = "auto", *, verify: bool = True,
-         **backend_options: Any) -> Engine:
+         **options: Any) -> Engine:
     """Open a bundle directory and bind it to a backend (``"auto"``: the target's best
-    available one). Checksums are verified unless ``verify=False``."""
-    return Engine(read_bundle(Path(path), verify=verify), backend=backend, **backend_options)
+    available one). Checksums are verified unless ``verify=False``. Bundles with a section
+    registered by ``register_engine_kind`` get that engine class; ``options`` go to it (and
+    from there to the backend)."""
+    bundle = read_bundle(Path(path), verify=verify)
+    for section, cls in _ENGINE_KINDS.items():
+        if bundle.manifest.get(section):
+            return cls(bundle, backend=backend, **options)
+    return Engine(bundle, backend=backend, **options)

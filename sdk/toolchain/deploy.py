@@ -7,6 +7,7 @@ is a new entry, not another branch here.
 from __future__ import annotations
 
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,9 +85,23 @@ def _package_quantized(qmodel, x, target: Target, *, precision: str | None, form
     result = verify_onnx(data, qmodel, x, atol=1e-2, relative=True, what=f"{own} ({form} form)",
                          opset=target.opset)
     arrays = pack_tables(qmodel)
+    files = {"model.onnx": data}
+    sections: dict[str, Any] = {}
+    # The native backend's execution plan; a model it cannot run still deploys (ORT runs it).
+    from ..errors import PrismError
+    from .quant.plan import build_plan
+
+    try:
+        plan, consts = build_plan(qmodel, x)
+        arrays = {**arrays, **consts}
+        files["plan.json"] = json.dumps(plan, indent=1).encode()
+        sections["native"] = {"plan": "plan.json", "tables": "tables.npz"}
+    except PrismError as e:
+        sections["native"] = {"unsupported": str(e)}
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     tables = buf.getvalue()
+    files["tables.npz"] = tables
     fp32_weight_bytes = sum(4 * t.codes.size for t in qmodel.tables.values())
     packed_weight_bytes = sum(arrays[f"{name}/{k}"].nbytes for name in qmodel.tables
                               for k in ("codes", "regions"))
@@ -98,8 +113,7 @@ def _package_quantized(qmodel, x, target: Target, *, precision: str | None, form
                          "packed_weight_ratio": packed_weight_bytes / max(fp32_weight_bytes, 1)}}
     graph = GraphSpec("main", "model.onnx", result.inputs, result.outputs, {"form": form})
     report = {**result.report(), "reference": "PyTorch simulation of the quantized arithmetic"}
-    return Packaged({"model.onnx": data, "tables.npz": tables}, [graph], own, report,
-                    {"quantization": section})
+    return Packaged(files, [graph], own, report, {"quantization": section, **sections})
 
 
 register_packager(lambda m: True, _package_float)  # the fallback: any nn.Module

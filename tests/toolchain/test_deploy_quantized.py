@@ -29,7 +29,8 @@ def test_quantized_bundle_matches_simulation(qmodel, form, tmp_path):
     assert q["form"] == form and q["tables"] == "tables.npz"
     assert {layer["name"] for layer in q["layers"]} == set(qmodel.tables)
     assert q["sizes"]["packed_weight_ratio"] < 0.2
-    assert set(bundle.manifest["files"]) == {"model.onnx", "tables.npz"}
+    assert set(bundle.manifest["files"]) == {"model.onnx", "tables.npz", "plan.json"}
+    assert bundle.manifest["native"] == {"plan": "plan.json", "tables": "tables.npz"}
     assert bundle.entry.extra["form"] == form
 
     x = normalize(load_dataset("mnist5k", "test").images[:64], "mnist5k")
