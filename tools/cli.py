@@ -71,13 +71,23 @@ def calibration_batch(dataset: str, samples: int, seed: int = 0) -> np.ndarray:
 
 
 def cmd_quantize(args) -> int:
-    import torch
+    if args.checkpoint.suffix == ".onnx":  # an existing ONNX model: no PyTorch source needed
+        from sdk.data import dataset_info
 
-    from sdk.models.train import load_checkpoint
+        dataset = args.dataset or "mnist5k"
+        info = dataset_info(dataset)
+        model = str(args.checkpoint)
+        meta = {"architecture": {"name": args.checkpoint.stem}, "dataset": info,
+                "accuracy": {"test": None}}
+        calib = calibration_batch(dataset, args.calibration_samples)
+    else:
+        import torch
 
-    model, meta = load_checkpoint(args.checkpoint)
-    dataset = meta["dataset"]["name"]
-    calib = torch.from_numpy(calibration_batch(dataset, args.calibration_samples))
+        from sdk.models.train import load_checkpoint
+
+        model, meta = load_checkpoint(args.checkpoint)
+        dataset = meta["dataset"]["name"]
+        calib = torch.from_numpy(calibration_batch(dataset, args.calibration_samples))
     qmodel = sdk.quantize(model, calib, scheme=args.scheme, weight_bits=args.bits,
                           breakpoints=args.breakpoints, breakpoint_method=args.method,
                           bias_correction=not args.no_bias_correction, act_bits=args.act_bits,
@@ -164,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_deploy)
 
     q = sub.add_parser("quantize", help="post-training quantization (PWLQ/uniform) into a bundle")
-    q.add_argument("checkpoint", type=Path)
+    q.add_argument("checkpoint", type=Path, help="a checkpoint (prism train) or an .onnx model")
+    q.add_argument("--dataset", help="calibration/evaluation data for an .onnx model (default mnist5k)")
     q.add_argument("--scheme", default="pwlq", choices=["pwlq", "uniform"])
     q.add_argument("--bits", type=int, default=4, help="weight bits, 2-8")
     q.add_argument("--breakpoints", type=int, default=1, help="PWLQ breakpoints, 1-3")

@@ -46,6 +46,7 @@ def register_packager(matches: Callable[[Any], bool], package: Packager, *, firs
 
 def _package_float(model, x, target: Target, *, precision: str | None, form: str | None,
                    atol: float) -> Packaged:
+    x = to_torch_input(x)
     if precision not in (None, *target.precisions):
         raise InputError(f"precision '{precision}' needs a quantized model: quantize first with "
                          f"sdk.quantize(model, calibration_data, ...) and deploy the result "
@@ -69,7 +70,20 @@ def _package_quantized(qmodel, x, target: Target, *, precision: str | None, form
     from .quant import export_onnx as export_quantized
     from .quant import manifest_section, pack_tables
 
-    cfg = qmodel.config
+    from .quant.plan import build_plan
+
+    x = to_torch_input(x)
+    own, form = _quant_precision_form(qmodel.config, target, precision, form)
+    data = export_quantized(qmodel, x, form=form).SerializeToString()
+    # The ONNX form must reproduce the PyTorch simulation of the quantized arithmetic.
+    result = verify_onnx(data, qmodel, x, atol=1e-2, relative=True, what=f"{own} ({form} form)",
+                         opset=target.opset)
+    return _quantized_package(qmodel, data, result, form, own, pack_tables(qmodel),
+                              manifest_section(qmodel), lambda: build_plan(qmodel, x),
+                              "PyTorch simulation of the quantized arithmetic")
+
+
+def _quant_precision_form(cfg, target: Target, precision, form) -> tuple[str, str]:
     own = f"{cfg.scheme}{cfg.weight_bits}"
     if precision is not None and precision != own:
         raise InputError(f"precision '{precision}' does not match the quantized model ({own}); "
@@ -80,19 +94,21 @@ def _package_quantized(qmodel, x, target: Target, *, precision: str | None, form
     if form not in target.quant_forms:
         raise InputError(f"form '{form}' is not supported by target '{target.name}' "
                          f"(forms: {', '.join(target.quant_forms)})")
-    data = export_quantized(qmodel, x, form=form).SerializeToString()
-    # The ONNX form must reproduce the PyTorch simulation of the quantized arithmetic.
-    result = verify_onnx(data, qmodel, x, atol=1e-2, relative=True, what=f"{own} ({form} form)",
-                         opset=target.opset)
-    arrays = pack_tables(qmodel)
+    return own, form
+
+
+def _quantized_package(qmodel, data: bytes, result, form: str, own: str, arrays: dict,
+                       section: dict, make_plan, reference: str) -> Packaged:
+    """Bundle files of a quantized model: its ONNX form, packed tables, native plan."""
+    from ..errors import PrismError
+
     files = {"model.onnx": data}
     sections: dict[str, Any] = {}
-    # The native backend's execution plan; a model it cannot run still deploys (ORT runs it).
-    from ..errors import PrismError
-    from .quant.plan import build_plan
-
-    try:
-        plan, consts = build_plan(qmodel, x)
+    fp32_weight_bytes = sum(4 * t.codes.size for t in qmodel.tables.values())
+    packed_weight_bytes = sum(arrays[f"{name}/{k}"].nbytes for name in qmodel.tables
+                              for k in ("codes", "regions"))
+    try:  # the native backend's execution plan; a model it cannot run still deploys (ORT runs it)
+        plan, consts = make_plan()
         arrays = {**arrays, **consts}
         files["plan.json"] = json.dumps(plan, indent=1).encode()
         sections["native"] = {"plan": "plan.json", "tables": "tables.npz"}
@@ -102,22 +118,53 @@ def _package_quantized(qmodel, x, target: Target, *, precision: str | None, form
     np.savez(buf, **arrays)
     tables = buf.getvalue()
     files["tables.npz"] = tables
-    fp32_weight_bytes = sum(4 * t.codes.size for t in qmodel.tables.values())
-    packed_weight_bytes = sum(arrays[f"{name}/{k}"].nbytes for name in qmodel.tables
-                              for k in ("codes", "regions"))
-    section = {**manifest_section(qmodel), "form": form, "tables": "tables.npz",
+    section = {**section, "form": form, "tables": "tables.npz",
                "tables_format": int(arrays["__format__"]),
                "sizes": {"onnx_bytes": len(data), "tables_bytes": len(tables),
                          "fp32_weight_bytes": fp32_weight_bytes,
                          "packed_weight_bytes": packed_weight_bytes,
                          "packed_weight_ratio": packed_weight_bytes / max(fp32_weight_bytes, 1)}}
     graph = GraphSpec("main", "model.onnx", result.inputs, result.outputs, {"form": form})
-    report = {**result.report(), "reference": "PyTorch simulation of the quantized arithmetic"}
+    report = {**result.report(), "reference": reference}
     return Packaged(files, [graph], own, report, {"quantization": section, **sections})
+
+
+def _is_quantized_onnx(model) -> bool:
+    return type(model).__name__ == "QuantizedOnnx"
+
+
+def _package_quantized_onnx(qonnx, x, target: Target, *, precision: str | None, form: str | None,
+                            atol: float) -> Packaged:
+    """A quantized existing ONNX model: no PyTorch involved; the chosen form is checked against
+    the QDQ simulation on ONNX Runtime."""
+    from .export import ExportResult, _specs
+    from .quant.plan import build_plan_onnx
+
+    own, form = _quant_precision_form(qonnx.config, target, precision, form)
+    proto = qonnx.export(form)
+    data = proto.SerializeToString()
+    import onnxruntime as ort
+
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    diffs = []
+    for xb in (x, np.concatenate([x, x[:1]])):
+        got = session.run(None, {qonnx.input_name: xb})[0]
+        ref = qonnx.run_simulation(xb)
+        diffs.append(float(np.max(np.abs(got - ref))))
+        if diffs[-1] > 1e-2 * max(1.0, float(np.max(np.abs(ref)))):
+            raise InputError(f"{own} ({form} form) differs from the QDQ simulation by {diffs[-1]:.3g}")
+    result = ExportResult(data, _specs(proto.graph.input), _specs(proto.graph.output),
+                          proto.opset_import[0].version, max(diffs), (len(x), len(x) + 1),
+                          exporter="prism-quant (ONNX input)")
+    return _quantized_package(qonnx, data, result, form, own, qonnx.pack_tables(),
+                              qonnx.manifest_section(), lambda: build_plan_onnx(qonnx),
+                              "QDQ simulation on ONNX Runtime")
 
 
 register_packager(lambda m: True, _package_float)  # the fallback: any nn.Module
 register_packager(_is_quantized, _package_quantized)
+register_packager(_is_quantized_onnx, _package_quantized_onnx)
 
 
 def deploy(model, target: str = "cpu", *, example_input=None, out: str | os.PathLike | None = None,
@@ -138,11 +185,9 @@ def deploy(model, target: str = "cpu", *, example_input=None, out: str | os.Path
     if example_input is None:
         if recipe is None:
             raise InputError("deploy needs example_input (or a preprocess recipe to derive its shape)")
-        import torch
-
         c = 1 if recipe.channels == "gray" else 3
-        example_input = torch.zeros(1, c, *recipe.size)
-    x = to_torch_input(example_input)
+        example_input = np.zeros((1, c, *recipe.size), np.float32)
+    x = example_input
     if recipe is not None:
         c = 1 if recipe.channels == "gray" else 3
         if tuple(x.shape[1:]) != (c, *recipe.size):

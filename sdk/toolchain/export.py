@@ -26,12 +26,16 @@ class ExportResult:
     max_abs_diff: float           # max |onnxruntime - torch| over the checked batches
     checked_batches: tuple[int, ...]
 
-    def report(self) -> dict[str, Any]:
-        import torch
+    exporter: str = "torch.onnx (TorchScript)"
 
-        return {"exporter": "torch.onnx (TorchScript)", "torch_version": torch.__version__,
-                "opset": self.opset, "max_abs_diff": self.max_abs_diff,
-                "checked_batches": list(self.checked_batches)}
+    def report(self) -> dict[str, Any]:
+        out = {"exporter": self.exporter, "opset": self.opset, "max_abs_diff": self.max_abs_diff,
+               "checked_batches": list(self.checked_batches)}
+        if self.exporter.startswith("torch"):
+            import torch
+
+            out["torch_version"] = torch.__version__
+        return out
 
 
 _ONNX_DTYPES = {1: "float32", 10: "float16", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool"}

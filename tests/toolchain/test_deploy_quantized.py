@@ -78,3 +78,31 @@ def test_quantize_rejects_bad_arguments(tiny_model, calib):
         sdk.quantize(tiny_model, calib, breakpoints=4, progress=False)
     with pytest.raises(sdk.InputError):
         sdk.quantize(tiny_model, calib[:, :, :20], progress=False)
+
+
+def test_existing_onnx_model_quantizes_and_deploys(tiny_bundle, calib, tmp_path):
+    """ONNX in → bundle out, no PyTorch model needed: sdk.quantize on the FP32 bundle's ONNX."""
+    qonnx = sdk.quantize(str(tiny_bundle.file("model.onnx")), calib.numpy(), weight_bits=4, progress=False)
+    bundle = sdk.deploy(qonnx, out=tmp_path / "onnx-in.prism", preprocess=tiny_bundle.preprocess,
+                        name="tiny-onnx")
+    assert bundle.precision == "pwlq4"
+    assert bundle.manifest["export"]["exporter"] == "prism-quant (ONNX input)"
+    assert bundle.manifest["native"] == {"plan": "plan.json", "tables": "tables.npz"}
+    x = normalize(load_dataset("mnist5k", "test").images[:32], "mnist5k")
+    with sdk.load(bundle.path) as engine:
+        got = engine.infer(x)
+    ref = qonnx.run_simulation(x)
+    np.testing.assert_allclose(got, ref, atol=1e-3 * np.abs(ref).max())
+
+
+def test_onnx_without_weights_is_rejected(tmp_path, calib):
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["input"], ["logits"])], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 1, 28, 28])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, 28, 28])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(sdk.InputError, match="Conv/Gemm/MatMul"):
+        sdk.quantize(str(path), calib.numpy(), progress=False)

@@ -69,6 +69,13 @@ def test_quantize_command(trained, tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["precision"] == "pwlq8" and res["form"] == "integer"
     assert abs(res["test_accuracy"] - fp32) < 0.01  # 8-bit PWLQ keeps the FP32 accuracy
+    # an existing ONNX model (the FP32 bundle's graph) quantizes the same way
+    assert main(["deploy", str(stem), "--out", str(tmp_path / "fp32.prism")]) == 0
+    capsys.readouterr()
+    assert main(["quantize", str(tmp_path / "fp32.prism" / "model.onnx"), "--bits", "8",
+                 "--calibration-samples", "128", "--out", str(tmp_path / "o.prism"), "--quiet"]) == 0
+    res_onnx = json.loads(capsys.readouterr().out)
+    assert abs(res_onnx["test_accuracy"] - fp32) < 0.01
     assert main(["quantize", str(stem), "--bits", "12", "--out", str(out), "--quiet"]) == 2
     assert "12" in capsys.readouterr().err
 

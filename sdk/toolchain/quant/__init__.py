@@ -18,13 +18,14 @@ from .core import QuantizedWeight
 from .export import export_onnx, manifest_section
 from .layers import HANDLERS, LayerHandler
 from .model import QuantizedLayer, QuantizedModel
+from .onnx_input import QuantizedOnnx, quantize_onnx
 from .packing import pack_tables, unpack_tables
 from .pwlq import quantize_pwlq
 from .tables import LayerQuantTable
 from .uniform import quantize_uniform
 
 __all__ = [
-    "quantize", "QuantizedModel", "QuantizedLayer", "LayerQuantTable", "QuantConfig",
+    "quantize", "quantize_onnx", "QuantizedOnnx", "QuantizedModel", "QuantizedLayer", "LayerQuantTable", "QuantConfig",
     "export_onnx", "manifest_section", "pack_tables", "unpack_tables",
     "quantize_pwlq", "quantize_uniform", "QuantizedWeight",
     "Calibrator", "TopKMedian", "Percentile", "MinMax", "CALIBRATORS", "HANDLERS", "LayerHandler",

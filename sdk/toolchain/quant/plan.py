@@ -42,28 +42,36 @@ def _attr(a: onnx.AttributeProto):
 
 
 def build_plan(qmodel, example_input) -> tuple[dict, dict[str, np.ndarray]]:
-    """The native execution plan of ``qmodel`` and the constant arrays it references.
+    """The native execution plan of a PyTorch ``QuantizedModel`` and the constants it references.
 
     Raises PrismError naming the first op the native backend cannot run.
     """
     model = export_float(qmodel.float_model, example_input.detach().cpu().float())
-    graph = model.graph
     float_weights = {name: qmodel.float_model.get_submodule(name).weight.detach().cpu().float().numpy()
                      for name in qmodel.tables}
-    mapping = map_layers(model, qmodel.tables, float_weights)
+    return plan_from_graph(model.graph, map_layers(model, qmodel.tables, float_weights))
+
+
+def build_plan_onnx(qonnx) -> tuple[dict, dict[str, np.ndarray]]:
+    """The native execution plan of a ``QuantizedOnnx`` (its tables are keyed by node name)."""
+    graph = qonnx.folded_model.graph
+    mapping = {i: n.name for i, n in enumerate(graph.node) if n.name in qonnx.tables}
+    return plan_from_graph(graph, mapping)
+
+
+def plan_from_graph(graph: onnx.GraphProto, mapping: dict[int, str]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Plan of a float graph whose nodes ``mapping`` (index -> layer name) are quantized."""
     constants = _constants(graph)
     consts: dict[str, np.ndarray] = {}
     nodes = []
     for index, node in enumerate(graph.node):
         if node.op_type == "Constant":
             continue
-        attrs = {a.name: _attr(a) for a in node.attribute}
+        attrs = {a.name: _attr(a) for a in node.attribute if not (index in mapping and a.name == "value")}
         if index in mapping:
-            inputs = [node.input[0]]
-            if node.op_type == "MatMul" or len(node.input) < 3:
-                pass  # bias (if any) comes from the layer's table or a following Add
+            # bias comes from the layer's table (Conv, Gemm) or a following Add (MatMul)
             nodes.append({"op": _QUANTIZED_OP[node.op_type], "layer": mapping[index],
-                          "inputs": inputs, "outputs": list(node.output), "attrs": attrs})
+                          "inputs": [node.input[0]], "outputs": list(node.output), "attrs": attrs})
             continue
         if node.op_type not in NATIVE_OPS:
             raise PrismError(f"ONNX op {node.op_type} (node '{node.name}') is not supported by the "
