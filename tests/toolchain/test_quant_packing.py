@@ -9,7 +9,7 @@ from torch import nn
 
 from sdk.errors import BundleError
 from sdk.toolchain.quant import pack_tables, quantize, unpack_tables
-from sdk.toolchain.quant.packing import pack_codes, pack_regions, unpack_codes, unpack_regions
+from sdk.formats.packed_tables import pack_codes, pack_regions, unpack_codes, unpack_regions
 from sdk.toolchain.quant.pwlq import quantize_pwlq
 
 
@@ -86,7 +86,7 @@ def test_property_regions_round_trip(case):
 def test_packed_4bit_conv_is_at_most_a_fifth_of_fp32():
     """A 256x256x3x3 conv: 4-bit codes (2 per byte) + 1-bit region mask + per-channel tables."""
     from collections import OrderedDict
-    from sdk.toolchain.quant.tables import LayerQuantTable
+    from sdk.formats.layer_table import LayerQuantTable
 
     w = np.random.default_rng(0).normal(size=(256, 256, 3, 3)).astype(np.float32)
     qw = quantize_pwlq(w, 4)

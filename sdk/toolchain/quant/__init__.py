@@ -9,7 +9,7 @@ Rooms: ``core`` (region codes shared by both weight schemes), ``uniform``/``pwlq
 ``calibration``/``activation`` (activation ranges and quantizers), ``folding`` (batch norms),
 ``layers`` (per-layer handlers), ``api``/``model``/``tables`` (model level), ``export``/``qdq``/
 ``integer``/``onnx_graph`` (ONNX), ``integer_reference`` (NumPy twin of the integer kernels),
-``packing`` (tables for native kernels).
+the ``tables.npz`` format lives in ``sdk.formats`` (shared with the runtime).
 """
 from .api import quantize
 from .calibration import CALIBRATORS, Calibrator, MinMax, Percentile, TopKMedian
@@ -19,9 +19,9 @@ from .export import export_onnx, manifest_section
 from .layers import HANDLERS, LayerHandler
 from .model import QuantizedLayer, QuantizedModel
 from .onnx_input import QuantizedOnnx, quantize_onnx
-from .packing import pack_tables, unpack_tables
+from ...formats.packed_tables import pack_tables, unpack_tables
 from .pwlq import quantize_pwlq
-from .tables import LayerQuantTable
+from ...formats.layer_table import LayerQuantTable
 from .uniform import quantize_uniform
 
 __all__ = [

@@ -28,7 +28,7 @@ from .config import QuantConfig
 from .folding import fold_batch_norms
 from .layers import HANDLERS, handler_for, has_own_weights
 from .model import QuantizedLayer, QuantizedModel
-from .tables import LayerQuantTable
+from ...formats.layer_table import LayerQuantTable
 from .weights import quantize_weight
 
 CalibrationData = Union[torch.Tensor, np.ndarray, Iterable]

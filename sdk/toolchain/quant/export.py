@@ -21,7 +21,7 @@ from ...errors import InputError
 from . import integer, qdq
 from .model import QuantizedModel
 from .onnx_graph import GraphRewriter, export_float, map_layers
-from .packing import pack_tables, unpack_tables
+from ...formats.packed_tables import pack_tables, unpack_tables
 
 FORMS: dict[str, Callable] = {"qdq": qdq.rewrite_node, "integer": integer.rewrite_node}
 

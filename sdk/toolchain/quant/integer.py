@@ -22,7 +22,7 @@ from onnx import helper
 
 from ...errors import PrismError
 from .onnx_graph import GraphRewriter, quantize_input
-from .tables import LayerQuantTable
+from ...formats.layer_table import LayerQuantTable
 
 
 def integer_terms(table: LayerQuantTable):

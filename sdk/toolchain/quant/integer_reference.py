@@ -10,7 +10,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .integer import box_kernel, integer_terms
-from .tables import LayerQuantTable
+from ...formats.layer_table import LayerQuantTable
 
 
 def conv_integer(x_q: np.ndarray, x_zero_point: int, w_q: np.ndarray, w_zero_point: int = 0,

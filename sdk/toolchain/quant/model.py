@@ -14,7 +14,7 @@ from torch import nn
 
 from .config import QuantConfig
 from .layers import LayerHandler
-from .tables import LayerQuantTable
+from ...formats.layer_table import LayerQuantTable
 
 
 class QuantizedLayer(nn.Module):

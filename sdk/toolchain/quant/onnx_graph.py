@@ -18,7 +18,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from ...errors import PrismError
-from .tables import LayerQuantTable
+from ...formats.layer_table import LayerQuantTable
 
 OPSET = 17
 

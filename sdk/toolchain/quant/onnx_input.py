@@ -31,14 +31,14 @@ from tqdm.auto import tqdm
 
 from ...errors import InputError
 from . import export as _export
-from . import packing
+from ...formats import packed_tables as packing
 from .activation import activation_quantizer
 from .api import _table  # the PyTorch path's table builder: both paths must build the same tables
 from .config import QuantConfig
 from .onnx_calibrate import InputSpec, OrtRunner, calibrate
 from .onnx_graph import GraphRewriter
 from .onnx_layers import NODE_HANDLERS, find_layers, fold_batch_norms, input_weights, name_nodes, prune_unused
-from .tables import LayerQuantTable
+from ...formats.layer_table import LayerQuantTable
 from .weights import quantize_weight
 
 MIN_OPSET = 13  # per-axis DequantizeLinear, used by the QDQ weight subgraphs

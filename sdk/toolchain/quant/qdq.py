@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from .onnx_graph import GraphRewriter, layout_of, quantize_input
-from .tables import LayerQuantTable
+from ...formats.layer_table import LayerQuantTable
 
 
 def rewrite_node(rw: GraphRewriter, index: int, node: onnx.NodeProto, table: LayerQuantTable) -> None:

@@ -40,8 +40,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ...errors import BundleError
-from .tables import LayerQuantTable
+from ..errors import BundleError
+from .layer_table import LayerQuantTable
 
 FORMAT_VERSION = 1
 _META_FIELDS = ("layer_type", "scheme", "weight_bits", "breakpoint_method", "per_channel", "act_scheme",
