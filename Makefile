@@ -32,3 +32,18 @@ test-cpp: $(STAMP)
 
 clean:
 	rm -rf build $(VENV) *.egg-info
+
+# The kernels' C++ tests cross-compiled for aarch64 (the Jetson CPU) and run under qemu-aarch64,
+# which exercises the NEON dot-product path. Installs the cross compiler and qemu when missing.
+AARCH64_BUILD := build/aarch64
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: test-aarch64
+test: test-aarch64
+
+test-aarch64: $(STAMP)
+	command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y g++-aarch64-linux-gnu qemu-user)
+	$(VENV)/bin/cmake -S . -B $(AARCH64_BUILD) -G Ninja -DPRISM_BUILD_PYTHON=OFF \
+	  -DCMAKE_TOOLCHAIN_FILE=kernels/cmake/aarch64-linux-gnu.cmake >/dev/null
+	$(VENV)/bin/cmake --build $(AARCH64_BUILD) --parallel
+	$(VENV)/bin/ctest --test-dir $(AARCH64_BUILD) --output-on-failure

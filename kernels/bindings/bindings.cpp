@@ -6,12 +6,17 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "prism/cpu_features.hpp"
+#include "prism/fold_conv.hpp"
 #include "prism/preprocess.hpp"
+#include "prism/qconv.hpp"
+#include "prism/qgemm.hpp"
 
 namespace py = pybind11;
 
@@ -51,6 +56,274 @@ void preprocess(py::array_t<std::uint8_t, py::array::c_style> frames,
   prism::preprocess_frames(src, dst, p);
 }
 
+// ---- PWLQ integer GEMM and convolution (sdk/kernels_int.py documents and checks the inputs).
+
+using I8Array = py::array_t<std::int8_t, py::array::c_style>;
+using U8Array = py::array_t<std::uint8_t, py::array::c_style>;
+using I32Array = py::array_t<std::int32_t, py::array::c_style>;
+using F32Array = py::array_t<float, py::array::c_style>;
+using Packed = std::shared_ptr<prism::PackedPwlqWeights>;
+
+prism::TailForm parse_tail_form(const std::string& name) {
+  if (name == "sparse") return prism::TailForm::Sparse;
+  if (name == "dense") return prism::TailForm::Dense;
+  if (name == "none") return prism::TailForm::None;
+  throw std::invalid_argument("tail_form must be 'sparse', 'dense' or 'none', got '" + name + "'");
+}
+
+const char* tail_form_name(prism::TailForm form) {
+  switch (form) {
+    case prism::TailForm::Sparse: return "sparse";
+    case prism::TailForm::Dense: return "dense";
+    case prism::TailForm::None: break;
+  }
+  return "none";
+}
+
+Packed pack_pwlq(I8Array center, std::optional<I8Array> tail, std::optional<I8Array> sign,
+                 std::int64_t channels, std::int64_t depth, std::int64_t groups,
+                 const std::string& form) {
+  const auto size = static_cast<py::ssize_t>(channels * depth);
+  if (center.size() != size || (tail && tail->size() != size) || (sign && sign->size() != size))
+    throw std::invalid_argument("center, tail and sign must hold N*K codes each");
+  const std::int8_t* c = center.data();
+  const std::int8_t* t = tail ? tail->data() : nullptr;
+  const std::int8_t* s = sign ? sign->data() : nullptr;
+  const prism::TailForm f = parse_tail_form(form);
+  py::gil_scoped_release release;
+  return std::make_shared<prism::PackedPwlqWeights>(
+      prism::pack_pwlq_weights(c, t, s, channels, depth, f, groups));
+}
+
+prism::QgemmOptions options(const std::string& path, int num_threads) {
+  prism::QgemmOptions o;
+  o.path = prism::parse_qgemm_path(path);
+  o.num_threads = num_threads;
+  return o;
+}
+
+// The per-channel vectors must each hold N float32 values.
+struct EpilogueArrays {
+  F32Array s1, s2, p, a, c, bias;
+  prism::PwlqEpilogue get(float sx, int zx, std::int64_t channels) const {
+    for (const F32Array* v : {&s1, &s2, &p, &a, &c, &bias})
+      if (v->ndim() != 1 || v->shape(0) != channels)
+        throw std::invalid_argument("per-channel parameters must be float32 (N,) arrays");
+    prism::PwlqEpilogue e;
+    e.sx = sx;
+    e.zx = zx;
+    e.s1 = s1.data();
+    e.s2 = s2.data();
+    e.p = p.data();
+    e.a = a.data();
+    e.c = c.data();
+    e.bias = bias.data();
+    return e;
+  }
+};
+
+void qgemm_accumulators(U8Array x, const Packed& w, I32Array a_c, I32Array a_t, I32Array a_s,
+                        I32Array r, const std::string& path, int num_threads) {
+  if (x.ndim() != 2 || x.shape(1) != w->depth) throw std::invalid_argument("x must be (M, K)");
+  const std::int64_t m = x.shape(0), n = w->channels;
+  for (I32Array* o : {&a_c, &a_t, &a_s})
+    if (o->ndim() != 2 || o->shape(0) != m || o->shape(1) != n)
+      throw std::invalid_argument("accumulators must be (M, N) int32");
+  if (r.ndim() != 1 || r.shape(0) != m) throw std::invalid_argument("r must be (M,) int32");
+  const prism::QgemmOptions o = options(path, num_threads);
+  const std::uint8_t* src = x.data();
+  std::int32_t *pc = a_c.mutable_data(), *pt = a_t.mutable_data(), *ps = a_s.mutable_data(),
+               *pr = r.mutable_data();
+  py::gil_scoped_release release;
+  prism::qgemm_accumulators(src, m, *w, pc, pt, ps, pr, o);
+}
+
+void qgemm(U8Array x, const Packed& w, float sx, int zx, const EpilogueArrays& params,
+           std::optional<F32Array> y, std::optional<U8Array> q, float out_scale,
+           int out_zero_point, bool relu, const std::string& path, int num_threads) {
+  if (x.ndim() != 2 || x.shape(1) != w->depth) throw std::invalid_argument("x must be (M, K)");
+  const std::int64_t m = x.shape(0), n = w->channels;
+  if (y.has_value() == q.has_value()) throw std::invalid_argument("give exactly one of y and q");
+  const py::ssize_t out_size = y ? y->size() : q->size();
+  if (out_size != m * n) throw std::invalid_argument("output must hold (M, N) values");
+  const prism::PwlqEpilogue e = params.get(sx, zx, n);
+  const prism::QgemmOptions o = options(path, num_threads);
+  const std::uint8_t* src = x.data();
+  float* py_out = y ? y->mutable_data() : nullptr;
+  std::uint8_t* pq = q ? q->mutable_data() : nullptr;
+  prism::Requantization rq;
+  rq.scale = out_scale;
+  rq.zero_point = out_zero_point;
+  rq.relu = relu;
+  py::gil_scoped_release release;
+  if (py_out)
+    prism::qgemm(src, m, *w, e, py_out, o);
+  else
+    prism::qgemm_requantized(src, m, *w, e, rq, pq, o);
+}
+
+void qconv2d(U8Array x, const Packed& w, std::int64_t kernel_h, std::int64_t kernel_w,
+             std::int64_t stride_h, std::int64_t stride_w, std::int64_t pad_h, std::int64_t pad_w,
+             std::int64_t dilation_h, std::int64_t dilation_w, float sx, int zx,
+             const EpilogueArrays& params, std::optional<F32Array> y, std::optional<U8Array> q,
+             float out_scale, int out_zero_point, bool relu, const std::string& path,
+             int num_threads) {
+  if (x.ndim() != 4) throw std::invalid_argument("x must be (B, C_in, H, W)");
+  prism::Conv2dGeometry g;
+  g.batch = x.shape(0);
+  g.in_channels = x.shape(1);
+  g.height = x.shape(2);
+  g.width = x.shape(3);
+  g.out_channels = w->channels;
+  g.kernel_h = kernel_h;
+  g.kernel_w = kernel_w;
+  g.stride_h = stride_h;
+  g.stride_w = stride_w;
+  g.pad_h = pad_h;
+  g.pad_w = pad_w;
+  g.dilation_h = dilation_h;
+  g.dilation_w = dilation_w;
+  g.groups = w->groups;
+  prism::check_conv2d(g, *w);
+  if (y.has_value() == q.has_value()) throw std::invalid_argument("give exactly one of y and q");
+  const py::ssize_t out_size = y ? y->size() : q->size();
+  if (out_size != g.batch * g.out_channels * g.out_height() * g.out_width())
+    throw std::invalid_argument("output must hold (B, C_out, H_out, W_out) values");
+  const prism::PwlqEpilogue e = params.get(sx, zx, w->channels);
+  const prism::QgemmOptions o = options(path, num_threads);
+  const std::uint8_t* src = x.data();
+  float* py_out = y ? y->mutable_data() : nullptr;
+  std::uint8_t* pq = q ? q->mutable_data() : nullptr;
+  prism::Requantization rq;
+  rq.scale = out_scale;
+  rq.zero_point = out_zero_point;
+  rq.relu = relu;
+  py::gil_scoped_release release;
+  if (py_out)
+    prism::qconv2d(src, g, *w, e, py_out, o);
+  else
+    prism::qconv2d_requantized(src, g, *w, e, rq, pq, o);
+}
+
+// ---- Folded convolution, FP32 and integer (sdk/fold_conv.py documents and checks the inputs).
+
+using PackedFold = std::shared_ptr<prism::PackedFoldWeights>;
+using PackedFoldQ = std::shared_ptr<prism::PackedFoldQWeights>;
+
+prism::FoldConvGeometry fold_geometry(const py::array& x, std::int64_t in_channels,
+                                      std::int64_t out_channels, std::int64_t kernel,
+                                      std::int64_t dilation, std::int64_t padding) {
+  if (x.ndim() != 4 || x.shape(1) != in_channels)
+    throw std::invalid_argument("x must be (B, C_in, H, W) with the packed C_in");
+  prism::FoldConvGeometry g;
+  g.batch = x.shape(0);
+  g.in_channels = in_channels;
+  g.height = x.shape(2);
+  g.width = x.shape(3);
+  g.out_channels = out_channels;
+  g.kernel = kernel;
+  g.dilation = dilation;
+  g.padding = padding;
+  prism::check_fold_conv(g);
+  return g;
+}
+
+void check_fold_output(const py::array& out, const prism::FoldConvGeometry& g) {
+  if (out.ndim() != 4 || out.shape(0) != g.batch || out.shape(1) != g.out_channels ||
+      out.shape(2) != g.out_height() || out.shape(3) != g.out_width())
+    throw std::invalid_argument("output must be (B, C_out, 2*Hf, 2*Wf)");
+}
+
+prism::FoldConvOptions fold_options(const std::string& path, int num_threads) {
+  prism::FoldConvOptions o;
+  o.path = prism::parse_fold_conv_path(path);
+  o.num_threads = num_threads;
+  return o;
+}
+
+PackedFold pack_fold(F32Array w, std::optional<F32Array> bias) {
+  if (w.ndim() != 4 || w.shape(0) % 4 || w.shape(1) % 4 || w.shape(2) != w.shape(3))
+    throw std::invalid_argument("w must be (4*C_out, 4*C_in, K, K) float32");
+  if (bias && (bias->ndim() != 1 || bias->shape(0) != w.shape(0)))
+    throw std::invalid_argument("bias must be (4*C_out,) float32");
+  const float* pw = w.data();
+  const float* pb = bias ? bias->data() : nullptr;
+  const std::int64_t co = w.shape(0) / 4, ci = w.shape(1) / 4, k = w.shape(2);
+  py::gil_scoped_release release;
+  return std::make_shared<prism::PackedFoldWeights>(prism::pack_fold_weights(pw, pb, ci, co, k));
+}
+
+void fold_conv2d(F32Array x, const PackedFold& w, std::int64_t dilation, std::int64_t padding,
+                 bool relu, F32Array y, const std::string& path, int num_threads) {
+  const prism::FoldConvGeometry g =
+      fold_geometry(x, w->in_channels, w->out_channels, w->kernel, dilation, padding);
+  check_fold_output(y, g);
+  const prism::FoldConvOptions o = fold_options(path, num_threads);
+  const float* src = x.data();
+  float* dst = y.mutable_data();
+  py::gil_scoped_release release;
+  prism::fold_conv2d(src, g, *w, relu, dst, o);
+}
+
+PackedFoldQ pack_fold_q(I8Array center, std::optional<I8Array> tail, std::optional<I8Array> sign) {
+  if (center.ndim() != 4 || center.shape(0) % 4 || center.shape(1) % 4 ||
+      center.shape(2) != center.shape(3))
+    throw std::invalid_argument("center must be (4*C_out, 4*C_in, K, K) int8");
+  if ((tail && tail->size() != center.size()) || (sign && sign->size() != center.size()))
+    throw std::invalid_argument("tail and sign must have the shape of center");
+  const std::int8_t* c = center.data();
+  const std::int8_t* t = tail ? tail->data() : nullptr;
+  const std::int8_t* s = sign ? sign->data() : nullptr;
+  const std::int64_t co = center.shape(0) / 4, ci = center.shape(1) / 4, k = center.shape(2);
+  py::gil_scoped_release release;
+  return std::make_shared<prism::PackedFoldQWeights>(
+      prism::pack_fold_qweights(c, t, s, ci, co, k));
+}
+
+void fold_qconv2d(U8Array x, const PackedFoldQ& w, std::int64_t dilation, std::int64_t padding,
+                  float sx, int zx, std::optional<EpilogueArrays> params,
+                  std::optional<I32Array> a_c, std::optional<I32Array> a_t,
+                  std::optional<I32Array> a_s, std::optional<I32Array> r,
+                  std::optional<F32Array> y, std::optional<U8Array> q, float out_scale,
+                  int out_zero_point, bool relu, const std::string& path, int num_threads) {
+  const prism::FoldConvGeometry g =
+      fold_geometry(x, w->in_channels, w->out_channels, w->kernel, dilation, padding);
+  prism::FoldQOutput out;
+  if (a_c && a_t && a_s && r) {
+    for (I32Array* a : {&*a_c, &*a_t, &*a_s}) check_fold_output(*a, g);
+    if (r->ndim() != 3 || r->shape(0) != g.batch || r->shape(1) != g.folded_out_height() ||
+        r->shape(2) != g.folded_out_width())
+      throw std::invalid_argument("r must be (B, Hf, Wf) int32");
+    out.a_c = a_c->mutable_data();
+    out.a_t = a_t->mutable_data();
+    out.a_s = a_s->mutable_data();
+    out.r = r->mutable_data();
+  } else if (y) {
+    check_fold_output(*y, g);
+    out.y = y->mutable_data();
+  } else if (q) {
+    check_fold_output(*q, g);
+    out.q = q->mutable_data();
+  } else {
+    throw std::invalid_argument("give a_c, a_t, a_s and r, or y, or q");
+  }
+  prism::PwlqEpilogue e;
+  e.zx = zx;
+  if (out.y || out.q) {
+    if (!params) throw std::invalid_argument("the float and requantized outputs need params");
+    e = params->get(sx, zx, 4 * w->out_channels);
+  }
+  prism::Requantization rq;
+  rq.scale = out_scale;
+  rq.zero_point = out_zero_point;
+  rq.relu = relu;
+  out.requant = &rq;
+  const prism::FoldConvOptions o = fold_options(path, num_threads);
+  const std::uint8_t* src = x.data();
+  py::gil_scoped_release release;
+  prism::fold_qconv2d(src, g, *w, e, out, o);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_kernels, m) {
@@ -72,4 +345,100 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("std"), py::arg("num_threads") = 0,
         "frames (N, H, W, C) uint8 -> out (N, C_out, h, w) float32 in place; see "
         "sdk.preprocess.preprocess.");
+  py::class_<prism::PackedPwlqWeights, std::shared_ptr<prism::PackedPwlqWeights>>(
+      m, "PackedPwlqWeights", "PWLQ weights packed for the integer kernels (see sdk.kernels_int).")
+      .def_readonly("channels", &prism::PackedPwlqWeights::channels)
+      .def_readonly("depth", &prism::PackedPwlqWeights::depth)
+      .def_readonly("groups", &prism::PackedPwlqWeights::groups)
+      .def_readonly("max_abs_code", &prism::PackedPwlqWeights::max_abs_code)
+      .def_property_readonly("tail_form",
+                             [](const prism::PackedPwlqWeights& w) { return tail_form_name(w.tail_form); })
+      .def_property_readonly("tail_block_density", &prism::PackedPwlqWeights::tail_block_density)
+      .def_property_readonly("nbytes", [](const prism::PackedPwlqWeights& w) {
+        return w.dense.size() + w.dense_tail.size() + w.dense_sign.size() +
+               w.tail_blocks.size() * sizeof(prism::QgemmTailBlock) +
+               w.tail_start.size() * sizeof(std::int64_t);
+      });
+  py::class_<EpilogueArrays>(m, "PwlqEpilogueArrays")
+      .def(py::init([](F32Array s1, F32Array s2, F32Array p, F32Array a, F32Array c,
+                       F32Array bias) { return EpilogueArrays{s1, s2, p, a, c, bias}; }),
+           py::arg("s1").noconvert(), py::arg("s2").noconvert(), py::arg("p").noconvert(),
+           py::arg("a").noconvert(), py::arg("c").noconvert(), py::arg("bias").noconvert());
+  m.def("qgemm_paths", []() {
+    py::dict d;
+    for (auto p : {prism::QgemmPath::Scalar, prism::QgemmPath::Avx2, prism::QgemmPath::Avx512Vnni,
+                   prism::QgemmPath::NeonDot})
+      d[prism::qgemm_path_name(p)] = prism::qgemm_path_unavailable_reason(p);
+    return d;
+  }, "{path: '' if it runs here, else why not}");
+  m.def("vpdpbusd_per_second", [](double seconds) {
+    py::gil_scoped_release release;
+    return prism::qgemm_detail::vpdpbusd_per_second(seconds);
+  }, py::arg("seconds") = 0.2, "Measured vpdpbusd zmm throughput per CPU-second of one thread (0 without VNNI).");
+  m.def("qgemm_best_path", []() { return std::string(prism::qgemm_path_name(prism::qgemm_best_path())); });
+  m.def("pack_pwlq_weights", &pack_pwlq, py::arg("center").noconvert(),
+        py::arg("tail").noconvert() = py::none(), py::arg("sign").noconvert() = py::none(),
+        py::arg("channels"), py::arg("depth"), py::arg("groups") = 1,
+        py::arg("tail_form") = "sparse", "See sdk.kernels_int.pack_pwlq_weights.");
+  m.def("qgemm_accumulators", &qgemm_accumulators, py::arg("x").noconvert(), py::arg("packed"),
+        py::arg("a_c").noconvert(), py::arg("a_t").noconvert(), py::arg("a_s").noconvert(),
+        py::arg("r").noconvert(), py::arg("path") = "auto", py::arg("num_threads") = 0,
+        "See sdk.kernels_int.qgemm_accumulators.");
+  m.def("qgemm", &qgemm, py::arg("x").noconvert(), py::arg("packed"), py::arg("sx"),
+        py::arg("zx"), py::arg("params"), py::arg("y").noconvert() = py::none(),
+        py::arg("q").noconvert() = py::none(), py::arg("out_scale") = 1.0f,
+        py::arg("out_zero_point") = 0, py::arg("relu") = false, py::arg("path") = "auto",
+        py::arg("num_threads") = 0, "See sdk.kernels_int.qgemm.");
+  m.def("qconv2d", &qconv2d, py::arg("x").noconvert(), py::arg("packed"), py::arg("kernel_h"),
+        py::arg("kernel_w"), py::arg("stride_h"), py::arg("stride_w"), py::arg("pad_h"),
+        py::arg("pad_w"), py::arg("dilation_h"), py::arg("dilation_w"), py::arg("sx"),
+        py::arg("zx"), py::arg("params"), py::arg("y").noconvert() = py::none(),
+        py::arg("q").noconvert() = py::none(), py::arg("out_scale") = 1.0f,
+        py::arg("out_zero_point") = 0, py::arg("relu") = false, py::arg("path") = "auto",
+        py::arg("num_threads") = 0, "See sdk.kernels_int.qconv2d.");
+  py::class_<prism::PackedFoldWeights, PackedFold>(
+      m, "PackedFoldWeights", "FP32 folded-convolution weights packed once (see sdk.fold_conv).")
+      .def_readonly("in_channels", &prism::PackedFoldWeights::in_channels)
+      .def_readonly("out_channels", &prism::PackedFoldWeights::out_channels)
+      .def_readonly("kernel", &prism::PackedFoldWeights::kernel)
+      .def_property_readonly("nbytes", [](const prism::PackedFoldWeights& w) {
+        return (w.data.size() + w.bias.size()) * sizeof(float);
+      });
+  py::class_<prism::PackedFoldQWeights, PackedFoldQ>(
+      m, "PackedFoldQWeights", "Integer folded-convolution weights packed once (see sdk.fold_conv).")
+      .def_readonly("in_channels", &prism::PackedFoldQWeights::in_channels)
+      .def_readonly("out_channels", &prism::PackedFoldQWeights::out_channels)
+      .def_readonly("kernel", &prism::PackedFoldQWeights::kernel)
+      .def_readonly("has_tail", &prism::PackedFoldQWeights::has_tail)
+      .def_property_readonly("tail_group_density", &prism::PackedFoldQWeights::tail_group_density)
+      .def_property_readonly("nbytes", [](const prism::PackedFoldQWeights& w) {
+        return w.dense.size() + w.tail_groups.size() * sizeof(prism::FoldTailGroup) +
+               w.tail_start.size() * sizeof(std::int64_t);
+      });
+  m.def("fold_conv_paths", [](bool integer) {
+    py::dict d;
+    for (auto p : {prism::FoldConvPath::Scalar, prism::FoldConvPath::Avx2,
+                   prism::FoldConvPath::Avx512, prism::FoldConvPath::Avx512Vnni})
+      d[prism::fold_conv_path_name(p)] = prism::fold_conv_path_unavailable_reason(p, integer);
+    return d;
+  }, py::arg("integer"), "{path: '' if the FP32 / integer kernel runs on it here, else why not}");
+  m.def("fold_conv_best_path", [](bool integer) {
+    return std::string(prism::fold_conv_path_name(prism::fold_conv_best_path(integer)));
+  }, py::arg("integer"));
+  m.def("pack_fold_weights", &pack_fold, py::arg("w").noconvert(),
+        py::arg("bias").noconvert() = py::none(), "See sdk.fold_conv.pack_fold_weights.");
+  m.def("fold_conv2d", &fold_conv2d, py::arg("x").noconvert(), py::arg("packed"),
+        py::arg("dilation"), py::arg("padding"), py::arg("relu"), py::arg("y").noconvert(),
+        py::arg("path") = "auto", py::arg("num_threads") = 0, "See sdk.fold_conv.fold_conv2d.");
+  m.def("pack_fold_qweights", &pack_fold_q, py::arg("center").noconvert(),
+        py::arg("tail").noconvert() = py::none(), py::arg("sign").noconvert() = py::none(),
+        "See sdk.fold_conv.pack_fold_qweights.");
+  m.def("fold_qconv2d", &fold_qconv2d, py::arg("x").noconvert(), py::arg("packed"),
+        py::arg("dilation"), py::arg("padding"), py::arg("sx"), py::arg("zx"),
+        py::arg("params") = py::none(), py::arg("a_c").noconvert() = py::none(),
+        py::arg("a_t").noconvert() = py::none(), py::arg("a_s").noconvert() = py::none(),
+        py::arg("r").noconvert() = py::none(), py::arg("y").noconvert() = py::none(),
+        py::arg("q").noconvert() = py::none(), py::arg("out_scale") = 1.0f,
+        py::arg("out_zero_point") = 0, py::arg("relu") = false, py::arg("path") = "auto",
+        py::arg("num_threads") = 0, "See sdk.fold_conv.fold_qconv2d.");
 }

@@ -34,7 +34,8 @@ class Engine:
         self._input_dtypes = {t.name: np.dtype(t.dtype) for t in self.graph.inputs}
         self._recipe = None
         self.backend_name, cls = self._choose_backend(backend)
-        self._backend = cls(bundle.file(self.graph.file), **backend_options)
+        self._backend = cls(bundle.file(self.graph.file), bundle=bundle, graph=self.graph,
+                            **backend_options)
         self._backend.activate()
 
     def _choose_backend(self, requested: str):

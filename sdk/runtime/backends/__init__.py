@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ...errors import InputError
 from .base import Backend, BackendUnavailable
+from .native import NativeBackend
 from .ort import OnnxRuntimeBackend
 
 _REGISTRY: dict[str, type[Backend]] = {}
@@ -33,6 +34,7 @@ def available_backends() -> dict[str, str]:
 
 
 register_backend(OnnxRuntimeBackend)
+register_backend(NativeBackend)
 
 __all__ = ["Backend", "BackendUnavailable", "register_backend", "get_backend", "backend_names",
            "available_backends"]

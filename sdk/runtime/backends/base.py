@@ -24,8 +24,12 @@ class Backend(abc.ABC):
     #: registry name, e.g. "onnxruntime", "tensorrt", "native"
     name: ClassVar[str]
 
-    def __init__(self, graph_path: Path, **options: Any):
+    def __init__(self, graph_path: Path, *, bundle=None, graph=None, **options: Any):
+        """``graph_path``: the ONNX file; ``bundle``/``graph``: the Bundle and GraphSpec it
+        belongs to (backends that read side files, such as packed tables, use them)."""
         self.graph_path = Path(graph_path)
+        self.bundle = bundle
+        self.graph = graph
         self.options = options
         self.active = False
 

@@ -1,0 +1,284 @@
+// Folded convolution (Fold-ASPP; Zhao et al., "Suppress and Balance", ECCV 2020, Sect. 3.3):
+// Fold (2×2 stride-2 space-to-depth) → K×K dilated convolution → Unfold (depth-to-space), in one
+// pass and without materialising the folded tensors. The result equals PyTorch's
+//
+//   pixel_shuffle(conv2d(pixel_unshuffle(x, 2), W, b, padding=p, dilation=d), 2)
+//
+// Channel order (PyTorch's, not ONNX SpaceToDepth's): folded channel c·4 + bh·2 + bw holds pixel
+// (2i + bh, 2j + bw) of channel c. W is the folded convolution's (4·C_out, 4·C_in, K, K) weight.
+// Output pixel (y, x) of channel co therefore comes from folded position (y/2, x/2) and folded
+// output channel co·4 + (y%2)·2 + (x%2); its tap (kh, kw) on folded input channel ci·4 + bh·2 + bw
+// reads input pixel (2·(y/2 + kh·d − p) + bh, 2·(x/2 + kw·d − p) + bw), or padding.
+//
+// How the kernels avoid the folded tensors:
+//   FP32: the output is computed in rows of 16 (or 8) consecutive output pixels. Lanes 2t and
+//   2t+1 belong to the same folded position, so one contiguous input load, duplicated even or
+//   odd lanes (bw = 0 / 1), feeds both output phases px, each with its own weight: the weight is
+//   a broadcast (w[px=0], w[px=1]) pair. Both output rows of a folded row (py = 0, 1) reuse the
+//   same loads. Zero padding is a masked load.
+//   Integer: the four pixels of a 2×2 fold block are exactly the four bytes that one int32 lane
+//   of a u8×s8 dot-product instruction (vpdpbusd) reduces, so each folded row is gathered once
+//   per output row into a small per-thread buffer of 4-byte groups (zero-point padded), and every
+//   tap is a plain offset into it.
+//
+// Integer arithmetic is the PWLQ W·A8 arithmetic of prism/qgemm.hpp, applied to the folded
+// convolution: per folded output channel n = co·4 + py·2 + px and folded position (i, j),
+//   A_c = Σ Xq·Wc, A_t = Σ Xq·Wt, A_s = Σ Xq·S over the 4·C_in·K·K window (padding = zx), and
+//   R(i, j) = Σ Xq over the same window; then the float epilogue of prism/qgemm.hpp with the
+//   reduction depth 4·C_in·K·K and per-channel constants indexed by n.
+// sdk/fold_conv.py documents the Python API and holds the NumPy twins.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "prism/qgemm.hpp"
+
+namespace prism {
+
+struct FoldConvGeometry {
+  std::int64_t batch = 1;
+  std::int64_t in_channels = 0;        // C_in of x (the folded convolution sees 4·C_in)
+  std::int64_t height = 0, width = 0;  // H, W of x; both even
+  std::int64_t out_channels = 0;       // C_out of y (the folded convolution makes 4·C_out)
+  std::int64_t kernel = 3;             // K (square kernel)
+  std::int64_t dilation = 1;           // d, in folded pixels
+  std::int64_t padding = 0;            // p, in folded pixels, on every side (zero / zx)
+
+  // H/2 + 2p − d·(K − 1) (stride 1), and likewise for W.
+  std::int64_t folded_out_height() const;
+  std::int64_t folded_out_width() const;
+  // The unfolded output: twice the folded size.
+  std::int64_t out_height() const { return 2 * folded_out_height(); }
+  std::int64_t out_width() const { return 2 * folded_out_width(); }
+  // 4·C_in·K·K, the reduction depth of one folded output value.
+  std::int64_t depth() const { return 4 * in_channels * kernel * kernel; }
+};
+
+// Throws std::invalid_argument naming the first bad field: non-positive sizes (batch may be 0),
+// odd H or W, negative padding, an empty output.
+void check_fold_conv(const FoldConvGeometry& geometry);
+
+// Instruction-set paths. FP32: scalar (portable C++), avx2 (AVX2 + FMA), avx512 (AVX-512F), all
+// direct; avx512_winograd: Winograd F(2×2, 3×3) on AVX-512F for K = 3 (2.25× fewer
+// multiplications; the direct avx512 kernel for other K). Integer: scalar, avx512vnni
+// (vpdpbusd). Auto picks the best available one; PRISM_DISABLE_SIMD=1 makes it scalar.
+enum class FoldConvPath { Auto, Scalar, Avx2, Avx512, Avx512Winograd, Avx512Vnni };
+
+const char* fold_conv_path_name(FoldConvPath path);
+// Inverse of fold_conv_path_name; throws std::invalid_argument naming an unknown value.
+FoldConvPath parse_fold_conv_path(const std::string& name);
+// Empty when the FP32 (integer = false) or integer kernel can take `path` here, else why not.
+std::string fold_conv_path_unavailable_reason(FoldConvPath path, bool integer);
+// The path Auto resolves to for the FP32 or the integer kernel.
+FoldConvPath fold_conv_best_path(bool integer);
+
+struct FoldConvOptions {
+  FoldConvPath path = FoldConvPath::Auto;
+  // 0: automatic (up to hardware_thread_count(), fewer for small problems); n > 0: at most n.
+  // Results never depend on the thread count.
+  int num_threads = 0;
+};
+
+// ------------------------------------------------------------------------------------ FP32 --
+
+// Output channels per weight block: 6 output channels = 24 folded channels (6 co × 2 py × 2 px).
+constexpr int kFoldBlock = 6;
+
+// FP32 weights packed once. Block b holds output channels [6b, 6b + 6) (zeros past C_out) as
+//   data[b][kh][kw][bh][ci][bw][co 6][py 2][px 2]
+// so the inner loop over input channels reads 48 consecutive floats per tap.
+//
+// For K = 3 also the Winograd form U = G·g·Gᵀ of every (folded output, folded input) channel
+// pair, as winograd[ξ 16][b][cf 4·C_in][n 12]: 12 folded output channels per block b (zeros past
+// 4·C_out), ξ = α·4 + β the position in the 4×4 transformed tile.
+struct PackedFoldWeights {
+  std::int64_t in_channels = 0, out_channels = 0, kernel = 0;
+  std::int64_t blocks = 0;
+  std::vector<float> data;
+  std::vector<float> bias;  // [blocks][co 6][py 2][px 2]; zeros without a bias
+  std::int64_t winograd_blocks = 0;
+  std::vector<float> winograd;
+  std::vector<float> folded_bias;  // (4·C_out,), zeros without a bias
+};
+
+// w: (4·C_out, 4·C_in, K, K) float32 row-major; bias: (4·C_out,) or null.
+PackedFoldWeights pack_fold_weights(const float* w, const float* bias, std::int64_t in_channels,
+                                    std::int64_t out_channels, std::int64_t kernel);
+
+// x: (batch, C_in, H, W) float32 C-contiguous -> y: (batch, C_out, 2·Hf, 2·Wf) float32, with
+// y = max(y, 0) when relu. Throws std::invalid_argument on a bad geometry or path.
+void fold_conv2d(const float* x, const FoldConvGeometry& geometry, const PackedFoldWeights& w,
+                 bool relu, float* y, const FoldConvOptions& options = {});
+
+// --------------------------------------------------------------------------------- integer --
+
+// One 4-byte group (the 2×2 fold block of one input channel and tap) of one channel's tail.
+struct FoldTailGroup {
+  std::int32_t group;  // (kh·K + kw)·C_in + ci
+  std::int32_t codes;  // 4 × int8 Wt[n, ci·4 + q, kh, kw], q = bh·2 + bw, little endian
+  std::int32_t signs;  // 4 × int8 S[n, ci·4 + q, kh, kw]
+};
+
+// Output channels per integer weight block: 3 output channels = 12 folded channels.
+constexpr int kFoldQBlock = 3;
+
+// Integer weights packed once: the merged codes Wc + Wt (disjoint supports) as
+//   dense[b][kh][kw][ci][n 12][q 4]        (n = co·4 + py·2 + px within block b)
+// and, with a tail, per folded channel the list of 4-byte groups holding tail weights.
+struct PackedFoldQWeights {
+  std::int64_t in_channels = 0, out_channels = 0, kernel = 0;
+  std::int64_t blocks = 0;
+  bool has_tail = false;
+  std::vector<std::int8_t> dense;
+  std::vector<std::int64_t> tail_start;  // 4·C_out + 1 offsets into tail_groups
+  std::vector<FoldTailGroup> tail_groups;
+  std::vector<std::int32_t> sum_center, sum_tail, sum_sign;  // ΣWc[n], ΣWt[n], ΣS[n]
+  // Σ (Wc + Wt)[n, ·, kh, ·] per [n][kh]: what a kernel row lying wholly in the zero-point
+  // padding adds (times zx), so the dense pass can skip it.
+  std::vector<std::int32_t> row_sums;
+
+  std::int64_t depth() const { return 4 * in_channels * kernel * kernel; }
+  // Fraction of (channel, group) pairs the tail pass visits.
+  double tail_group_density() const;
+};
+
+// center, tail, sign: (4·C_out, 4·C_in, K, K) int8 row-major; tail and sign both null (uniform
+// int8 weights) or both set. Throws std::invalid_argument on non-positive sizes, a depth beyond
+// kQgemmMaxDepth, or codes whose regions overlap (as pack_pwlq_weights).
+PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8_t* tail,
+                                      const std::int8_t* sign, std::int64_t in_channels,
+                                      std::int64_t out_channels, std::int64_t kernel);
+
+// Where the integer kernel writes. Exactly one kind:
+//   accumulators: a_c, a_t, a_s (batch, C_out, 2·Hf, 2·Wf) int32 (unfolded like y) and
+//                 r (batch, Hf, Wf) int32 (one window sum per folded position);
+//   float:        y (batch, C_out, 2·Hf, 2·Wf) float32 through the epilogue;
+//   requantized:  q (batch, C_out, 2·Hf, 2·Wf) uint8 through the epilogue and `requant`.
+struct FoldQOutput {
+  std::int32_t *a_c = nullptr, *a_t = nullptr, *a_s = nullptr, *r = nullptr;
+  float* y = nullptr;
+  std::uint8_t* q = nullptr;
+  const Requantization* requant = nullptr;
+};
+
+// x: (batch, C_in, H, W) uint8 C-contiguous, zero point epilogue.zx (also the padding value).
+// epilogue: per-channel arrays have 4·C_out entries (indexed by the folded channel n); it is
+// read only for the float and requantized outputs (s1 then required).
+void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& geometry,
+                  const PackedFoldQWeights& w, const PwlqEpilogue& epilogue,
+                  const FoldQOutput& out, const FoldConvOptions& options = {});
+
+// ---------------------------------------------------------------------------------------------
+// Internal interface between the driver (fold_conv.cpp) and the per-ISA files
+// (fold_conv_avx2.cpp, fold_conv_avx512.cpp, fold_conv_avx512vnni.cpp). Plain structs and
+// function pointers only: the ISA files are compiled with their own -m flags and must not emit
+// inline or template code that the linker could pick for the rest of the program.
+namespace fold_conv_detail {
+
+// One FP32 task: output rows 2i and 2i + 1 of the channels of one weight block, all columns.
+struct F32Task {
+  const float* x;       // image: (C_in, H, W)
+  const float* w;       // the block's packed weights
+  const float* bias;    // the block's [6][2][2] biases
+  float* y;             // image output (C_out, 2·Hf, 2·Wf)
+  std::int64_t in_channels, height, width;
+  std::int64_t kernel, dilation, padding;
+  std::int64_t out_height, out_width;  // 2·Hf, 2·Wf
+  std::int64_t co0, co_count;          // output channels [co0, co0 + co_count), co_count ≤ 6
+  std::int64_t i;                      // folded output row
+  bool relu;
+};
+
+// The epilogue constants per folded channel (4·C_out each), prepared once per call.
+struct QEpilogue {
+  const std::int32_t *zero_c, *zero_t, *zero_s;  // zx·ΣWc, zx·ΣWt, zx·ΣS
+  const float *alpha_c, *alpha_t, *alpha_s, *gamma, *beta;
+  std::int32_t row_zero;  // zx·depth
+  float out_scale, out_zero, out_low;
+};
+
+// One integer task: folded output rows i and i + 1 (rows = 1 or 2) of one image, weight blocks
+// [block0, block1).
+struct QTask {
+  const std::uint8_t* x;      // image: (C_in, H, W)
+  std::uint8_t* buffer;       // scratch, q_buffer_bytes(...) bytes, 64-byte aligned
+  std::int32_t* group_offset; // scratch, K·K·C_in entries
+  // The packed weights (PackedFoldQWeights) as plain pointers.
+  const std::int8_t* dense;
+  const std::int32_t* row_sums;
+  const std::int64_t* tail_start;
+  const FoldTailGroup* tail_groups;
+  bool has_tail;
+  std::int64_t out_channels;
+  std::int64_t in_channels, height, width;
+  std::int64_t kernel, dilation, padding;
+  std::int64_t folded_out_width;  // Wf
+  std::int64_t out_height, out_width;
+  std::int64_t i, rows;
+  std::int64_t block0, block1;
+  std::uint8_t zx;
+  bool write_r;         // write R of these rows (the task with block0 = 0)
+  const QEpilogue* epilogue;  // null for the accumulator output
+  // Image bases of the outputs (as FoldQOutput, offset to this image).
+  std::int32_t *a_c, *a_t, *a_s, *r;
+  float* y;
+  std::uint8_t* q;
+};
+
+// The 4-byte-group buffer of one integer task: for each of its two output rows, K folded rows ×
+// C_in channels × q_row_groups(...) groups (q_rows_bytes(...) bytes), plus one vector of slack.
+std::int64_t q_row_groups(std::int64_t folded_out_width, std::int64_t kernel,
+                          std::int64_t dilation);
+std::int64_t q_rows_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
+                          std::int64_t kernel, std::int64_t dilation);
+std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
+                            std::int64_t kernel, std::int64_t dilation);
+// Fills task.buffer: for output row i + r (r < 2), kh and ci, the 4-byte groups of folded row
+// i + r + kh·d − p at folded columns −p .. −p + q_row_groups − 1 (zx outside the image); and
+// task.group_offset[(kh·K + kw)·C_in + ci], the byte offset of tap (kh, kw, ci) in a row set.
+void q_pack_rows(const QTask& task);
+
+// Winograd F(2×2, 3×3) on dilated tiles, one image at a time, in three phases. A tile is the 2×2
+// folded output positions {i, i + d} × {j, j + d}; its input is the 4×4 folded positions
+// {i − p + a·d} × {j − p + b·d}. Tiles are numbered t and handled 16 at a time (tile vector tv;
+// lanes past the last tile have tile_i = −1).
+//   input:  V[ξ][tv][cf][16] = (Bᵀ·D·B)[ξ] of folded input channel cf, gathered from x;
+//   gemm:   M[ξ][tv][n][16]  = Σ_cf U[ξ][n][cf]·V[ξ][tv][cf];
+//   output: y = Aᵀ·M·A + bias, scattered to the unfolded output (ReLU optional).
+struct WinoTask {
+  const float* x;       // image (C_in, H, W)
+  float* y;             // image output (C_out, 2·Hf, 2·Wf)
+  const float* u;       // PackedFoldWeights::winograd
+  const float* bias;    // PackedFoldWeights::folded_bias
+  float* v;             // scratch: 16 · tile_vectors · 4·C_in · 16 floats
+  float* m;             // scratch: 16 · tile_vectors · 4·C_out · 16 floats
+  const std::int32_t* tile_i;  // [tile_vectors · 16]
+  const std::int32_t* tile_j;
+  std::int64_t tile_vectors, blocks;
+  std::int64_t in_channels, out_channels, height, width;
+  std::int64_t dilation, padding, folded_out_height, folded_out_width;
+  bool relu;
+};
+
+struct FoldConvIsa {
+  FoldConvPath path;
+  void (*f32_task)(const F32Task&);  // null: no FP32 kernel on this path
+  void (*q_task)(const QTask&);      // null: no integer kernel on this path
+  // Winograd phases (null: no Winograd on this path): input for tile vector tv and input
+  // channels [c0, c1); gemm for ξ and weight block b; output for tile vector tv and folded
+  // output channels [n0, n1).
+  void (*wino_input)(const WinoTask&, std::int64_t tv, std::int64_t c0, std::int64_t c1);
+  void (*wino_gemm)(const WinoTask&, std::int64_t xi, std::int64_t b);
+  void (*wino_output)(const WinoTask&, std::int64_t tv, std::int64_t n0, std::int64_t n1);
+};
+
+// nullptr where the path is not built into this binary.
+const FoldConvIsa* fold_conv_scalar();
+const FoldConvIsa* fold_conv_avx2();
+const FoldConvIsa* fold_conv_avx512();
+const FoldConvIsa* fold_conv_avx512_winograd();
+const FoldConvIsa* fold_conv_avx512vnni();
+
+}  // namespace fold_conv_detail
+}  // namespace prism

@@ -1,0 +1,299 @@
+// PWLQ W·A8 GEMM with integer accumulators (PWLQ paper, Sect. 4, Eqs. 11-13).
+//
+// Activations X: uint8 (M, K) row-major, per-layer scale sx and zero point zx:
+// x̂ = sx·(Xq − zx). Weights of output channel n: every weight lies in one region, given as
+// three int8 (N, K) tensors with disjoint support:
+//   Wc  center codes (0 in the tail),            ŵ = s1[n]·c
+//   Wt  signed tail codes (0 in the center),     ŵ = s2[n]·t + p[n]·sign
+//   S   sign of each tail weight, {−1, 0, +1}    (±1 on every tail weight, even where t = 0)
+// Uniform int8 weights are the case with Wc only.
+//
+// Integer part, per (m, n), exact in int32 (K ≤ kQgemmMaxDepth keeps every sum in range):
+//   A_c = Σ_k Xq·Wc,  A_t = Σ_k Xq·Wt,  A_s = Σ_k Xq·S,  R[m] = Σ_k Xq[m, k]
+// Float epilogue (float32, in exactly this order; no fused multiply-add):
+//   ac = A_c − zx·ΣWc[n], at = A_t − zx·ΣWt[n], as = A_s − zx·ΣS[n], r = R[m] − zx·K  (int32)
+//   y  = (((f(ac)·αc[n] + f(at)·αt[n]) + f(as)·αs[n]) + f(r)·γ[n]) + β[n]
+// where f is int32 → float32 (round to nearest even) and the per-channel constants are rounded
+// once to float32 from double products: αc = sx·s1·a, αt = sx·s2·a, αs = sx·p·a, γ = c·sx,
+// β = bias. This is the paper's
+//   y = sx·(s1·ac + s2·at + p·as)·a + c·sx·r + bias
+// with (a, c) the per-channel bias correction (a = 1, c = 0 when off). Without a tail the at
+// and as terms are skipped (they are exact zeros).
+// Requantized output (so consecutive layers stay integer):
+//   q = clamp(round_half_even(y / so) + zo, relu ? zo : 0, 255)     evaluated in float32
+//
+// How the integers are computed (~90 % of PWLQ weights are center weights):
+//   - one dense u8×s8 GEMM with the merged codes Wm = Wc + Wt (disjoint supports, so still
+//     int8) gives A_m = A_c + A_t;
+//   - a sparse tail pass gives A_t and A_s: per output channel, the list of 4-deep k-blocks
+//     holding at least one tail weight, each with its 4 tail codes and 4 signs;
+//   - A_c = A_m − A_t.
+// The naive form (TailForm::Dense: three dense GEMMs with Wc, Wt and S) is kept for comparison.
+//
+// Layouts. Weights are packed once (pack_pwlq_weights) into panels of 8 output channels:
+// panel[kb][j][i] = W[8·p + j, 4·kb + i], K padded with zero codes to a multiple of 4, N padded
+// to a multiple of 8. Activations are packed per call, per block of up to 48 rows, into
+// xp[row_group][kb][r][i] = Xq[16·row_group + r, 4·kb + i]: one 64-byte vector holds 4 k-values of
+// 16 rows, so a 4-byte weight group is broadcast against 16 rows (vpdpbusd, sdot by lane,
+// vpmaddubsw). The same packed layout serves every SIMD path.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace prism {
+
+// Output channels per weight panel, rows per row group, k-values per k-block.
+constexpr int kQgemmPanel = 8;
+constexpr int kQgemmRowGroup = 16;
+constexpr int kQgemmKBlock = 4;
+// Largest K: 255·128·K must fit an int32 accumulator.
+constexpr std::int64_t kQgemmMaxDepth = 65536;
+
+// Instruction-set path of the integer kernels. Auto picks the best available one.
+enum class QgemmPath { Auto, Scalar, Avx2, Avx512Vnni, NeonDot };
+
+// "auto", "scalar", "avx2", "avx512vnni", "neon_dot".
+const char* qgemm_path_name(QgemmPath path);
+// Inverse of qgemm_path_name; throws std::invalid_argument naming the unknown value.
+QgemmPath parse_qgemm_path(const std::string& name);
+// Empty when `path` can run on this CPU and build, otherwise why not (e.g. "avx512vnni: this
+// CPU has no AVX-512 VNNI"). Auto is always available.
+std::string qgemm_path_unavailable_reason(QgemmPath path);
+// The path Auto resolves to: avx512vnni, then avx2, on x86-64; neon_dot on aarch64 with the
+// dot-product extension; scalar otherwise or when PRISM_DISABLE_SIMD=1.
+QgemmPath qgemm_best_path();
+
+// How the tail region is computed.
+enum class TailForm {
+  None,    // uniform weights: Wc only
+  Sparse,  // merged dense GEMM + sparse tail pass (the fast form)
+  Dense,   // three dense GEMMs with Wc, Wt and S (the naive form, for comparison)
+};
+
+// One 4-deep k-block of a channel's tail: the 4 tail codes and 4 signs as packed int8 lanes.
+struct QgemmTailBlock {
+  std::int32_t k_block;
+  std::int32_t codes;  // 4 × int8 Wt[n, 4·k_block + i], little endian
+  std::int32_t signs;  // 4 × int8 S[n, 4·k_block + i]
+};
+
+// Weights packed once at load time. Channels of group g are [g·N_g, (g+1)·N_g); every group
+// starts a new panel (panels_per_group = ceil(N_g / 8)).
+struct PackedPwlqWeights {
+  std::int64_t channels = 0;          // N (all groups)
+  std::int64_t depth = 0;             // K per output channel
+  std::int64_t groups = 1;
+  std::int64_t k_blocks = 0;          // ceil(K / 4)
+  std::int64_t panels_per_group = 0;
+  TailForm tail_form = TailForm::None;
+  int max_abs_code = 0;               // largest |code| in any dense panel set
+  // Panels of the first dense GEMM: Wc + Wt (Sparse, None) or Wc (Dense).
+  std::vector<std::int8_t> dense;
+  std::vector<std::int8_t> dense_tail, dense_sign;  // TailForm::Dense only: Wt and S panels
+  std::vector<std::int64_t> tail_start;             // TailForm::Sparse: N + 1 offsets
+  std::vector<QgemmTailBlock> tail_blocks;          // TailForm::Sparse
+  std::vector<std::int32_t> sum_center, sum_tail, sum_sign;  // ΣWc[n], ΣWt[n], ΣS[n]
+  // Per panel and lane (panels × 8, padded channels 0): Σ codes of each dense panel set.
+  std::vector<std::int32_t> dense_sums, dense_tail_sums, dense_sign_sums;
+
+  std::int64_t channels_per_group() const { return channels / groups; }
+  std::int64_t panel_bytes() const { return k_blocks * kQgemmKBlock * kQgemmPanel; }
+  // Fraction of (channel, k-block) pairs the sparse tail pass visits.
+  double tail_block_density() const;
+};
+
+// Packs (N, K) int8 code tensors, row-major. `tail` and `sign` are both null (uniform weights,
+// TailForm::None) or both set. Throws std::invalid_argument when N or K is not positive,
+// K > kQgemmMaxDepth, N is not a multiple of `groups`, the supports overlap (a center code where
+// S ≠ 0, a tail code where S = 0, a tail code whose sign differs from S) or S ∉ {−1, 0, 1}.
+// `form` is ignored without a tail.
+PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t* tail,
+                                    const std::int8_t* sign, std::int64_t channels,
+                                    std::int64_t depth, TailForm form = TailForm::Sparse,
+                                    std::int64_t groups = 1);
+
+// The per-layer and per-channel constants of the float epilogue. Arrays have N entries; a null
+// s2, p, c or bias means zeros, a null a means ones.
+struct PwlqEpilogue {
+  float sx = 1.0f;
+  std::int32_t zx = 0;  // 0..255
+  const float* s1 = nullptr;
+  const float* s2 = nullptr;
+  const float* p = nullptr;
+  const float* a = nullptr;
+  const float* c = nullptr;
+  const float* bias = nullptr;
+};
+
+struct Requantization {
+  float scale = 1.0f;           // so > 0
+  std::int32_t zero_point = 0;  // zo, 0..255
+  bool relu = false;            // clamp below at zo instead of 0
+};
+
+struct QgemmOptions {
+  QgemmPath path = QgemmPath::Auto;
+  // 0: automatic (up to hardware_thread_count(), fewer for small problems). n > 0: exactly
+  // min(n, tasks) threads. Results never depend on the thread count.
+  int num_threads = 0;
+};
+
+// x: (M, K) uint8 row-major. Outputs (M, N) int32 row-major a_c, a_t, a_s and (M,) int32 r;
+// all four are written whole. Throws std::invalid_argument if the path is unavailable.
+void qgemm_accumulators(const std::uint8_t* x, std::int64_t rows, const PackedPwlqWeights& w,
+                        std::int32_t* a_c, std::int32_t* a_t, std::int32_t* a_s, std::int32_t* r,
+                        const QgemmOptions& options = {});
+
+// x: (M, K) uint8 row-major -> y: (M, N) float32 row-major.
+void qgemm(const std::uint8_t* x, std::int64_t rows, const PackedPwlqWeights& w,
+           const PwlqEpilogue& epilogue, float* y, const QgemmOptions& options = {});
+
+// x: (M, K) uint8 row-major -> q: (M, N) uint8 row-major, requantized.
+void qgemm_requantized(const std::uint8_t* x, std::int64_t rows, const PackedPwlqWeights& w,
+                       const PwlqEpilogue& epilogue, const Requantization& requant,
+                       std::uint8_t* q, const QgemmOptions& options = {});
+
+// ---------------------------------------------------------------------------------------------
+// Internal interface between the driver (qgemm.cpp, qconv.cpp) and the per-ISA kernels
+// (qgemm_scalar.cpp, qgemm_avx2.cpp, qgemm_avx512vnni.cpp, qgemm_neon_dot.cpp). Plain structs
+// only: the ISA files are compiled with their own -m flags and must not emit inline or template
+// code that the linker could pick for the rest of the program.
+namespace qgemm_detail {
+
+// Packed activations of one row block: row_groups × (k_blocks × 64 bytes).
+struct PackedRows {
+  const std::uint8_t* data;
+  std::int64_t row_groups;
+  std::int64_t k_blocks;  // stride between row groups: k_blocks * 64 bytes
+};
+
+// out[j·ld + r] = Σ_k x[r, k]·panel[k, j] for the 8 channels j of one panel and all rows r.
+struct DenseArgs {
+  PackedRows x;
+  const std::int8_t* panel;
+  bool wide_codes;               // some |code| > 64 (AVX2 then avoids vpmaddubsw saturation)
+  const std::int32_t* code_sums;  // [8] Σ codes per channel (paths that bias x by −128)
+  std::int32_t* out;
+  std::int64_t ld;
+};
+
+// Sparse tail of `channels` (≤ 8) channels: out_t[j·ld + r] = Σ x·Wt, out_s[j·ld + r] = Σ x·S.
+struct TailArgs {
+  PackedRows x;
+  std::int64_t channels;
+  const std::int64_t* start;  // [channels + 1] offsets into blocks
+  const QgemmTailBlock* blocks;
+  bool wide_codes;
+  const std::int32_t* tail_sums;  // [channels] ΣWt
+  const std::int32_t* sign_sums;  // [channels] ΣS
+  std::int32_t* out_t;
+  std::int32_t* out_s;
+  std::int64_t ld;
+};
+
+// The float epilogue of `channels` channels × `rows` rows (rows a multiple of 16). Inputs are
+// tiles [j·ld + r]; acc_t and acc_s are null without a tail. When `merged`, acc holds A_c + A_t.
+struct EpilogueArgs {
+  const std::int32_t* acc;
+  const std::int32_t* acc_t;
+  const std::int32_t* acc_s;
+  bool merged;
+  const std::int32_t* row_sums;  // [rows] R
+  std::int32_t row_zero;         // zx·K
+  std::int64_t channels, rows, ld;
+  // Per channel, offset to the tile's first channel.
+  const std::int32_t* zero_c;  // zx·ΣWc
+  const std::int32_t* zero_t;  // zx·ΣWt
+  const std::int32_t* zero_s;  // zx·ΣS
+  const float* alpha_c;
+  const float* alpha_t;
+  const float* alpha_s;
+  const float* gamma;
+  const float* beta;
+  // Output tile [j·ld + r]: y when q is null, else requantized q.
+  float* y;
+  std::uint8_t* q;
+  float out_scale, out_zero, out_low;  // so, zo, lower clamp (0 or zo)
+};
+
+// Packs rows [row0, row0 + 16·row_groups) of a row-major (rows, depth) uint8 matrix into
+// `out` (row_groups × k_blocks × 64 bytes, x itself, not biased) and their sums into row_sums;
+// rows past the matrix and bytes past K are zeros.
+struct MatrixPackArgs {
+  const std::uint8_t* x;
+  std::int64_t rows, depth, row0, row_groups, k_blocks;
+  std::uint8_t* out;
+  std::int32_t* row_sums;
+};
+
+// dst[r·row_stride + j] = tile[j·ld + r] for r < rows, j < 8: a float tile of 8 channels
+// stored into row-major (M, N) output.
+struct StoreRowsArgs {
+  const float* tile;
+  std::int64_t ld, rows;
+  float* dst;
+  std::int64_t row_stride;
+};
+
+struct IsaKernels {
+  QgemmPath path;
+  bool biased_x;  // packed activations hold Xq − 128 as int8 (sdot paths)
+  void (*dense)(const DenseArgs&);
+  void (*tail)(const TailArgs&);
+  void (*epilogue)(const EpilogueArgs&);
+  void (*pack_matrix)(const MatrixPackArgs&);  // null: the portable packer (qgemm.cpp)
+  void (*store_rows)(const StoreRowsArgs&);    // null: the portable loop (qgemm.cpp)
+};
+
+// nullptr where the path is not built into this binary (another architecture).
+const IsaKernels* scalar_kernels();
+const IsaKernels* avx2_kernels();
+const IsaKernels* avx512vnni_kernels();
+const IsaKernels* neon_dot_kernels();
+
+// Throughput of independent vpdpbusd zmm instructions on the calling thread over about
+// `seconds` of its CPU time (instructions per CPU-second; 0 where the AVX-512 VNNI path is not
+// built or the CPU lacks it). A benchmark's measured denominator for "fraction of peak": 64
+// u8·s8 MACs each.
+double vpdpbusd_per_second(double seconds);
+
+// Resolves the path (Auto -> best); throws std::invalid_argument if it cannot run here.
+const IsaKernels& kernels_for(QgemmPath path);
+
+// A source of activation rows: fills one packed row block. Rows beyond the source are zeros.
+class RowSource {
+ public:
+  virtual ~RowSource() = default;
+  virtual std::int64_t rows() const = 0;
+  // Packs rows [row0, row0 + 16·row_groups) into out (row_groups × k_blocks × 64 bytes) in the
+  // form `isa` reads (x − 128 where isa.biased_x) and their sums into row_sums[16·row_groups].
+  virtual void pack(std::int64_t row0, std::int64_t row_groups, std::uint8_t* out,
+                    std::int32_t* row_sums, const IsaKernels& isa) const = 0;
+};
+
+// Where and how results go.
+struct OutputSpec {
+  enum class Kind { Accumulators, Float, Requantized } kind = Kind::Float;
+  // Element (row m, channel n) goes to base + m·row_stride + n·channel_stride.
+  std::int64_t row_stride = 0, channel_stride = 0;
+  float* y = nullptr;
+  std::uint8_t* q = nullptr;
+  std::int32_t *a_c = nullptr, *a_t = nullptr, *a_s = nullptr, *r = nullptr;
+};
+
+// One GEMM: rows from `source`, channels [channel0, channel0 + N_g) of group `group`.
+struct GemmJob {
+  const RowSource* source;
+  std::int64_t group;
+  OutputSpec out;  // bases already offset to the group's first channel
+};
+
+// Runs jobs (all with the same weights and epilogue) on the kernel thread pool.
+void run_gemm_jobs(const std::vector<GemmJob>& jobs, const PackedPwlqWeights& w,
+                   const PwlqEpilogue* epilogue, const Requantization* requant,
+                   const QgemmOptions& options);
+
+}  // namespace qgemm_detail
+}  // namespace prism

@@ -1,0 +1,702 @@
+// Folded convolution: geometry checks, weight packing, path selection, the threaded driver and
+// the portable (scalar) kernels. The SIMD inner loops live in fold_conv_<isa>.cpp; semantics in
+// prism/fold_conv.hpp.
+#include "prism/fold_conv.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "prism/cpu_features.hpp"
+#include "prism/thread_pool.hpp"
+
+namespace prism {
+
+// --------------------------------------------------------------------------------- geometry --
+
+std::int64_t FoldConvGeometry::folded_out_height() const {
+  return height / 2 + 2 * padding - dilation * (kernel - 1);
+}
+
+std::int64_t FoldConvGeometry::folded_out_width() const {
+  return width / 2 + 2 * padding - dilation * (kernel - 1);
+}
+
+void check_fold_conv(const FoldConvGeometry& g) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("fold_conv2d: " + what); };
+  if (g.batch < 0) fail("batch must be >= 0");
+  const std::pair<const char*, std::int64_t> positive[] = {
+      {"in_channels", g.in_channels}, {"height", g.height}, {"width", g.width},
+      {"out_channels", g.out_channels}, {"kernel", g.kernel}, {"dilation", g.dilation}};
+  for (const auto& f : positive) {
+    if (f.second <= 0) fail(std::string(f.first) + " must be positive");
+  }
+  if (g.height % 2 || g.width % 2) {
+    fail("the input height and width must be even (2x2 fold), got " + std::to_string(g.height) +
+         "x" + std::to_string(g.width));
+  }
+  if (g.padding < 0) fail("padding must be >= 0");
+  if (g.folded_out_height() <= 0 || g.folded_out_width() <= 0) {
+    fail("the dilated kernel (" + std::to_string(g.dilation * (g.kernel - 1) + 1) +
+         " folded pixels) is larger than the padded folded input");
+  }
+  if (g.depth() > kQgemmMaxDepth) fail("4*C_in*K*K exceeds " + std::to_string(kQgemmMaxDepth));
+}
+
+// ------------------------------------------------------------------------------------ paths --
+
+const char* fold_conv_path_name(FoldConvPath path) {
+  switch (path) {
+    case FoldConvPath::Auto: return "auto";
+    case FoldConvPath::Scalar: return "scalar";
+    case FoldConvPath::Avx2: return "avx2";
+    case FoldConvPath::Avx512: return "avx512";
+    case FoldConvPath::Avx512Vnni: return "avx512vnni";
+  }
+  return "?";
+}
+
+FoldConvPath parse_fold_conv_path(const std::string& name) {
+  for (FoldConvPath p : {FoldConvPath::Auto, FoldConvPath::Scalar, FoldConvPath::Avx2,
+                         FoldConvPath::Avx512, FoldConvPath::Avx512Vnni}) {
+    if (name == fold_conv_path_name(p)) return p;
+  }
+  throw std::invalid_argument("unknown fold_conv path '" + name +
+                              "'; expected auto, scalar, avx2, avx512 or avx512vnni");
+}
+
+namespace {
+
+using fold_conv_detail::FoldConvIsa;
+
+const FoldConvIsa* built(FoldConvPath path) {
+  switch (path) {
+    case FoldConvPath::Scalar: return fold_conv_detail::fold_conv_scalar();
+    case FoldConvPath::Avx2: return fold_conv_detail::fold_conv_avx2();
+    case FoldConvPath::Avx512: return fold_conv_detail::fold_conv_avx512();
+    case FoldConvPath::Avx512Vnni: return fold_conv_detail::fold_conv_avx512vnni();
+    case FoldConvPath::Auto: break;
+  }
+  return nullptr;
+}
+
+bool cpu_has(FoldConvPath path) {
+  const CpuFeatures& f = cpu_features();
+  switch (path) {
+    case FoldConvPath::Scalar: return true;
+    case FoldConvPath::Avx2: return f.avx2;
+    case FoldConvPath::Avx512: return f.avx512f;
+    case FoldConvPath::Avx512Vnni: return f.avx512_vnni;
+    case FoldConvPath::Auto: return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string fold_conv_path_unavailable_reason(FoldConvPath path, bool integer) {
+  if (path == FoldConvPath::Auto) return "";
+  const std::string name = fold_conv_path_name(path);
+  const FoldConvIsa* isa = built(path);
+  if (!isa) {
+    return name + ": not built into this binary (it was compiled for " + cpu_features().arch +
+           ")";
+  }
+  if (integer ? isa->q_task == nullptr : isa->f32_task == nullptr) {
+    return name + ": no " + (integer ? "integer" : "FP32") + " fold_conv kernel on this path";
+  }
+  if (!cpu_has(path)) {
+    return name + ": this CPU lacks the instructions (or PRISM_DISABLE_SIMD=1 is set)";
+  }
+  return "";
+}
+
+FoldConvPath fold_conv_best_path(bool integer) {
+  const FoldConvPath order[] = {FoldConvPath::Avx512Vnni, FoldConvPath::Avx512,
+                                FoldConvPath::Avx2};
+  for (FoldConvPath p : order) {
+    if (fold_conv_path_unavailable_reason(p, integer).empty()) return p;
+  }
+  return FoldConvPath::Scalar;
+}
+
+namespace {
+
+const FoldConvIsa& resolve(FoldConvPath path, bool integer) {
+  if (path == FoldConvPath::Auto) path = fold_conv_best_path(integer);
+  const std::string why = fold_conv_path_unavailable_reason(path, integer);
+  if (!why.empty()) throw std::invalid_argument("fold_conv2d: path " + why);
+  return *built(path);
+}
+
+// Threads for `macs` multiply-adds: at most `requested` (0: the hardware count), and one per
+// ~2M multiply-adds so that tiny problems stay on the calling thread.
+int thread_count(int requested, double macs, std::int64_t tasks) {
+  if (requested < 0) {
+    throw std::invalid_argument("num_threads must be >= 0, got " + std::to_string(requested));
+  }
+  int threads = requested;
+  if (threads == 0) {
+    threads = std::min<int>(hardware_thread_count(),
+                            std::max<int>(1, static_cast<int>(macs / 2.0e6)));
+  } else {
+    kernel_thread_pool().reserve(threads);
+  }
+  return static_cast<int>(std::min<std::int64_t>(threads, std::max<std::int64_t>(tasks, 1)));
+}
+
+void run_tasks(std::int64_t tasks, int threads, const std::function<void(std::int64_t)>& fn) {
+  if (threads <= 1) {
+    for (std::int64_t t = 0; t < tasks; ++t) fn(t);
+  } else {
+    kernel_thread_pool().parallel_for(tasks, threads, fn);
+  }
+}
+
+std::int64_t blocks_for(std::int64_t out_channels) {
+  return (out_channels + kFoldBlock - 1) / kFoldBlock;
+}
+
+void check_packing_sizes(std::int64_t in_channels, std::int64_t out_channels,
+                         std::int64_t kernel) {
+  if (in_channels <= 0 || out_channels <= 0 || kernel <= 0) {
+    throw std::invalid_argument("fold_conv weights: C_in, C_out and K must be positive");
+  }
+  if (4 * in_channels * kernel * kernel > kQgemmMaxDepth) {
+    throw std::invalid_argument("fold_conv weights: 4*C_in*K*K exceeds " +
+                                std::to_string(kQgemmMaxDepth));
+  }
+}
+
+void check_weights_match(const FoldConvGeometry& g, std::int64_t in_channels,
+                         std::int64_t out_channels, std::int64_t kernel) {
+  if (in_channels != g.in_channels || out_channels != g.out_channels || kernel != g.kernel) {
+    throw std::invalid_argument(
+        "fold_conv2d: weights packed for C_in=" + std::to_string(in_channels) + " C_out=" +
+        std::to_string(out_channels) + " K=" + std::to_string(kernel) + " but the input needs C_in=" +
+        std::to_string(g.in_channels) + " C_out=" + std::to_string(g.out_channels) +
+        " K=" + std::to_string(g.kernel));
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------- FP32 --
+
+PackedFoldWeights pack_fold_weights(const float* w, const float* bias, std::int64_t in_channels,
+                                    std::int64_t out_channels, std::int64_t kernel) {
+  check_packing_sizes(in_channels, out_channels, kernel);
+  PackedFoldWeights p;
+  p.in_channels = in_channels;
+  p.out_channels = out_channels;
+  p.kernel = kernel;
+  p.blocks = blocks_for(out_channels);
+  const std::int64_t k = kernel, ci_n = in_channels;
+  const std::int64_t block_size = k * k * 2 * ci_n * 48;
+  p.data.assign(static_cast<std::size_t>(p.blocks * block_size), 0.0f);
+  p.bias.assign(static_cast<std::size_t>(p.blocks * 24), 0.0f);
+  const std::int64_t fin = 4 * in_channels;  // folded input channels
+  for (std::int64_t co = 0; co < out_channels; ++co) {
+    const std::int64_t b = co / kFoldBlock, cl = co % kFoldBlock;
+    float* blk = p.data.data() + b * block_size;
+    for (int py = 0; py < 2; ++py) {
+      for (int px = 0; px < 2; ++px) {
+        const std::int64_t n = co * 4 + py * 2 + px;
+        if (bias) p.bias[b * 24 + (cl * 2 + py) * 2 + px] = bias[n];
+        for (std::int64_t ci = 0; ci < ci_n; ++ci) {
+          for (int bh = 0; bh < 2; ++bh) {
+            for (int bw = 0; bw < 2; ++bw) {
+              const std::int64_t c = ci * 4 + bh * 2 + bw;
+              for (std::int64_t kh = 0; kh < k; ++kh) {
+                for (std::int64_t kw = 0; kw < k; ++kw) {
+                  const float v = w[((n * fin + c) * k + kh) * k + kw];
+                  const std::int64_t tap = ((kh * k + kw) * 2 + bh) * ci_n + ci;
+                  blk[tap * 48 + ((bw * kFoldBlock + cl) * 2 + py) * 2 + px] = v;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return p;
+}
+
+void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
+                 float* y, const FoldConvOptions& options) {
+  check_fold_conv(g);
+  check_weights_match(g, w.in_channels, w.out_channels, w.kernel);
+  const FoldConvIsa& isa = resolve(options.path, false);
+  const std::int64_t hf = g.folded_out_height();
+  const std::int64_t tasks = g.batch * w.blocks * hf;
+  const double macs = static_cast<double>(g.batch) * g.out_channels * 4 * hf *
+                      g.folded_out_width() * g.depth();
+  const int threads = thread_count(options.num_threads, macs, tasks);
+  const std::int64_t block_size = g.kernel * g.kernel * 2 * g.in_channels * 48;
+  const std::int64_t in_image = g.in_channels * g.height * g.width;
+  const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
+  // Consecutive tasks share a weight block (kept in L2 across the rows of an image).
+  run_tasks(tasks, threads, [&](std::int64_t t) {
+    const std::int64_t i = t % hf, b = (t / hf) % w.blocks, image = t / (hf * w.blocks);
+    fold_conv_detail::F32Task task;
+    task.x = x + image * in_image;
+    task.w = w.data.data() + b * block_size;
+    task.bias = w.bias.data() + b * 24;
+    task.y = y + image * out_image;
+    task.in_channels = g.in_channels;
+    task.height = g.height;
+    task.width = g.width;
+    task.kernel = g.kernel;
+    task.dilation = g.dilation;
+    task.padding = g.padding;
+    task.out_height = g.out_height();
+    task.out_width = g.out_width();
+    task.co0 = b * kFoldBlock;
+    task.co_count = std::min<std::int64_t>(kFoldBlock, g.out_channels - task.co0);
+    task.i = i;
+    task.relu = relu;
+    isa.f32_task(task);
+  });
+}
+
+// ---------------------------------------------------------------------------------- integer --
+
+double PackedFoldQWeights::tail_group_density() const {
+  if (!has_tail) return 0.0;
+  const double pairs = 4.0 * out_channels * kernel * kernel * in_channels;
+  return static_cast<double>(tail_groups.size()) / pairs;
+}
+
+PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8_t* tail,
+                                      const std::int8_t* sign, std::int64_t in_channels,
+                                      std::int64_t out_channels, std::int64_t kernel) {
+  check_packing_sizes(in_channels, out_channels, kernel);
+  if ((tail == nullptr) != (sign == nullptr)) {
+    throw std::invalid_argument("fold_conv weights: give both tail and sign, or neither");
+  }
+  PackedFoldQWeights p;
+  p.in_channels = in_channels;
+  p.out_channels = out_channels;
+  p.kernel = kernel;
+  p.blocks = (out_channels + kFoldQBlock - 1) / kFoldQBlock;
+  p.has_tail = tail != nullptr;
+  const std::int64_t k = kernel, ci_n = in_channels, fin = 4 * in_channels;
+  const std::int64_t nf = 4 * out_channels;  // folded output channels
+  const std::int64_t depth = fin * k * k;
+  for (std::int64_t i = 0; i < nf * depth && tail; ++i) {
+    const int s = sign[i], t = tail[i], c = center[i];
+    const std::string at = " at flat index " + std::to_string(i);
+    if (s < -1 || s > 1) throw std::invalid_argument("fold_conv weights: sign not in {-1, 0, 1}" + at);
+    if (s != 0 && c != 0) throw std::invalid_argument("fold_conv weights: a center code where sign != 0" + at);
+    if (s == 0 && t != 0) throw std::invalid_argument("fold_conv weights: a tail code where sign == 0" + at);
+    if (t != 0 && (t > 0 ? 1 : -1) != s) throw std::invalid_argument("fold_conv weights: tail code disagrees with sign" + at);
+  }
+  const std::int64_t block_size = k * k * ci_n * kFoldQBlock * 16;  // 12 channels × 4 bytes
+  p.dense.assign(static_cast<std::size_t>(p.blocks * block_size), 0);
+  p.sum_center.assign(static_cast<std::size_t>(nf), 0);
+  p.sum_tail.assign(static_cast<std::size_t>(nf), 0);
+  p.sum_sign.assign(static_cast<std::size_t>(nf), 0);
+  p.tail_start.assign(static_cast<std::size_t>(nf + 1), 0);
+  p.row_sums.assign(static_cast<std::size_t>(nf * k), 0);
+  for (std::int64_t n = 0; n < nf; ++n) {
+    const std::int64_t b = (n / 4) / kFoldQBlock, nl = n % (4 * kFoldQBlock);
+    std::int8_t* blk = p.dense.data() + b * block_size;
+    for (std::int64_t kh = 0; kh < k; ++kh) {
+      for (std::int64_t kw = 0; kw < k; ++kw) {
+        for (std::int64_t ci = 0; ci < ci_n; ++ci) {
+          std::int32_t codes = 0, signs = 0;
+          bool any_tail = false;
+          for (int q = 0; q < 4; ++q) {
+            const std::int64_t idx = ((n * fin + ci * 4 + q) * k + kh) * k + kw;
+            const std::int8_t wc = center[idx];
+            const std::int8_t wt = tail ? tail[idx] : 0;
+            const std::int8_t s = sign ? sign[idx] : 0;
+            p.sum_center[n] += wc;
+            p.sum_tail[n] += wt;
+            p.sum_sign[n] += s;
+            p.row_sums[n * k + kh] += wc + wt;
+            blk[(((kh * k + kw) * ci_n + ci) * 4 * kFoldQBlock + nl) * 4 + q] =
+                static_cast<std::int8_t>(wc + wt);
+            codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(wt)) << (8 * q);
+            signs |= static_cast<std::int32_t>(static_cast<std::uint8_t>(s)) << (8 * q);
+            any_tail = any_tail || s != 0;
+          }
+          if (any_tail) {
+            p.tail_groups.push_back(
+                FoldTailGroup{static_cast<std::int32_t>((kh * k + kw) * ci_n + ci), codes, signs});
+          }
+        }
+      }
+    }
+    p.tail_start[n + 1] = static_cast<std::int64_t>(p.tail_groups.size());
+  }
+  return p;
+}
+
+namespace fold_conv_detail {
+
+std::int64_t q_row_groups(std::int64_t folded_out_width, std::int64_t kernel,
+                          std::int64_t dilation) {
+  const std::int64_t lanes = (folded_out_width + 15) / 16 * 16;
+  return (lanes + (kernel - 1) * dilation + 15) / 16 * 16;
+}
+
+std::int64_t q_rows_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
+                          std::int64_t kernel, std::int64_t dilation) {
+  return kernel * in_channels * q_row_groups(folded_out_width, kernel, dilation) * 4;
+}
+
+std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
+                            std::int64_t kernel, std::int64_t dilation) {
+  return 2 * q_rows_bytes(in_channels, folded_out_width, kernel, dilation) + 64;
+}
+
+void q_pack_rows(const QTask& t) {
+  const std::int64_t groups = q_row_groups(t.folded_out_width, t.kernel, t.dilation);
+  const std::int64_t set = q_rows_bytes(t.in_channels, t.folded_out_width, t.kernel, t.dilation);
+  const std::int64_t hf = t.height / 2, wf = t.width / 2;
+  const std::uint32_t pad = 0x01010101u * t.zx;
+  for (std::int64_t r = 0; r < 2; ++r) {
+    for (std::int64_t kh = 0; kh < t.kernel; ++kh) {
+      // Folded input row; a missing second output row reads padding.
+      const std::int64_t row = r < t.rows ? t.i + r + kh * t.dilation - t.padding : -1;
+      for (std::int64_t ci = 0; ci < t.in_channels; ++ci) {
+        std::uint8_t* dst = t.buffer + r * set + (kh * t.in_channels + ci) * groups * 4;
+        if (row < 0 || row >= hf) {
+          for (std::int64_t g = 0; g < groups; ++g) std::memcpy(dst + 4 * g, &pad, 4);
+          continue;
+        }
+        const std::uint8_t* top = t.x + (ci * t.height + 2 * row) * t.width;
+        const std::uint8_t* bottom = top + t.width;
+        // Groups g hold folded column g − p; the image covers g in [p, p + wf).
+        const std::int64_t g0 = std::min(t.padding, groups);
+        const std::int64_t g1 = std::min(t.padding + wf, groups);
+        for (std::int64_t g = 0; g < g0; ++g) std::memcpy(dst + 4 * g, &pad, 4);
+        // Group = (top[2c], top[2c + 1], bottom[2c], bottom[2c + 1]): two 16-bit halves
+        // (little endian), a loop the compiler vectorizes.
+        const std::uint8_t* src_top = top + 2 * (g0 - t.padding);
+        const std::uint8_t* src_bottom = bottom + 2 * (g0 - t.padding);
+        std::uint8_t* out = dst + 4 * g0;
+        for (std::int64_t g = 0; g < g1 - g0; ++g) {
+          std::uint16_t a, b;
+          std::memcpy(&a, src_top + 2 * g, 2);
+          std::memcpy(&b, src_bottom + 2 * g, 2);
+          const std::uint32_t v = static_cast<std::uint32_t>(a) | (static_cast<std::uint32_t>(b) << 16);
+          std::memcpy(out + 4 * g, &v, 4);
+        }
+        for (std::int64_t g = g1; g < groups; ++g) std::memcpy(dst + 4 * g, &pad, 4);
+      }
+    }
+  }
+  for (std::int64_t kh = 0; kh < t.kernel; ++kh) {
+    for (std::int64_t kw = 0; kw < t.kernel; ++kw) {
+      for (std::int64_t ci = 0; ci < t.in_channels; ++ci) {
+        t.group_offset[(kh * t.kernel + kw) * t.in_channels + ci] =
+            static_cast<std::int32_t>(((kh * t.in_channels + ci) * groups + kw * t.dilation) * 4);
+      }
+    }
+  }
+}
+
+}  // namespace fold_conv_detail
+
+namespace {
+
+struct QConstants {
+  std::vector<std::int32_t> zero_c, zero_t, zero_s;
+  std::vector<float> alpha_c, alpha_t, alpha_s, gamma, beta;
+  fold_conv_detail::QEpilogue view{};
+
+  // The same float32 constants as prism::qgemm (double products rounded once).
+  QConstants(const PackedFoldQWeights& w, const PwlqEpilogue& e, const Requantization* rq) {
+    const std::int64_t n = 4 * w.out_channels;
+    zero_c.resize(n);
+    zero_t.resize(n);
+    zero_s.resize(n);
+    alpha_c.resize(n);
+    alpha_t.resize(n);
+    alpha_s.resize(n);
+    gamma.resize(n);
+    beta.resize(n);
+    const double sx = e.sx;
+    for (std::int64_t i = 0; i < n; ++i) {
+      zero_c[i] = e.zx * w.sum_center[i];
+      zero_t[i] = e.zx * w.sum_tail[i];
+      zero_s[i] = e.zx * w.sum_sign[i];
+      const double a = e.a ? e.a[i] : 1.0;
+      alpha_c[i] = static_cast<float>(sx * e.s1[i] * a);
+      alpha_t[i] = static_cast<float>(sx * (e.s2 ? e.s2[i] : 0.0f) * a);
+      alpha_s[i] = static_cast<float>(sx * (e.p ? e.p[i] : 0.0f) * a);
+      gamma[i] = static_cast<float>((e.c ? e.c[i] : 0.0f) * sx);
+      beta[i] = e.bias ? e.bias[i] : 0.0f;
+    }
+    view.zero_c = zero_c.data();
+    view.zero_t = zero_t.data();
+    view.zero_s = zero_s.data();
+    view.alpha_c = alpha_c.data();
+    view.alpha_t = alpha_t.data();
+    view.alpha_s = alpha_s.data();
+    view.gamma = gamma.data();
+    view.beta = beta.data();
+    view.row_zero = e.zx * static_cast<std::int32_t>(w.depth());
+    view.out_scale = rq ? rq->scale : 1.0f;
+    view.out_zero = rq ? static_cast<float>(rq->zero_point) : 0.0f;
+    view.out_low = rq && rq->relu ? view.out_zero : 0.0f;
+  }
+};
+
+// A 64-byte aligned scratch area per thread, grown on demand and reused across calls.
+struct Scratch {
+  std::vector<std::uint8_t> bytes;
+  std::vector<std::int32_t> offsets;
+  std::uint8_t* aligned(std::int64_t size) {
+    if (static_cast<std::int64_t>(bytes.size()) < size + 64) bytes.resize(size + 64);
+    const auto addr = reinterpret_cast<std::uintptr_t>(bytes.data());
+    return bytes.data() + ((64 - addr % 64) % 64);
+  }
+};
+
+Scratch& thread_scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+}  // namespace
+
+void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const PackedFoldQWeights& w,
+                  const PwlqEpilogue& e, const FoldQOutput& out, const FoldConvOptions& options) {
+  check_fold_conv(g);
+  check_weights_match(g, w.in_channels, w.out_channels, w.kernel);
+  const bool accumulators = out.a_c || out.a_t || out.a_s || out.r;
+  const int kinds = (accumulators ? 1 : 0) + (out.y ? 1 : 0) + (out.q ? 1 : 0);
+  if (kinds != 1) throw std::invalid_argument("fold_qconv2d: give exactly one kind of output");
+  if (accumulators && !(out.a_c && out.a_t && out.a_s && out.r)) {
+    throw std::invalid_argument("fold_qconv2d: the accumulator output needs a_c, a_t, a_s and r");
+  }
+  if (e.zx < 0 || e.zx > 255) {
+    throw std::invalid_argument("fold_qconv2d: zero point zx=" + std::to_string(e.zx) +
+                                " is outside 0..255");
+  }
+  std::unique_ptr<QConstants> constants;
+  if (!accumulators) {
+    if (!e.s1) throw std::invalid_argument("fold_qconv2d: the center scale s1 is required");
+    if (out.q && (!out.requant || !(out.requant->scale > 0.0f) || out.requant->zero_point < 0 ||
+                  out.requant->zero_point > 255)) {
+      throw std::invalid_argument(
+          "fold_qconv2d: requantized output needs a scale > 0 and a zero point in 0..255");
+    }
+    constants.reset(new QConstants(w, e, out.q ? out.requant : nullptr));
+  }
+  const FoldConvIsa& isa = resolve(options.path, true);
+  const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
+  const double macs = static_cast<double>(g.batch) * g.out_channels * 4 * hf * wf * g.depth();
+  // Tasks are pairs of folded output rows; with few pairs for the threads, the weight blocks
+  // are split too (each part gathers its rows again: 8·C_in·K bytes per column against 12× as
+  // many multiply-adds per block).
+  const std::int64_t pairs = (hf + 1) / 2, rows = g.batch * pairs;
+  int threads = thread_count(options.num_threads, macs, rows * w.blocks);
+  const std::int64_t splits =
+      threads > 1 && rows < 2 * threads
+          ? std::min<std::int64_t>(w.blocks, (2 * threads + rows - 1) / rows)
+          : 1;
+  const std::int64_t tasks = rows * splits;
+  threads = static_cast<int>(std::min<std::int64_t>(threads, tasks));
+  const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, wf, g.kernel,
+                                                               g.dilation);
+  const std::int64_t in_image = g.in_channels * g.height * g.width;
+  const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
+  run_tasks(tasks, threads, [&](std::int64_t t) {
+    const std::int64_t s = t % splits, row = t / splits;
+    const std::int64_t i = 2 * (row % pairs), image = row / pairs;
+    Scratch& scratch = thread_scratch();
+    fold_conv_detail::QTask task;
+    task.x = x + image * in_image;
+    task.buffer = scratch.aligned(buffer);
+    scratch.offsets.resize(static_cast<std::size_t>(g.kernel * g.kernel * g.in_channels));
+    task.group_offset = scratch.offsets.data();
+    task.dense = w.dense.data();
+    task.row_sums = w.row_sums.data();
+    task.tail_start = w.tail_start.data();
+    task.tail_groups = w.tail_groups.data();
+    task.has_tail = w.has_tail;
+    task.out_channels = w.out_channels;
+    task.in_channels = g.in_channels;
+    task.height = g.height;
+    task.width = g.width;
+    task.kernel = g.kernel;
+    task.dilation = g.dilation;
+    task.padding = g.padding;
+    task.folded_out_width = wf;
+    task.out_height = g.out_height();
+    task.out_width = g.out_width();
+    task.i = i;
+    task.rows = std::min<std::int64_t>(2, hf - i);
+    task.block0 = w.blocks * s / splits;
+    task.block1 = w.blocks * (s + 1) / splits;
+    task.zx = static_cast<std::uint8_t>(e.zx);
+    task.write_r = s == 0;
+    task.epilogue = constants ? &constants->view : nullptr;
+    const std::int64_t off = image * out_image;
+    task.a_c = out.a_c ? out.a_c + off : nullptr;
+    task.a_t = out.a_t ? out.a_t + off : nullptr;
+    task.a_s = out.a_s ? out.a_s + off : nullptr;
+    task.r = out.r ? out.r + image * hf * wf : nullptr;
+    task.y = out.y ? out.y + off : nullptr;
+    task.q = out.q ? out.q + off : nullptr;
+    fold_conv_detail::q_pack_rows(task);
+    isa.q_task(task);
+  });
+}
+
+// ------------------------------------------------------------------------- portable kernels --
+
+namespace fold_conv_detail {
+namespace {
+
+// FP32: one task, 16 output columns at a time, the same loop nest as the SIMD paths.
+void scalar_f32_task(const F32Task& t) {
+  constexpr int L = 16;
+  const std::int64_t hw = t.height * t.width, hf_in = t.height / 2, k = t.kernel;
+  const std::int64_t ci_n = t.in_channels;
+  for (std::int64_t x0 = 0; x0 < t.out_width; x0 += L) {
+    float acc[kFoldBlock][2][L];
+    for (int c = 0; c < kFoldBlock; ++c)
+      for (int py = 0; py < 2; ++py)
+        for (int l = 0; l < L; ++l) acc[c][py][l] = t.bias[(c * 2 + py) * 2 + (l & 1)];
+    for (std::int64_t kh = 0; kh < k; ++kh) {
+      const std::int64_t fr = t.i + kh * t.dilation - t.padding;
+      if (fr < 0 || fr >= hf_in) continue;  // zero padding rows add nothing
+      for (int bh = 0; bh < 2; ++bh) {
+        const std::int64_t row = 2 * fr + bh;
+        for (std::int64_t kw = 0; kw < k; ++kw) {
+          const std::int64_t col0 = x0 + 2 * (kw * t.dilation - t.padding);
+          bool valid[L];
+          for (int l = 0; l < L; ++l) valid[l] = col0 + l >= 0 && col0 + l < t.width;
+          const float* wp = t.w + ((kh * k + kw) * 2 + bh) * ci_n * 48;
+          for (std::int64_t ci = 0; ci < ci_n; ++ci, wp += 48) {
+            const float* src = t.x + ci * hw + row * t.width + col0;
+            float raw[L], e[2][L];
+            for (int l = 0; l < L; ++l) raw[l] = valid[l] ? src[l] : 0.0f;
+            for (int l = 0; l < L; ++l) {
+              e[0][l] = raw[l & ~1];
+              e[1][l] = raw[l | 1];
+            }
+            for (int bw = 0; bw < 2; ++bw)
+              for (int c = 0; c < kFoldBlock; ++c)
+                for (int py = 0; py < 2; ++py) {
+                  const float* pair = wp + ((bw * kFoldBlock + c) * 2 + py) * 2;
+                  for (int l = 0; l < L; ++l) acc[c][py][l] += e[bw][l] * pair[l & 1];
+                }
+          }
+        }
+      }
+    }
+    const std::int64_t n = std::min<std::int64_t>(L, t.out_width - x0);
+    for (std::int64_t c = 0; c < t.co_count; ++c) {
+      for (int py = 0; py < 2; ++py) {
+        float* dst = t.y + ((t.co0 + c) * t.out_height + 2 * t.i + py) * t.out_width + x0;
+        for (std::int64_t l = 0; l < n; ++l) {
+          const float v = acc[c][py][l];
+          dst[l] = t.relu && !(v > 0.0f) ? 0.0f : v;
+        }
+      }
+    }
+  }
+}
+
+// Integer: the gathered 4-byte groups against the packed codes, 16 folded columns at a time.
+inline std::int32_t dot4(const std::uint8_t* x, const std::int8_t* w) {
+  return x[0] * w[0] + x[1] * w[1] + x[2] * w[2] + x[3] * w[3];
+}
+
+void scalar_q_task(const QTask& t) {
+  constexpr int L = 16, NB = 4 * kFoldQBlock;
+  const std::int64_t k = t.kernel, ci_n = t.in_channels, wf = t.folded_out_width;
+  const std::int64_t taps = k * k * ci_n;
+  const std::int64_t block_size = taps * NB * 4;
+  const std::int64_t set = q_rows_bytes(ci_n, wf, k, t.dilation);
+  for (std::int64_t rr = 0; rr < t.rows; ++rr) {
+    const std::uint8_t* buffer = t.buffer + rr * set;
+    const std::int64_t i = t.i + rr;
+    for (std::int64_t j0 = 0; j0 < wf; j0 += L) {
+      const std::int64_t lanes = std::min<std::int64_t>(L, wf - j0);
+      std::int32_t r[L] = {};
+      for (std::int64_t g = 0; g < taps; ++g) {
+        const std::uint8_t* xg = buffer + t.group_offset[g] + 4 * j0;
+        for (int l = 0; l < L; ++l)
+          r[l] += xg[4 * l] + xg[4 * l + 1] + xg[4 * l + 2] + xg[4 * l + 3];
+      }
+      if (t.write_r && t.r) {
+        for (std::int64_t l = 0; l < lanes; ++l) t.r[i * wf + j0 + l] = r[l];
+      }
+      for (std::int64_t b = t.block0; b < t.block1; ++b) {
+        std::int32_t acc[NB][L] = {};
+        const std::int8_t* wp = t.dense + b * block_size;
+        for (std::int64_t g = 0; g < taps; ++g, wp += NB * 4) {
+          const std::uint8_t* xg = buffer + t.group_offset[g] + 4 * j0;
+          for (int n = 0; n < NB; ++n)
+            for (int l = 0; l < L; ++l) acc[n][l] += dot4(xg + 4 * l, wp + 4 * n);
+        }
+        const std::int64_t co_count =
+            std::min<std::int64_t>(kFoldQBlock, t.out_channels - b * kFoldQBlock);
+        for (std::int64_t nl = 0; nl < 4 * co_count; ++nl) {
+          const std::int64_t n = b * NB + nl;  // folded channel
+          std::int32_t at[L] = {}, as[L] = {};
+          for (std::int64_t e = t.tail_start[n]; e < t.tail_start[n + 1]; ++e) {
+            const FoldTailGroup& tg = t.tail_groups[e];
+            const std::uint8_t* xg = buffer + t.group_offset[tg.group] + 4 * j0;
+            std::int8_t tc[4], sc[4];
+            std::memcpy(tc, &tg.codes, 4);
+            std::memcpy(sc, &tg.signs, 4);
+            for (int l = 0; l < L; ++l) {
+              at[l] += dot4(xg + 4 * l, tc);
+              as[l] += dot4(xg + 4 * l, sc);
+            }
+          }
+          const std::int64_t co = n / 4, py = (n / 2) % 2, px = n % 2;
+          const std::int64_t base = (co * t.out_height + 2 * i + py) * t.out_width + 2 * j0 + px;
+          for (std::int64_t l = 0; l < lanes; ++l) {
+            const std::int32_t ac = acc[nl][l] - at[l];  // the dense pass summed Wc + Wt
+            const std::int64_t o = base + 2 * l;
+            if (!t.epilogue) {
+              t.a_c[o] = ac;
+              t.a_t[o] = at[l];
+              t.a_s[o] = as[l];
+              continue;
+            }
+            const QEpilogue& q = *t.epilogue;
+            float y = static_cast<float>(ac - q.zero_c[n]) * q.alpha_c[n];
+            if (t.has_tail) {
+              y = y + static_cast<float>(at[l] - q.zero_t[n]) * q.alpha_t[n];
+              y = y + static_cast<float>(as[l] - q.zero_s[n]) * q.alpha_s[n];
+            }
+            y = y + static_cast<float>(r[l] - q.row_zero) * q.gamma[n];
+            y = y + q.beta[n];
+            if (t.y) {
+              t.y[o] = y;
+              continue;
+            }
+            float v = std::nearbyint(y / q.out_scale) + q.out_zero;  // round half to even
+            v = v > q.out_low ? v : q.out_low;  // NaN -> low, as vmaxps does
+            v = v < 255.0f ? v : 255.0f;
+            t.q[o] = static_cast<std::uint8_t>(v);
+          }
+        }
+      }
+    }
+  }
+}
+
+const FoldConvIsa kScalar{FoldConvPath::Scalar, scalar_f32_task, scalar_q_task};
+
+}  // namespace
+
+const FoldConvIsa* fold_conv_scalar() { return &kScalar; }
+
+}  // namespace fold_conv_detail
+}  // namespace prism

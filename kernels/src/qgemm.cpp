@@ -1,0 +1,637 @@
+// PWLQ integer GEMM: weight packing, path selection, the blocked and threaded driver. The inner
+// loops live in one file per instruction set (qgemm_<isa>.cpp); semantics in prism/qgemm.hpp.
+#include "prism/qgemm.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "prism/cpu_features.hpp"
+#include "prism/thread_pool.hpp"
+
+namespace prism {
+
+// ------------------------------------------------------------------------------------ paths --
+
+const char* qgemm_path_name(QgemmPath path) {
+  switch (path) {
+    case QgemmPath::Auto: return "auto";
+    case QgemmPath::Scalar: return "scalar";
+    case QgemmPath::Avx2: return "avx2";
+    case QgemmPath::Avx512Vnni: return "avx512vnni";
+    case QgemmPath::NeonDot: return "neon_dot";
+  }
+  return "?";
+}
+
+QgemmPath parse_qgemm_path(const std::string& name) {
+  for (QgemmPath p : {QgemmPath::Auto, QgemmPath::Scalar, QgemmPath::Avx2, QgemmPath::Avx512Vnni,
+                      QgemmPath::NeonDot}) {
+    if (name == qgemm_path_name(p)) return p;
+  }
+  throw std::invalid_argument("unknown kernel path '" + name +
+                              "'; expected auto, scalar, avx2, avx512vnni or neon_dot");
+}
+
+namespace {
+
+const qgemm_detail::IsaKernels* built_kernels(QgemmPath path) {
+  switch (path) {
+    case QgemmPath::Scalar: return qgemm_detail::scalar_kernels();
+    case QgemmPath::Avx2: return qgemm_detail::avx2_kernels();
+    case QgemmPath::Avx512Vnni: return qgemm_detail::avx512vnni_kernels();
+    case QgemmPath::NeonDot: return qgemm_detail::neon_dot_kernels();
+    case QgemmPath::Auto: break;
+  }
+  return nullptr;
+}
+
+bool cpu_has(QgemmPath path) {
+  const CpuFeatures& f = cpu_features();
+  switch (path) {
+    case QgemmPath::Scalar: return true;
+    case QgemmPath::Avx2: return f.avx2;
+    case QgemmPath::Avx512Vnni: return f.avx512_vnni;
+    case QgemmPath::NeonDot: return f.neon_dotprod;
+    case QgemmPath::Auto: return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string qgemm_path_unavailable_reason(QgemmPath path) {
+  if (path == QgemmPath::Auto || path == QgemmPath::Scalar) return "";
+  const std::string name = qgemm_path_name(path);
+  if (!built_kernels(path)) {
+    return name + ": not built into this binary (it was compiled for " + cpu_features().arch +
+           ")";
+  }
+  if (!cpu_has(path)) {
+    static const char* what[] = {"", "", "AVX2 and FMA", "AVX-512 VNNI (with F, BW, VL)",
+                                 "the ARMv8.2 dot-product extension (asimddp)"};
+    return name + ": this CPU lacks " + what[static_cast<int>(path)] +
+           " (or PRISM_DISABLE_SIMD=1 is set)";
+  }
+  return "";
+}
+
+QgemmPath qgemm_best_path() {
+  for (QgemmPath p : {QgemmPath::Avx512Vnni, QgemmPath::Avx2, QgemmPath::NeonDot}) {
+    if (qgemm_path_unavailable_reason(p).empty()) return p;
+  }
+  return QgemmPath::Scalar;
+}
+
+namespace qgemm_detail {
+
+double avx512vnni_peak_probe(double seconds);  // qgemm_avx512vnni.cpp
+
+double vpdpbusd_per_second(double seconds) {
+  return qgemm_path_unavailable_reason(QgemmPath::Avx512Vnni).empty()
+             ? avx512vnni_peak_probe(seconds)
+             : 0.0;
+}
+
+const IsaKernels& kernels_for(QgemmPath path) {
+  if (path == QgemmPath::Auto) path = qgemm_best_path();
+  const std::string why = qgemm_path_unavailable_reason(path);
+  if (!why.empty()) throw std::invalid_argument("kernel path " + why);
+  return *built_kernels(path);
+}
+
+}  // namespace qgemm_detail
+
+// ---------------------------------------------------------------------------------- packing --
+
+double PackedPwlqWeights::tail_block_density() const {
+  if (tail_form != TailForm::Sparse || channels == 0 || k_blocks == 0) return 0.0;
+  return static_cast<double>(tail_blocks.size()) / static_cast<double>(channels * k_blocks);
+}
+
+namespace {
+
+int sign_of(int v) { return (v > 0) - (v < 0); }
+
+std::string at(std::int64_t n, std::int64_t k) {
+  return "[" + std::to_string(n) + ", " + std::to_string(k) + "]";
+}
+
+// Writes one (N, K) code tensor into panels; returns nothing, fills sums per panel lane.
+void fill_panels(const PackedPwlqWeights& w, std::vector<std::int8_t>& panels,
+                 std::vector<std::int32_t>& lane_sums, std::int64_t n, std::int64_t k,
+                 int code) {
+  const std::int64_t per_group = w.channels_per_group();
+  const std::int64_t g = n / per_group, c = n % per_group;
+  const std::int64_t panel = g * w.panels_per_group + c / kQgemmPanel;
+  const std::int64_t lane = c % kQgemmPanel;
+  panels[panel * w.panel_bytes() + (k / kQgemmKBlock) * (kQgemmKBlock * kQgemmPanel) +
+         lane * kQgemmKBlock + k % kQgemmKBlock] = static_cast<std::int8_t>(code);
+  lane_sums[panel * kQgemmPanel + lane] += code;
+}
+
+}  // namespace
+
+PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t* tail,
+                                    const std::int8_t* sign, std::int64_t channels,
+                                    std::int64_t depth, TailForm form, std::int64_t groups) {
+  if (channels <= 0 || depth <= 0) {
+    throw std::invalid_argument("pack_pwlq_weights: N and K must be positive, got N=" +
+                                std::to_string(channels) + " K=" + std::to_string(depth));
+  }
+  if (depth > kQgemmMaxDepth) {
+    throw std::invalid_argument("pack_pwlq_weights: K=" + std::to_string(depth) +
+                                " exceeds the int32 accumulator limit " +
+                                std::to_string(kQgemmMaxDepth));
+  }
+  if (groups <= 0 || channels % groups != 0) {
+    throw std::invalid_argument("pack_pwlq_weights: N=" + std::to_string(channels) +
+                                " is not a multiple of groups=" + std::to_string(groups));
+  }
+  if (!center || (tail == nullptr) != (sign == nullptr)) {
+    throw std::invalid_argument(
+        "pack_pwlq_weights: center is required; tail and sign are both given or both absent");
+  }
+  const bool has_tail = tail != nullptr;
+  if (has_tail && form == TailForm::None) form = TailForm::Sparse;
+  if (!has_tail) form = TailForm::None;
+
+  PackedPwlqWeights w;
+  w.channels = channels;
+  w.depth = depth;
+  w.groups = groups;
+  w.k_blocks = (depth + kQgemmKBlock - 1) / kQgemmKBlock;
+  w.panels_per_group = (channels / groups + kQgemmPanel - 1) / kQgemmPanel;
+  w.tail_form = form;
+  const std::int64_t panels = groups * w.panels_per_group;
+  const std::size_t panel_total = static_cast<std::size_t>(panels * w.panel_bytes());
+  const std::size_t lanes = static_cast<std::size_t>(panels * kQgemmPanel);
+  w.dense.assign(panel_total, 0);
+  w.dense_sums.assign(lanes, 0);
+  w.sum_center.assign(channels, 0);
+  w.sum_tail.assign(channels, 0);
+  w.sum_sign.assign(channels, 0);
+  if (form == TailForm::Dense) {
+    w.dense_tail.assign(panel_total, 0);
+    w.dense_sign.assign(panel_total, 0);
+    w.dense_tail_sums.assign(lanes, 0);
+    w.dense_sign_sums.assign(lanes, 0);
+  }
+  if (form == TailForm::Sparse) w.tail_start.assign(channels + 1, 0);
+
+  int max_abs = 0;
+  for (std::int64_t n = 0; n < channels; ++n) {
+    for (std::int64_t k = 0; k < depth; ++k) {
+      const std::int64_t i = n * depth + k;
+      const int c = center[i];
+      const int t = has_tail ? tail[i] : 0;
+      const int s = has_tail ? sign[i] : 0;
+      if (s < -1 || s > 1) {
+        throw std::invalid_argument("pack_pwlq_weights: sign" + at(n, k) + " = " +
+                                    std::to_string(s) + " is not -1, 0 or +1");
+      }
+      if (s != 0 && c != 0) {
+        throw std::invalid_argument("pack_pwlq_weights: weight" + at(n, k) +
+                                    " is in both regions (center code " + std::to_string(c) +
+                                    ", sign " + std::to_string(s) + ")");
+      }
+      if (s == 0 && t != 0) {
+        throw std::invalid_argument("pack_pwlq_weights: tail code" + at(n, k) + " = " +
+                                    std::to_string(t) + " where sign is 0");
+      }
+      if (t != 0 && sign_of(t) != s) {
+        throw std::invalid_argument("pack_pwlq_weights: tail code" + at(n, k) + " = " +
+                                    std::to_string(t) + " disagrees with sign " +
+                                    std::to_string(s));
+      }
+      max_abs = std::max({max_abs, c < 0 ? -c : c, t < 0 ? -t : t});
+      w.sum_center[n] += c;
+      w.sum_tail[n] += t;
+      w.sum_sign[n] += s;
+      if (form == TailForm::Dense) {
+        fill_panels(w, w.dense, w.dense_sums, n, k, c);
+        fill_panels(w, w.dense_tail, w.dense_tail_sums, n, k, t);
+        fill_panels(w, w.dense_sign, w.dense_sign_sums, n, k, s);
+      } else {
+        fill_panels(w, w.dense, w.dense_sums, n, k, c + t);  // disjoint: c + t is still int8
+      }
+    }
+    if (form == TailForm::Sparse) {
+      for (std::int64_t kb = 0; kb < w.k_blocks; ++kb) {
+        std::uint8_t codes[4] = {0, 0, 0, 0}, signs[4] = {0, 0, 0, 0};
+        bool any = false;
+        for (std::int64_t i = 0; i < kQgemmKBlock && kb * kQgemmKBlock + i < depth; ++i) {
+          const std::int64_t src = n * depth + kb * kQgemmKBlock + i;
+          codes[i] = static_cast<std::uint8_t>(tail[src]);
+          signs[i] = static_cast<std::uint8_t>(sign[src]);
+          any = any || sign[src] != 0;
+        }
+        if (!any) continue;
+        QgemmTailBlock b;
+        b.k_block = static_cast<std::int32_t>(kb);
+        std::memcpy(&b.codes, codes, 4);
+        std::memcpy(&b.signs, signs, 4);
+        w.tail_blocks.push_back(b);
+      }
+      w.tail_start[n + 1] = static_cast<std::int64_t>(w.tail_blocks.size());
+    }
+  }
+  w.max_abs_code = max_abs;
+  return w;
+}
+
+// ---------------------------------------------------------------------------------- driver --
+
+namespace qgemm_detail {
+namespace {
+
+constexpr std::int64_t kMaxRowGroupsPerBlock = 3;  // 48 rows: the AVX-512 register tile
+// Below this many multiply-adds per thread, waking another thread costs more than it saves
+// (automatic thread count only).
+constexpr double kMinMacsPerThread = 1.5e6;
+
+// Rows of a row-major (M, K) uint8 matrix.
+class MatrixRows final : public RowSource {
+ public:
+  MatrixRows(const std::uint8_t* x, std::int64_t rows, std::int64_t depth)
+      : x_(x), rows_(rows), depth_(depth) {}
+  std::int64_t rows() const override { return rows_; }
+  void pack(std::int64_t row0, std::int64_t row_groups, std::uint8_t* out, std::int32_t* row_sums,
+            const IsaKernels& isa) const override {
+    const std::int64_t k_blocks = (depth_ + kQgemmKBlock - 1) / kQgemmKBlock;
+    if (isa.pack_matrix && !isa.biased_x) {
+      isa.pack_matrix(MatrixPackArgs{x_, rows_, depth_, row0, row_groups, k_blocks, out, row_sums});
+      return;
+    }
+    const std::uint8_t flip = isa.biased_x ? 0x80 : 0;
+    const std::int64_t full = depth_ / kQgemmKBlock;
+    const std::uint32_t flip4 = 0x01010101u * flip;
+    for (std::int64_t g = 0; g < row_groups; ++g) {
+      std::uint8_t* dst_group = out + g * k_blocks * 64;
+      for (int r = 0; r < kQgemmRowGroup; ++r) {
+        const std::int64_t m = row0 + g * kQgemmRowGroup + r;
+        std::uint8_t* dst = dst_group + r * kQgemmKBlock;
+        if (m >= rows_) {
+          for (std::int64_t kb = 0; kb < k_blocks; ++kb) std::memcpy(dst + kb * 64, &flip4, 4);
+          row_sums[g * kQgemmRowGroup + r] = 0;
+          continue;
+        }
+        const std::uint8_t* src = x_ + m * depth_;
+        for (std::int64_t kb = 0; kb < full; ++kb) {
+          std::uint32_t v;
+          std::memcpy(&v, src + kb * kQgemmKBlock, 4);
+          v ^= flip4;
+          std::memcpy(dst + kb * 64, &v, 4);
+        }
+        if (full < k_blocks) {
+          std::uint8_t last[4] = {0, 0, 0, 0};
+          for (std::int64_t i = full * kQgemmKBlock; i < depth_; ++i)
+            last[i - full * kQgemmKBlock] = src[i];
+          for (auto& b : last) b ^= flip;
+          std::memcpy(dst + full * 64, last, 4);
+        }
+        std::int32_t sum = 0;
+        for (std::int64_t k = 0; k < depth_; ++k) sum += src[k];
+        row_sums[g * kQgemmRowGroup + r] = sum;
+      }
+    }
+  }
+
+ private:
+  const std::uint8_t* x_;
+  std::int64_t rows_, depth_;
+};
+
+// A vector whose data is 64-byte aligned (one cache line, one zmm), grown but never shrunk.
+template <class T>
+class AlignedBuffer {
+ public:
+  T* get(std::size_t count) {
+    if (count > capacity_) {
+      storage_.assign((count * sizeof(T) + 64 + sizeof(T) - 1) / sizeof(T), T());
+      capacity_ = count;
+    }
+    auto p = reinterpret_cast<std::uintptr_t>(storage_.data());
+    return reinterpret_cast<T*>((p + 63) & ~static_cast<std::uintptr_t>(63));
+  }
+
+ private:
+  std::vector<T> storage_;
+  std::size_t capacity_ = 0;
+};
+
+// Per-thread scratch, reused across calls.
+struct Scratch {
+  AlignedBuffer<std::uint8_t> rows;
+  AlignedBuffer<std::int32_t> row_sums, acc, acc_t, acc_s;
+  AlignedBuffer<float> y;
+  AlignedBuffer<std::uint8_t> q;
+};
+
+Scratch& thread_scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// Per-call, per-channel constants of the float epilogue.
+struct EpilogueConstants {
+  std::vector<std::int32_t> zero_c, zero_t, zero_s;
+  std::vector<float> alpha_c, alpha_t, alpha_s, gamma, beta;
+  std::int32_t row_zero = 0;
+  float out_scale = 1.0f, out_zero = 0.0f, out_low = 0.0f;
+
+  // Refills the constants for one call (the vectors keep their capacity between calls).
+  void reset(const PackedPwlqWeights& w, const PwlqEpilogue& e, const Requantization* rq) {
+    const std::int64_t n = w.channels;
+    zero_c.resize(n);
+    zero_t.resize(n);
+    zero_s.resize(n);
+    alpha_c.resize(n);
+    alpha_t.resize(n);
+    alpha_s.resize(n);
+    gamma.resize(n);
+    beta.resize(n);
+    const double sx = e.sx;
+    for (std::int64_t i = 0; i < n; ++i) {
+      zero_c[i] = e.zx * w.sum_center[i];
+      zero_t[i] = e.zx * w.sum_tail[i];
+      zero_s[i] = e.zx * w.sum_sign[i];
+      const double a = e.a ? e.a[i] : 1.0;
+      alpha_c[i] = static_cast<float>(sx * e.s1[i] * a);
+      alpha_t[i] = static_cast<float>(sx * (e.s2 ? e.s2[i] : 0.0f) * a);
+      alpha_s[i] = static_cast<float>(sx * (e.p ? e.p[i] : 0.0f) * a);
+      gamma[i] = static_cast<float>((e.c ? e.c[i] : 0.0f) * sx);
+      beta[i] = e.bias ? e.bias[i] : 0.0f;
+    }
+    row_zero = e.zx * static_cast<std::int32_t>(w.depth);
+    if (rq) {
+      out_scale = rq->scale;
+      out_zero = static_cast<float>(rq->zero_point);
+      out_low = rq->relu ? out_zero : 0.0f;
+    }
+  }
+};
+
+struct Task {
+  std::int64_t job;
+  std::int64_t row0, row_groups;
+  std::int64_t panel0, panel1;
+};
+
+void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
+              const IsaKernels& isa, const EpilogueConstants* ec) {
+  Scratch& s = thread_scratch();
+  const std::int64_t rows = task.row_groups * kQgemmRowGroup;
+  const std::int64_t valid_rows = std::min(rows, job.source->rows() - task.row0);
+  const std::int64_t ld = rows;
+  std::uint8_t* xp = s.rows.get(static_cast<std::size_t>(task.row_groups * w.k_blocks * 64));
+  std::int32_t* row_sums = s.row_sums.get(static_cast<std::size_t>(rows));
+  job.source->pack(task.row0, task.row_groups, xp, row_sums, isa);
+  const PackedRows x{xp, task.row_groups, w.k_blocks};
+
+  const std::size_t tile = static_cast<std::size_t>(kQgemmPanel * ld);
+  std::int32_t* acc = s.acc.get(tile);
+  const bool has_tail = w.tail_form != TailForm::None;
+  std::int32_t* acc_t = has_tail ? s.acc_t.get(tile) : nullptr;
+  std::int32_t* acc_s = has_tail ? s.acc_s.get(tile) : nullptr;
+  const bool wide = w.max_abs_code > 64;
+  const std::int64_t per_group = w.channels_per_group();
+  const OutputSpec& out = job.out;
+
+  if (out.kind == OutputSpec::Kind::Accumulators && task.panel0 == 0) {
+    for (std::int64_t r = 0; r < valid_rows; ++r) out.r[task.row0 + r] = row_sums[r];
+  }
+  for (std::int64_t p = task.panel0; p < task.panel1; ++p) {
+    const std::int64_t c0 = p * kQgemmPanel;  // first channel of the panel within the group
+    const std::int64_t nc = std::min<std::int64_t>(kQgemmPanel, per_group - c0);
+    const std::int64_t gc0 = job.group * per_group + c0;  // global channel index
+    const std::int64_t panel = job.group * w.panels_per_group + p;
+    const std::int64_t poff = panel * w.panel_bytes();
+    const std::int32_t* lane_sums = w.dense_sums.data() + panel * kQgemmPanel;
+    isa.dense(DenseArgs{x, w.dense.data() + poff, wide, lane_sums, acc, ld});
+    if (w.tail_form == TailForm::Sparse) {
+      isa.tail(TailArgs{x, nc, w.tail_start.data() + gc0, w.tail_blocks.data(), wide,
+                        w.sum_tail.data() + gc0, w.sum_sign.data() + gc0, acc_t, acc_s, ld});
+    } else if (w.tail_form == TailForm::Dense) {
+      isa.dense(DenseArgs{x, w.dense_tail.data() + poff, wide,
+                          w.dense_tail_sums.data() + panel * kQgemmPanel, acc_t, ld});
+      isa.dense(DenseArgs{x, w.dense_sign.data() + poff, wide,
+                          w.dense_sign_sums.data() + panel * kQgemmPanel, acc_s, ld});
+    }
+    const bool merged = w.tail_form == TailForm::Sparse;
+
+    if (out.kind == OutputSpec::Kind::Accumulators) {
+      for (std::int64_t j = 0; j < nc; ++j) {
+        for (std::int64_t r = 0; r < valid_rows; ++r) {
+          const std::int64_t o = (task.row0 + r) * out.row_stride + (c0 + j) * out.channel_stride;
+          const std::int32_t t = has_tail ? acc_t[j * ld + r] : 0;
+          out.a_c[o] = merged ? acc[j * ld + r] - t : acc[j * ld + r];
+          out.a_t[o] = t;
+          out.a_s[o] = has_tail ? acc_s[j * ld + r] : 0;
+        }
+      }
+      continue;
+    }
+
+    EpilogueArgs e{};
+    e.acc = acc;
+    e.acc_t = acc_t;
+    e.acc_s = acc_s;
+    e.merged = merged;
+    e.row_sums = row_sums;
+    e.row_zero = ec->row_zero;
+    e.channels = nc;
+    e.rows = rows;
+    e.ld = ld;
+    e.zero_c = ec->zero_c.data() + gc0;
+    e.zero_t = ec->zero_t.data() + gc0;
+    e.zero_s = ec->zero_s.data() + gc0;
+    e.alpha_c = ec->alpha_c.data() + gc0;
+    e.alpha_t = ec->alpha_t.data() + gc0;
+    e.alpha_s = ec->alpha_s.data() + gc0;
+    e.gamma = ec->gamma.data() + gc0;
+    e.beta = ec->beta.data() + gc0;
+    e.out_scale = ec->out_scale;
+    e.out_zero = ec->out_zero;
+    e.out_low = ec->out_low;
+    if (out.kind == OutputSpec::Kind::Float) {
+      float* y = s.y.get(tile);
+      e.y = y;
+      isa.epilogue(e);
+      for (std::int64_t j = 0; j < nc; ++j) {
+        float* dst = out.y + task.row0 * out.row_stride + (c0 + j) * out.channel_stride;
+        if (out.row_stride == 1) {
+          std::memcpy(dst, y + j * ld, static_cast<std::size_t>(valid_rows) * sizeof(float));
+        } else if (isa.store_rows && nc == kQgemmPanel && out.channel_stride == 1) {
+          isa.store_rows(StoreRowsArgs{y, ld, valid_rows, dst, out.row_stride});
+          break;  // all 8 channels stored
+        } else {
+          for (std::int64_t r = 0; r < valid_rows; ++r) dst[r * out.row_stride] = y[j * ld + r];
+        }
+      }
+    } else {
+      std::uint8_t* q = s.q.get(tile);
+      e.q = q;
+      isa.epilogue(e);
+      for (std::int64_t j = 0; j < nc; ++j) {
+        std::uint8_t* dst = out.q + task.row0 * out.row_stride + (c0 + j) * out.channel_stride;
+        if (out.row_stride == 1) {
+          std::memcpy(dst, q + j * ld, static_cast<std::size_t>(valid_rows));
+        } else {
+          for (std::int64_t r = 0; r < valid_rows; ++r) dst[r * out.row_stride] = q[j * ld + r];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void run_gemm_jobs(const std::vector<GemmJob>& jobs, const PackedPwlqWeights& w,
+                   const PwlqEpilogue* epilogue, const Requantization* requant,
+                   const QgemmOptions& options) {
+  const IsaKernels& isa = kernels_for(options.path);
+  if (options.num_threads < 0) {
+    throw std::invalid_argument("num_threads must be >= 0, got " +
+                                std::to_string(options.num_threads));
+  }
+  // Row blocks of up to 3 row groups, sized evenly (49 rows: 2 + 2 groups, not 3 + 1).
+  // Reused across the calls of this thread: a small layer should not pay for allocations.
+  thread_local std::vector<Task> blocks, tasks;
+  thread_local EpilogueConstants constants;
+  blocks.clear();
+  tasks.clear();
+  double macs = 0.0;
+  for (std::int64_t j = 0; j < static_cast<std::int64_t>(jobs.size()); ++j) {
+    const std::int64_t m = jobs[j].source->rows();
+    if (m <= 0) continue;
+    macs += static_cast<double>(m) * w.channels_per_group() * w.depth;
+    const std::int64_t groups = (m + kQgemmRowGroup - 1) / kQgemmRowGroup;
+    const std::int64_t count = (groups + kMaxRowGroupsPerBlock - 1) / kMaxRowGroupsPerBlock;
+    std::int64_t g0 = 0;
+    for (std::int64_t b = 0; b < count; ++b) {
+      const std::int64_t g1 = groups * (b + 1) / count;
+      blocks.push_back(Task{j, g0 * kQgemmRowGroup, g1 - g0, 0, w.panels_per_group});
+      g0 = g1;
+    }
+  }
+  if (blocks.empty()) return;
+
+  ThreadPool& pool = kernel_thread_pool();
+  int threads = options.num_threads;
+  if (threads == 0) {
+    threads = std::min<int>(hardware_thread_count(),
+                            std::max<int>(1, static_cast<int>(macs / kMinMacsPerThread)));
+  } else {
+    pool.reserve(threads);
+  }
+  // Few row blocks for the threads: split the channel panels as well (each part packs its rows
+  // again, which costs K bytes per row against 8·K multiply-adds per row and panel).
+  const std::int64_t want = 2 * static_cast<std::int64_t>(threads);
+  const std::int64_t nblocks = static_cast<std::int64_t>(blocks.size());
+  const std::int64_t splits = threads > 1 && nblocks < want
+                                  ? std::min(w.panels_per_group, (want + nblocks - 1) / nblocks)
+                                  : 1;
+  for (const Task& b : blocks) {
+    for (std::int64_t s = 0; s < splits; ++s) {
+      Task t = b;
+      t.panel0 = w.panels_per_group * s / splits;
+      t.panel1 = w.panels_per_group * (s + 1) / splits;
+      if (t.panel1 > t.panel0) tasks.push_back(t);
+    }
+  }
+
+  const EpilogueConstants* ec = nullptr;
+  if (epilogue) {
+    constants.reset(w, *epilogue, requant);
+    ec = &constants;
+  }
+  // A lambda names thread_local variables directly instead of capturing them, so the workers
+  // get the caller's task list through a plain pointer.
+  const Task* task_list = tasks.data();
+  auto run = [&jobs, &w, &isa, ec, task_list](std::int64_t i) {
+    const Task& t = task_list[i];
+    run_task(t, jobs[t.job], w, isa, ec);
+  };
+  if (threads <= 1) {
+    for (std::int64_t i = 0; i < static_cast<std::int64_t>(tasks.size()); ++i) run(i);
+  } else {
+    pool.parallel_for(static_cast<std::int64_t>(tasks.size()), threads, run);
+  }
+}
+
+}  // namespace qgemm_detail
+
+// ------------------------------------------------------------------------------- entry points --
+
+namespace {
+
+void check_gemm(const PackedPwlqWeights& w, std::int64_t rows) {
+  if (w.groups != 1) {
+    throw std::invalid_argument("qgemm: weights packed with groups=" + std::to_string(w.groups) +
+                                " are convolution weights; GEMM needs groups=1");
+  }
+  if (rows < 0) throw std::invalid_argument("qgemm: M must be >= 0");
+}
+
+void check_epilogue(const PwlqEpilogue& e) {
+  if (!e.s1) throw std::invalid_argument("qgemm: the center scale s1 is required");
+  if (e.zx < 0 || e.zx > 255) {
+    throw std::invalid_argument("qgemm: zero point zx=" + std::to_string(e.zx) +
+                                " is outside 0..255");
+  }
+}
+
+std::vector<qgemm_detail::GemmJob> gemm_job(const qgemm_detail::RowSource& src,
+                                            const PackedPwlqWeights& w,
+                                            qgemm_detail::OutputSpec out) {
+  out.row_stride = w.channels;
+  out.channel_stride = 1;
+  return {qgemm_detail::GemmJob{&src, 0, out}};
+}
+
+}  // namespace
+
+void qgemm_accumulators(const std::uint8_t* x, std::int64_t rows, const PackedPwlqWeights& w,
+                        std::int32_t* a_c, std::int32_t* a_t, std::int32_t* a_s, std::int32_t* r,
+                        const QgemmOptions& options) {
+  check_gemm(w, rows);
+  qgemm_detail::MatrixRows src(x, rows, w.depth);
+  qgemm_detail::OutputSpec out;
+  out.kind = qgemm_detail::OutputSpec::Kind::Accumulators;
+  out.a_c = a_c;
+  out.a_t = a_t;
+  out.a_s = a_s;
+  out.r = r;
+  qgemm_detail::run_gemm_jobs(gemm_job(src, w, out), w, nullptr, nullptr, options);
+}
+
+void qgemm(const std::uint8_t* x, std::int64_t rows, const PackedPwlqWeights& w,
+           const PwlqEpilogue& epilogue, float* y, const QgemmOptions& options) {
+  check_gemm(w, rows);
+  check_epilogue(epilogue);
+  qgemm_detail::MatrixRows src(x, rows, w.depth);
+  qgemm_detail::OutputSpec out;
+  out.kind = qgemm_detail::OutputSpec::Kind::Float;
+  out.y = y;
+  qgemm_detail::run_gemm_jobs(gemm_job(src, w, out), w, &epilogue, nullptr, options);
+}
+
+void qgemm_requantized(const std::uint8_t* x, std::int64_t rows, const PackedPwlqWeights& w,
+                       const PwlqEpilogue& epilogue, const Requantization& requant,
+                       std::uint8_t* q, const QgemmOptions& options) {
+  check_gemm(w, rows);
+  check_epilogue(epilogue);
+  if (!(requant.scale > 0.0f) || requant.zero_point < 0 || requant.zero_point > 255) {
+    throw std::invalid_argument("qgemm: output scale must be > 0 and zero point in 0..255");
+  }
+  qgemm_detail::MatrixRows src(x, rows, w.depth);
+  qgemm_detail::OutputSpec out;
+  out.kind = qgemm_detail::OutputSpec::Kind::Requantized;
+  out.q = q;
+  qgemm_detail::run_gemm_jobs(gemm_job(src, w, out), w, &epilogue, &requant, options);
+}
+
+}  // namespace prism

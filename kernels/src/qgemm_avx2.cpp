@@ -1,0 +1,235 @@
+// AVX2 path of the PWLQ integer GEMM. Compiled with -mavx2 -mfma (this file only) and chosen
+// at run time when cpu_features().avx2 and no AVX-512 VNNI.
+//
+// u8×s8 products use vpmaddubsw, which adds adjacent product pairs into int16 WITH SATURATION:
+// |x0·w0 + x1·w1| ≤ 255·(|w0| + |w1|), which exceeds 32767 once |w0| + |w1| > 128. Codes with
+// |w| ≤ 64 can never saturate (255·128 = 32640), and PWLQ's 4-bit codes (|w| ≤ 7) are far below.
+// When the weights hold a code beyond ±64 (DenseArgs::wide_codes), each broadcast weight block
+// is split into lo = clamp(w, −64, 64) and hi = w − lo (both within ±64) and the two halves go
+// through vpmaddubsw separately: exact for every int8 code, at about half the speed.
+// vpmaddwd with ones then widens the int16 pairs into int32 lanes (exact).
+#include "prism/qgemm.hpp"
+
+#if defined(__x86_64__) && defined(__AVX2__)
+#include <immintrin.h>
+
+#include <cstring>
+
+namespace prism {
+namespace qgemm_detail {
+namespace {
+
+constexpr int kP = kQgemmPanel, kB = kQgemmKBlock;
+
+inline std::int32_t load_i32(const void* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Σ over each 4-byte group of x (u8) · w (s8), into 8 int32 lanes.
+template <bool Wide>
+inline __m256i dot4(__m256i x, __m256i w, __m256i ones) {
+  if (!Wide) return _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones);
+  const __m256i lo = _mm256_max_epi8(_mm256_min_epi8(w, _mm256_set1_epi8(64)),
+                                     _mm256_set1_epi8(-64));
+  const __m256i hi = _mm256_sub_epi8(w, lo);
+  return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(x, lo), ones),
+                          _mm256_madd_epi16(_mm256_maddubs_epi16(x, hi), ones));
+}
+
+// One row group (two ymm of 8 rows) × 4 channels (half a panel).
+template <bool Wide>
+inline void dense_tile(const std::uint8_t* x, std::int64_t k_blocks, const std::int8_t* panel,
+                       int half, std::int32_t* out, std::int64_t ld) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[2][4];
+  for (int h = 0; h < 2; ++h)
+    for (int j = 0; j < 4; ++j) acc[h][j] = _mm256_setzero_si256();
+  for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
+    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb * 64));
+    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb * 64 + 32));
+    const std::int8_t* wv = panel + kb * (kB * kP) + half * 4 * kB;
+    for (int j = 0; j < 4; ++j) {
+      const __m256i w = _mm256_set1_epi32(load_i32(wv + j * kB));
+      acc[0][j] = _mm256_add_epi32(acc[0][j], dot4<Wide>(x0, w, ones));
+      acc[1][j] = _mm256_add_epi32(acc[1][j], dot4<Wide>(x1, w, ones));
+    }
+  }
+  for (int j = 0; j < 4; ++j) {
+    std::int32_t* o = out + (half * 4 + j) * ld;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), acc[0][j]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), acc[1][j]);
+  }
+}
+
+void dense(const DenseArgs& a) {
+  for (std::int64_t g = 0; g < a.x.row_groups; ++g) {
+    const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
+    for (int half = 0; half < 2; ++half) {
+      if (a.wide_codes)
+        dense_tile<true>(x, a.x.k_blocks, a.panel, half, a.out + g * 16, a.ld);
+      else
+        dense_tile<false>(x, a.x.k_blocks, a.panel, half, a.out + g * 16, a.ld);
+    }
+  }
+}
+
+template <bool Wide>
+inline void tail_group(const std::uint8_t* x, const QgemmTailBlock* b, const QgemmTailBlock* end,
+                       std::int32_t* out_t, std::int32_t* out_s) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i t0 = _mm256_setzero_si256(), t1 = t0, s0 = t0, s1 = t0;
+  for (; b < end; ++b) {
+    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64));
+    const __m256i x1 =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64 + 32));
+    const __m256i codes = _mm256_set1_epi32(b->codes), signs = _mm256_set1_epi32(b->signs);
+    t0 = _mm256_add_epi32(t0, dot4<Wide>(x0, codes, ones));
+    t1 = _mm256_add_epi32(t1, dot4<Wide>(x1, codes, ones));
+    s0 = _mm256_add_epi32(s0, dot4<false>(x0, signs, ones));  // |sign| ≤ 1 never saturates
+    s1 = _mm256_add_epi32(s1, dot4<false>(x1, signs, ones));
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_t), t0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_t + 8), t1);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_s), s0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_s + 8), s1);
+}
+
+void tail(const TailArgs& a) {
+  for (std::int64_t j = 0; j < a.channels; ++j) {
+    const QgemmTailBlock* b = a.blocks + a.start[j];
+    const QgemmTailBlock* end = a.blocks + a.start[j + 1];
+    for (std::int64_t g = 0; g < a.x.row_groups; ++g) {
+      const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
+      std::int32_t* ot = a.out_t + j * a.ld + g * 16;
+      std::int32_t* os = a.out_s + j * a.ld + g * 16;
+      if (a.wide_codes)
+        tail_group<true>(x, b, end, ot, os);
+      else
+        tail_group<false>(x, b, end, ot, os);
+    }
+  }
+}
+
+// The float epilogue, 8 rows at a time; the scalar path's float32 operations in its order.
+void epilogue(const EpilogueArgs& a) {
+  const __m256 so = _mm256_set1_ps(a.out_scale), zo = _mm256_set1_ps(a.out_zero);
+  const __m256 lo = _mm256_set1_ps(a.out_low), hi = _mm256_set1_ps(255.0f);
+  const __m256i row_zero = _mm256_set1_epi32(a.row_zero);
+  for (std::int64_t j = 0; j < a.channels; ++j) {
+    const __m256i zc = _mm256_set1_epi32(a.zero_c[j]);
+    const __m256i zt = _mm256_set1_epi32(a.zero_t[j]);
+    const __m256i zs = _mm256_set1_epi32(a.zero_s[j]);
+    const __m256 alc = _mm256_set1_ps(a.alpha_c[j]), alt = _mm256_set1_ps(a.alpha_t[j]);
+    const __m256 als = _mm256_set1_ps(a.alpha_s[j]), gam = _mm256_set1_ps(a.gamma[j]);
+    const __m256 bet = _mm256_set1_ps(a.beta[j]);
+    for (std::int64_t r = 0; r < a.rows; r += 8) {
+      const std::int64_t i = j * a.ld + r;
+      __m256i ac = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc + i));
+      __m256 y;
+      if (a.acc_t) {
+        const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc_t + i));
+        const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc_s + i));
+        if (a.merged) ac = _mm256_sub_epi32(ac, t);
+        y = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ac, zc)), alc);
+        y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(t, zt)), alt));
+        y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s, zs)), als));
+      } else {
+        y = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ac, zc)), alc);
+      }
+      const __m256i rr = _mm256_sub_epi32(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.row_sums + r)), row_zero);
+      y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(rr), gam));
+      y = _mm256_add_ps(y, bet);
+      if (!a.q) {
+        _mm256_storeu_ps(a.y + i, y);
+        continue;
+      }
+      __m256 t = _mm256_round_ps(_mm256_div_ps(y, so),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      t = _mm256_add_ps(t, zo);
+      t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
+      // 8 int32 in 0..255 -> 8 bytes.
+      const __m256i v = _mm256_cvtps_epi32(t);
+      const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+      const __m128i b8 = _mm_packus_epi16(w16, w16);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(a.q + i), b8);
+    }
+  }
+}
+
+// 8×8 transpose of 32-bit elements: v[i] holds row i on entry, column i on exit.
+inline void transpose8x8(__m256i (&v)[8]) {
+  __m256i t[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
+    t[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    v[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+    v[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+    v[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+    v[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int c = 0; c < 4; ++c) {
+    t[c] = _mm256_permute2x128_si256(v[c], v[4 + c], 0x20);
+    t[4 + c] = _mm256_permute2x128_si256(v[c], v[4 + c], 0x31);
+  }
+  for (int i = 0; i < 8; ++i) v[i] = t[i];
+}
+
+// Row-major rows -> packed layout: 8×8 dword transposes over whole 32-byte chunks of 8 rows;
+// the last partial chunk of K and rows past M go through a zero-padded copy.
+void pack_matrix(const MatrixPackArgs& a) {
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  alignas(32) std::uint8_t pad[8][32];
+  for (std::int64_t g = 0; g < a.row_groups; ++g) {
+    std::uint8_t* out = a.out + g * a.k_blocks * 64;
+    for (int half = 0; half < 2; ++half) {
+      const std::int64_t r0 = a.row0 + g * 16 + half * 8;
+      const std::int64_t valid = a.rows - r0 < 0 ? 0 : a.rows - r0 < 8 ? a.rows - r0 : 8;
+      __m256i sums = _mm256_setzero_si256();
+      for (std::int64_t c = 0; c * 8 < a.k_blocks; ++c) {
+        const std::int64_t bytes = a.depth - c * 32;
+        __m256i v[8];
+        for (int r = 0; r < 8; ++r) {
+          const std::uint8_t* src = a.x + (r0 + r) * a.depth + c * 32;
+          if (r < valid && bytes >= 32) {
+            v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+            continue;
+          }
+          std::memset(pad[r], 0, 32);
+          if (r < valid) std::memcpy(pad[r], src, static_cast<std::size_t>(bytes));
+          v[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(pad[r]));
+        }
+        transpose8x8(v);
+        const std::int64_t n = a.k_blocks - c * 8 < 8 ? a.k_blocks - c * 8 : 8;
+        for (std::int64_t i = 0; i < n; ++i) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (c * 8 + i) * 64 + half * 32), v[i]);
+          sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(v[i], ones8), ones16));
+        }
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.row_sums + g * 16 + half * 8), sums);
+    }
+  }
+}
+
+const IsaKernels kAvx2{QgemmPath::Avx2, false, dense, tail, epilogue, pack_matrix, nullptr};
+
+}  // namespace
+
+const IsaKernels* avx2_kernels() { return &kAvx2; }
+
+}  // namespace qgemm_detail
+}  // namespace prism
+
+#else  // not an x86-64 build with the AVX2 flags
+
+namespace prism {
+namespace qgemm_detail {
+const IsaKernels* avx2_kernels() { return nullptr; }
+}  // namespace qgemm_detail
+}  // namespace prism
+
+#endif

@@ -1,0 +1,362 @@
+// AVX-512 VNNI path of the PWLQ integer GEMM. Compiled with -mavx512f -mavx512bw -mavx512vl
+// -mavx512vnni (this file only) and chosen at run time when cpu_features().avx512_vnni.
+//
+// vpdpbusd zmm multiplies 64 u8 activations by 64 s8 weights and adds groups of 4 products into
+// 16 int32 lanes, with no intermediate saturation, so every int8 code is exact. One zmm of packed
+// activations holds 4 k-values of 16 rows; a weight k-block (4 codes of one channel) is broadcast
+// from memory against it. Register tile: 3 row groups (48 rows) × 8 channels = 24 accumulators.
+#include "prism/qgemm.hpp"
+
+#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+    defined(__AVX512VNNI__)
+#include <immintrin.h>
+
+#include <time.h>
+
+#include <cstring>
+
+// GCC 12's AVX-512 headers start some conversions from _mm512_undefined_*(), which
+// -Wmaybe-uninitialized reports at every use (GCC bug 105593); the values are never read.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace prism {
+namespace qgemm_detail {
+namespace {
+
+constexpr int kP = kQgemmPanel, kB = kQgemmKBlock;
+
+inline std::int32_t load_i32(const void* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// acc += Σ4 x(u8)·w(s8) in place. GCC 12 models the intrinsic as a fresh result and then copies
+// accumulators between registers (several vmovdqa32 per vpdpbusd in the tail loop); the asm
+// form pins the accumulator to one register.
+#define PRISM_DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
+
+// The register tile is written out with named accumulators: GCC 12 keeps an array of __m512i
+// accumulators in memory across the k loop (a store per vpdpbusd), named values in registers.
+#define PRISM_ACC8(p) p##0 = z, p##1 = z, p##2 = z, p##3 = z, p##4 = z, p##5 = z, p##6 = z, p##7 = z
+
+template <int G>
+inline void dense_tile(const std::uint8_t* x, std::int64_t k_blocks, const std::int8_t* panel,
+                       std::int32_t* out, std::int64_t ld) {
+  static_assert(G >= 1 && G <= 3, "1 to 3 row groups");
+  const std::int64_t stride = k_blocks * 64;
+  const __m512i z = _mm512_setzero_si512();
+  __m512i PRISM_ACC8(a), PRISM_ACC8(b), PRISM_ACC8(c);  // row groups 0, 1, 2 × channels 0..7
+  for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
+    const __m512i x0 = _mm512_loadu_si512(x + kb * 64);
+    __m512i x1 = x0, x2 = x0;
+    if constexpr (G >= 2) x1 = _mm512_loadu_si512(x + stride + kb * 64);
+    if constexpr (G >= 3) x2 = _mm512_loadu_si512(x + 2 * stride + kb * 64);
+    const std::int8_t* wv = panel + kb * (kB * kP);
+#define PRISM_STEP(j)                                              \
+  {                                                                \
+    const __m512i w = _mm512_set1_epi32(load_i32(wv + (j) * kB));  \
+    PRISM_DPBUSD(a##j, x0, w);                       \
+    if constexpr (G >= 2) PRISM_DPBUSD(b##j, x1, w); \
+    if constexpr (G >= 3) PRISM_DPBUSD(c##j, x2, w); \
+  }
+    PRISM_STEP(0) PRISM_STEP(1) PRISM_STEP(2) PRISM_STEP(3)
+    PRISM_STEP(4) PRISM_STEP(5) PRISM_STEP(6) PRISM_STEP(7)
+#undef PRISM_STEP
+  }
+#define PRISM_STORE(j)                                                        \
+  _mm512_storeu_si512(out + (j) * ld, a##j);                                  \
+  if constexpr (G >= 2) _mm512_storeu_si512(out + (j) * ld + 16, b##j);       \
+  if constexpr (G >= 3) _mm512_storeu_si512(out + (j) * ld + 32, c##j);
+  PRISM_STORE(0) PRISM_STORE(1) PRISM_STORE(2) PRISM_STORE(3)
+  PRISM_STORE(4) PRISM_STORE(5) PRISM_STORE(6) PRISM_STORE(7)
+#undef PRISM_STORE
+}
+
+void dense(const DenseArgs& a) {
+  const std::int64_t stride = a.x.k_blocks * 64;
+  std::int64_t g = 0;
+  for (; g + 3 <= a.x.row_groups; g += 3)
+    dense_tile<3>(a.x.data + g * stride, a.x.k_blocks, a.panel, a.out + g * 16, a.ld);
+  if (a.x.row_groups - g == 2)
+    dense_tile<2>(a.x.data + g * stride, a.x.k_blocks, a.panel, a.out + g * 16, a.ld);
+  else if (a.x.row_groups - g == 1)
+    dense_tile<1>(a.x.data + g * stride, a.x.k_blocks, a.panel, a.out + g * 16, a.ld);
+}
+
+// One channel's tail over G row groups. Two accumulator sets (even and odd blocks) double the
+// independent dependency chains, since a channel has only a few tail blocks.
+template <int G>
+inline void tail_tile(const std::uint8_t* x, std::int64_t k_blocks, const QgemmTailBlock* b,
+                      const QgemmTailBlock* end, std::int32_t* out_t, std::int32_t* out_s) {
+  const std::int64_t stride = k_blocks * 64;
+  const __m512i z = _mm512_setzero_si512();
+  // t<row group><set>, s<row group><set>. Pinned to registers: without that GCC 12 moves the
+  // first set through a scratch register around every vpdpbusd.
+  register __m512i ta0 __asm__("zmm16") = z, ta1 __asm__("zmm17") = z;
+  register __m512i tb0 __asm__("zmm18") = z, tb1 __asm__("zmm19") = z;
+  register __m512i tc0 __asm__("zmm20") = z, tc1 __asm__("zmm21") = z;
+  register __m512i sa0 __asm__("zmm22") = z, sa1 __asm__("zmm23") = z;
+  register __m512i sb0 __asm__("zmm24") = z, sb1 __asm__("zmm25") = z;
+  register __m512i sc0 __asm__("zmm26") = z, sc1 __asm__("zmm27") = z;
+#define PRISM_BLOCK(blk, set)                                              \
+  {                                                                        \
+    const __m512i codes = _mm512_set1_epi32((blk).codes);                  \
+    const __m512i signs = _mm512_set1_epi32((blk).signs);                  \
+    const std::uint8_t* xb = x + (blk).k_block * 64;                       \
+    const __m512i x0 = _mm512_loadu_si512(xb);                             \
+    PRISM_DPBUSD(ta##set, x0, codes);                     \
+    PRISM_DPBUSD(sa##set, x0, signs);                     \
+    if constexpr (G >= 2) {                                                \
+      const __m512i x1 = _mm512_loadu_si512(xb + stride);                  \
+      PRISM_DPBUSD(tb##set, x1, codes);                   \
+      PRISM_DPBUSD(sb##set, x1, signs);                   \
+    }                                                                      \
+    if constexpr (G >= 3) {                                                \
+      const __m512i x2 = _mm512_loadu_si512(xb + 2 * stride);              \
+      PRISM_DPBUSD(tc##set, x2, codes);                   \
+      PRISM_DPBUSD(sc##set, x2, signs);                   \
+    }                                                                      \
+  }
+  // An odd count is padded with a block of zero codes (no-op products) so that the loop body
+  // is the only use of the accumulators: GCC then keeps them in registers without copies.
+  const QgemmTailBlock none{0, 0, 0};
+  for (; b < end; b += 2) {
+    const QgemmTailBlock& odd = b + 1 < end ? b[1] : none;
+    PRISM_BLOCK(b[0], 0)
+    PRISM_BLOCK(odd, 1)
+  }
+#undef PRISM_BLOCK
+  _mm512_storeu_si512(out_t, _mm512_add_epi32(ta0, ta1));
+  _mm512_storeu_si512(out_s, _mm512_add_epi32(sa0, sa1));
+  if constexpr (G >= 2) {
+    _mm512_storeu_si512(out_t + 16, _mm512_add_epi32(tb0, tb1));
+    _mm512_storeu_si512(out_s + 16, _mm512_add_epi32(sb0, sb1));
+  }
+  if constexpr (G >= 3) {
+    _mm512_storeu_si512(out_t + 32, _mm512_add_epi32(tc0, tc1));
+    _mm512_storeu_si512(out_s + 32, _mm512_add_epi32(sc0, sc1));
+  }
+}
+
+void tail(const TailArgs& a) {
+  const std::int64_t stride = a.x.k_blocks * 64;
+  for (std::int64_t j = 0; j < a.channels; ++j) {
+    const QgemmTailBlock* b = a.blocks + a.start[j];
+    const QgemmTailBlock* end = a.blocks + a.start[j + 1];
+    std::int32_t* out_t = a.out_t + j * a.ld;
+    std::int32_t* out_s = a.out_s + j * a.ld;
+    std::int64_t g = 0;
+    for (; g + 3 <= a.x.row_groups; g += 3)
+      tail_tile<3>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16, out_s + g * 16);
+    if (a.x.row_groups - g == 2)
+      tail_tile<2>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16, out_s + g * 16);
+    else if (a.x.row_groups - g == 1)
+      tail_tile<1>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16, out_s + g * 16);
+  }
+}
+
+// The float epilogue, 16 rows at a time; the same float32 operations in the same order as the
+// scalar path (no FMA), so every path gives the same bits.
+void epilogue(const EpilogueArgs& a) {
+  const __m512 so = _mm512_set1_ps(a.out_scale), zo = _mm512_set1_ps(a.out_zero);
+  const __m512 lo = _mm512_set1_ps(a.out_low), hi = _mm512_set1_ps(255.0f);
+  const __m512i row_zero = _mm512_set1_epi32(a.row_zero);
+  for (std::int64_t j = 0; j < a.channels; ++j) {
+    const __m512i zc = _mm512_set1_epi32(a.zero_c[j]);
+    const __m512i zt = _mm512_set1_epi32(a.zero_t[j]);
+    const __m512i zs = _mm512_set1_epi32(a.zero_s[j]);
+    const __m512 alc = _mm512_set1_ps(a.alpha_c[j]), alt = _mm512_set1_ps(a.alpha_t[j]);
+    const __m512 als = _mm512_set1_ps(a.alpha_s[j]), gam = _mm512_set1_ps(a.gamma[j]);
+    const __m512 bet = _mm512_set1_ps(a.beta[j]);
+    for (std::int64_t r = 0; r < a.rows; r += 16) {
+      const std::int64_t i = j * a.ld + r;
+      __m512i ac = _mm512_loadu_si512(a.acc + i);
+      __m512 y;
+      if (a.acc_t) {
+        const __m512i t = _mm512_loadu_si512(a.acc_t + i);
+        const __m512i s = _mm512_loadu_si512(a.acc_s + i);
+        if (a.merged) ac = _mm512_sub_epi32(ac, t);
+        y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ac, zc)), alc);
+        y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(t, zt)), alt));
+        y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s, zs)), als));
+      } else {
+        y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ac, zc)), alc);
+      }
+      const __m512i rr = _mm512_sub_epi32(_mm512_loadu_si512(a.row_sums + r), row_zero);
+      y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(rr), gam));
+      y = _mm512_add_ps(y, bet);
+      if (!a.q) {
+        _mm512_storeu_ps(a.y + i, y);
+        continue;
+      }
+      __m512 t = _mm512_roundscale_ps(_mm512_div_ps(y, so),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      t = _mm512_add_ps(t, zo);
+      t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(a.q + i),
+                       _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t)));
+    }
+  }
+}
+
+// 16×16 transpose of 32-bit elements: v[i] holds row i on entry, column i on exit.
+inline void transpose16x16(__m512i (&v)[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    v[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    v[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    v[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    v[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // Now v[4q + c] holds, in 128-bit lane L, column 4L + c of rows 4q..4q+3.
+  for (int h = 0; h < 2; ++h) {
+    for (int c = 0; c < 4; ++c) {
+      const __m512i a = v[8 * h + c], b = v[8 * h + 4 + c];
+      t[8 * h + c] = _mm512_shuffle_i32x4(a, b, 0x88);
+      t[8 * h + 4 + c] = _mm512_shuffle_i32x4(a, b, 0xdd);
+    }
+  }
+  for (int c = 0; c < 8; ++c) {
+    v[c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0x88);
+    v[8 + c] = _mm512_shuffle_i32x4(t[c], t[8 + c], 0xdd);
+  }
+}
+
+// Row-major rows -> packed layout with one 16×16 dword transpose per 16 rows × 64 bytes; the
+// byte-masked loads zero-fill K's last partial block and rows past M. Row sums come from
+// vpdpbusd against ones on the transposed vectors.
+void pack_matrix(const MatrixPackArgs& a) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (std::int64_t g = 0; g < a.row_groups; ++g) {
+    const std::int64_t r0 = a.row0 + g * 16;
+    const std::int64_t valid = a.rows - r0 < 0 ? 0 : a.rows - r0 < 16 ? a.rows - r0 : 16;
+    std::uint8_t* out = a.out + g * a.k_blocks * 64;
+    __m512i sums = _mm512_setzero_si512();
+    for (std::int64_t c = 0; c * 16 < a.k_blocks; ++c) {
+      const std::int64_t bytes = a.depth - c * 64;
+      const __mmask64 mask = bytes >= 64 ? ~__mmask64(0) : (__mmask64(1) << bytes) - 1;
+      __m512i v[16];
+      for (int r = 0; r < 16; ++r) {
+        v[r] = r < valid ? _mm512_maskz_loadu_epi8(mask, a.x + (r0 + r) * a.depth + c * 64)
+                         : _mm512_setzero_si512();
+      }
+      transpose16x16(v);
+      const std::int64_t n = a.k_blocks - c * 16 < 16 ? a.k_blocks - c * 16 : 16;
+      for (std::int64_t i = 0; i < n; ++i) {
+        _mm512_storeu_si512(out + (c * 16 + i) * 64, v[i]);
+        PRISM_DPBUSD(sums, v[i], ones);
+      }
+    }
+    _mm512_storeu_si512(a.row_sums + g * 16, sums);
+  }
+}
+
+inline __m256 upper_half(__m512 v) {  // vextractf32x8 would need AVX-512 DQ
+  return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+// 8 channel vectors of 16 rows -> 16 rows of 8 floats: 4×4 transposes inside each 128-bit lane,
+// then two 128-bit halves per row paired with vpermt2ps.
+void store_rows(const StoreRowsArgs& a) {
+  const __m512i lo_pair = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
+  const __m512i hi_pair =
+      _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
+  for (std::int64_t r0 = 0; r0 < a.rows; r0 += 16) {
+    __m512 u[8];
+    for (int h = 0; h < 2; ++h) {
+      const float* t = a.tile + 4 * h * a.ld + r0;
+      const __m512 c0 = _mm512_loadu_ps(t), c1 = _mm512_loadu_ps(t + a.ld);
+      const __m512 c2 = _mm512_loadu_ps(t + 2 * a.ld), c3 = _mm512_loadu_ps(t + 3 * a.ld);
+      const __m512 t0 = _mm512_unpacklo_ps(c0, c1), t1 = _mm512_unpackhi_ps(c0, c1);
+      const __m512 t2 = _mm512_unpacklo_ps(c2, c3), t3 = _mm512_unpackhi_ps(c2, c3);
+      // u[4h + i], lane L: channels 4h..4h+3 of row 4L + i.
+      u[4 * h + 0] = _mm512_shuffle_ps(t0, t2, 0x44);
+      u[4 * h + 1] = _mm512_shuffle_ps(t0, t2, 0xee);
+      u[4 * h + 2] = _mm512_shuffle_ps(t1, t3, 0x44);
+      u[4 * h + 3] = _mm512_shuffle_ps(t1, t3, 0xee);
+    }
+    const std::int64_t n = a.rows - r0 < 16 ? a.rows - r0 : 16;
+    for (int i = 0; i < 4; ++i) {
+      // lo: rows i (lane 0) and 4 + i (lane 1); hi: rows 8 + i and 12 + i.
+      const __m512 lo = _mm512_permutex2var_ps(u[i], lo_pair, u[4 + i]);
+      const __m512 hi = _mm512_permutex2var_ps(u[i], hi_pair, u[4 + i]);
+      const __m256 rows[4] = {_mm512_castps512_ps256(lo), upper_half(lo), _mm512_castps512_ps256(hi),
+                              upper_half(hi)};
+      for (int q = 0; q < 4; ++q) {
+        const std::int64_t r = 4 * q + i;
+        if (r < n) _mm256_storeu_ps(a.dst + (r0 + r) * a.row_stride, rows[q]);
+      }
+    }
+  }
+}
+
+// 12 independent accumulators: more than latency × throughput, so the loop runs at the
+// instruction's throughput limit.
+__attribute__((noinline)) __m512i vpdpbusd_loop(std::int64_t iterations) {
+  const __m512i x = _mm512_set1_epi8(3), w = _mm512_set1_epi8(2);
+  __m512i a0 = _mm512_set1_epi32(0), a1 = _mm512_set1_epi32(1), a2 = _mm512_set1_epi32(2),
+          a3 = _mm512_set1_epi32(3), a4 = _mm512_set1_epi32(4), a5 = _mm512_set1_epi32(5),
+          a6 = _mm512_set1_epi32(6), a7 = _mm512_set1_epi32(7), a8 = _mm512_set1_epi32(8),
+          a9 = _mm512_set1_epi32(9), a10 = _mm512_set1_epi32(10), a11 = _mm512_set1_epi32(11);
+  // volatile: identical asm statements must neither be merged nor moved out of the loop.
+#define PRISM_PROBE(acc) __asm__ volatile("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
+  for (std::int64_t i = 0; i < iterations; ++i) {
+    PRISM_PROBE(a0); PRISM_PROBE(a1); PRISM_PROBE(a2); PRISM_PROBE(a3);
+    PRISM_PROBE(a4); PRISM_PROBE(a5); PRISM_PROBE(a6); PRISM_PROBE(a7);
+    PRISM_PROBE(a8); PRISM_PROBE(a9); PRISM_PROBE(a10); PRISM_PROBE(a11);
+  }
+#undef PRISM_PROBE
+  const __m512i s0 = _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3));
+  const __m512i s1 = _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7));
+  const __m512i s2 = _mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11));
+  return _mm512_add_epi32(s0, _mm512_add_epi32(s1, s2));
+}
+
+// CPU time of the calling thread: on a shared machine the wall clock also counts the time the
+// OS gave to other processes, which is not the instruction's throughput.
+double thread_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+double peak_probe(double seconds) {
+  const std::int64_t iterations = 1 << 16;
+  std::int64_t done = 0;
+  volatile int sink = 0;
+  const double t0 = thread_seconds();
+  double elapsed = 0.0;
+  while (elapsed < seconds) {
+    sink = sink + _mm512_reduce_add_epi32(vpdpbusd_loop(iterations));
+    done += iterations;
+    elapsed = thread_seconds() - t0;
+  }
+  return 12.0 * static_cast<double>(done) / elapsed;
+}
+
+const IsaKernels kAvx512Vnni{QgemmPath::Avx512Vnni, false, dense, tail, epilogue, pack_matrix, store_rows};
+
+}  // namespace
+
+const IsaKernels* avx512vnni_kernels() { return &kAvx512Vnni; }
+
+double avx512vnni_peak_probe(double seconds) { return peak_probe(seconds); }
+
+}  // namespace qgemm_detail
+}  // namespace prism
+
+#else  // not an x86-64 build with the AVX-512 VNNI flags
+
+namespace prism {
+namespace qgemm_detail {
+const IsaKernels* avx512vnni_kernels() { return nullptr; }
+double avx512vnni_peak_probe(double) { return 0.0; }
+}  // namespace qgemm_detail
+}  // namespace prism
+
+#endif

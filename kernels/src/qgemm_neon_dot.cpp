@@ -1,0 +1,147 @@
+// NEON dot-product path of the PWLQ integer GEMM (Jetson Xavier/Orin: ARMv8.2 asimddp).
+// Compiled with -march=armv8.2-a+dotprod (this file only) and chosen at run time when
+// cpu_features().neon_dotprod.
+//
+// sdot multiplies s8 by s8 (udot u8 by u8); there is no u8×s8 form without the i8mm extension
+// (usdot), which Xavier lacks. So activations are packed as x − 128 (the byte XOR 0x80, read as
+// int8) and the accumulator is corrected exactly: Σ (x − 128)·w = Σ x·w − 128·Σ w, hence
+// A = sdot_sum + 128·Σw, with Σw the per-channel code sums precomputed at packing time.
+// sdot by lane (vdotq_laneq_s32) broadcasts one channel's 4-code block from a register holding
+// 4 channels. Register tile: 16 rows (4 q registers) × 4 channels = 16 accumulators.
+#include "prism/qgemm.hpp"
+
+#if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
+#include <arm_neon.h>
+
+namespace prism {
+namespace qgemm_detail {
+namespace {
+
+constexpr int kP = kQgemmPanel, kB = kQgemmKBlock;
+
+template <int Lane>
+inline void dot_lane(int32x4_t (&acc)[4], const int8x16_t (&x)[4], int8x16_t w) {
+  for (int q = 0; q < 4; ++q) acc[q] = vdotq_laneq_s32(acc[q], x[q], w, Lane);
+}
+
+void dense_tile(const std::uint8_t* x, std::int64_t k_blocks, const std::int8_t* panel, int half,
+                const std::int32_t* code_sums, std::int32_t* out, std::int64_t ld) {
+  int32x4_t acc[4][4];  // [channel][row quad]
+  for (int j = 0; j < 4; ++j)
+    for (int q = 0; q < 4; ++q) acc[j][q] = vdupq_n_s32(0);
+  for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
+    const std::int8_t* xs = reinterpret_cast<const std::int8_t*>(x + kb * 64);
+    const int8x16_t xv[4] = {vld1q_s8(xs), vld1q_s8(xs + 16), vld1q_s8(xs + 32),
+                             vld1q_s8(xs + 48)};
+    const int8x16_t w = vld1q_s8(panel + kb * (kB * kP) + half * 4 * kB);
+    dot_lane<0>(acc[0], xv, w);
+    dot_lane<1>(acc[1], xv, w);
+    dot_lane<2>(acc[2], xv, w);
+    dot_lane<3>(acc[3], xv, w);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const int32x4_t fix = vdupq_n_s32(128 * code_sums[half * 4 + j]);
+    std::int32_t* o = out + (half * 4 + j) * ld;
+    for (int q = 0; q < 4; ++q) vst1q_s32(o + 4 * q, vaddq_s32(acc[j][q], fix));
+  }
+}
+
+void dense(const DenseArgs& a) {
+  for (std::int64_t g = 0; g < a.x.row_groups; ++g) {
+    const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
+    for (int half = 0; half < 2; ++half)
+      dense_tile(x, a.x.k_blocks, a.panel, half, a.code_sums, a.out + g * 16, a.ld);
+  }
+}
+
+void tail(const TailArgs& a) {
+  for (std::int64_t j = 0; j < a.channels; ++j) {
+    const int32x4_t fix_t = vdupq_n_s32(128 * a.tail_sums[j]);
+    const int32x4_t fix_s = vdupq_n_s32(128 * a.sign_sums[j]);
+    for (std::int64_t g = 0; g < a.x.row_groups; ++g) {
+      const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
+      int32x4_t at[4], as[4];
+      for (int q = 0; q < 4; ++q) at[q] = as[q] = vdupq_n_s32(0);
+      for (std::int64_t e = a.start[j]; e < a.start[j + 1]; ++e) {
+        const QgemmTailBlock& b = a.blocks[e];
+        const int8x16_t codes = vreinterpretq_s8_s32(vdupq_n_s32(b.codes));
+        const int8x16_t signs = vreinterpretq_s8_s32(vdupq_n_s32(b.signs));
+        const std::int8_t* xs = reinterpret_cast<const std::int8_t*>(x + b.k_block * 64);
+        for (int q = 0; q < 4; ++q) {
+          const int8x16_t xv = vld1q_s8(xs + 16 * q);
+          at[q] = vdotq_s32(at[q], xv, codes);
+          as[q] = vdotq_s32(as[q], xv, signs);
+        }
+      }
+      std::int32_t* ot = a.out_t + j * a.ld + g * 16;
+      std::int32_t* os = a.out_s + j * a.ld + g * 16;
+      for (int q = 0; q < 4; ++q) {
+        vst1q_s32(ot + 4 * q, vaddq_s32(at[q], fix_t));
+        vst1q_s32(os + 4 * q, vaddq_s32(as[q], fix_s));
+      }
+    }
+  }
+}
+
+// The float epilogue, 4 rows at a time; the scalar path's float32 operations in its order
+// (no fused multiply-add: the build passes -ffp-contract=off).
+void epilogue(const EpilogueArgs& a) {
+  const float32x4_t so = vdupq_n_f32(a.out_scale), zo = vdupq_n_f32(a.out_zero);
+  const float32x4_t lo = vdupq_n_f32(a.out_low), hi = vdupq_n_f32(255.0f);
+  const int32x4_t row_zero = vdupq_n_s32(a.row_zero);
+  for (std::int64_t j = 0; j < a.channels; ++j) {
+    const int32x4_t zc = vdupq_n_s32(a.zero_c[j]), zt = vdupq_n_s32(a.zero_t[j]);
+    const int32x4_t zs = vdupq_n_s32(a.zero_s[j]);
+    const float32x4_t alc = vdupq_n_f32(a.alpha_c[j]), alt = vdupq_n_f32(a.alpha_t[j]);
+    const float32x4_t als = vdupq_n_f32(a.alpha_s[j]), gam = vdupq_n_f32(a.gamma[j]);
+    const float32x4_t bet = vdupq_n_f32(a.beta[j]);
+    for (std::int64_t r = 0; r < a.rows; r += 4) {
+      const std::int64_t i = j * a.ld + r;
+      int32x4_t ac = vld1q_s32(a.acc + i);
+      float32x4_t y;
+      if (a.acc_t) {
+        const int32x4_t t = vld1q_s32(a.acc_t + i), s = vld1q_s32(a.acc_s + i);
+        if (a.merged) ac = vsubq_s32(ac, t);
+        y = vmulq_f32(vcvtq_f32_s32(vsubq_s32(ac, zc)), alc);
+        y = vaddq_f32(y, vmulq_f32(vcvtq_f32_s32(vsubq_s32(t, zt)), alt));
+        y = vaddq_f32(y, vmulq_f32(vcvtq_f32_s32(vsubq_s32(s, zs)), als));
+      } else {
+        y = vmulq_f32(vcvtq_f32_s32(vsubq_s32(ac, zc)), alc);
+      }
+      const int32x4_t rr = vsubq_s32(vld1q_s32(a.row_sums + r), row_zero);
+      y = vaddq_f32(y, vmulq_f32(vcvtq_f32_s32(rr), gam));
+      y = vaddq_f32(y, bet);
+      if (!a.q) {
+        vst1q_f32(a.y + i, y);
+        continue;
+      }
+      float32x4_t t = vaddq_f32(vrndnq_f32(vdivq_f32(y, so)), zo);  // round half to even
+      // t > lo ? t : lo, so that NaN gives lo as on the other paths.
+      t = vbslq_f32(vcgtq_f32(t, lo), t, lo);
+      t = vminq_f32(t, hi);
+      const uint16x4_t w16 = vmovn_u32(vcvtq_u32_f32(t));
+      const uint8x8_t b8 = vmovn_u16(vcombine_u16(w16, w16));
+      const std::uint32_t four = vget_lane_u32(vreinterpret_u32_u8(b8), 0);
+      __builtin_memcpy(a.q + i, &four, 4);
+    }
+  }
+}
+
+const IsaKernels kNeonDot{QgemmPath::NeonDot, true, dense, tail, epilogue, nullptr, nullptr};
+
+}  // namespace
+
+const IsaKernels* neon_dot_kernels() { return &kNeonDot; }
+
+}  // namespace qgemm_detail
+}  // namespace prism
+
+#else  // not an aarch64 build with the dot-product flags
+
+namespace prism {
+namespace qgemm_detail {
+const IsaKernels* neon_dot_kernels() { return nullptr; }
+}  // namespace qgemm_detail
+}  // namespace prism
+
+#endif

@@ -1,0 +1,672 @@
+"""Folded convolution (Fold-ASPP): Fold → K×K dilated convolution → Unfold in one kernel call.
+
+The "folded convolution" of Zhao et al. (*Suppress and Balance*, ECCV 2020, Sect. 3.3) gathers
+each 2×2 stride-2 window of the input into the channel axis ("Fold", space-to-depth), runs a
+dilated convolution on the half-resolution, 4×-channel tensor, and scatters the channels back
+("Unfold", depth-to-space). Every function here computes exactly PyTorch's::
+
+    pixel_shuffle(conv2d(pixel_unshuffle(x, 2), weight, bias, padding=p, dilation=d), 2)
+
+with ``weight`` the folded convolution's ``(4·C_out, 4·C_in, K, K)`` weight. Channel order is
+PyTorch's: folded channel ``c·4 + bh·2 + bw`` holds pixel ``(2i + bh, 2j + bw)`` of channel
+``c``, for the input (``pixel_unshuffle``) and the output (``pixel_shuffle``, ONNX
+``DepthToSpace`` mode ``"CRD"``). ONNX ``SpaceToDepth`` orders the input channels differently,
+``(bh·2 + bw)·C + c``; :func:`weight_from_space_to_depth` converts a weight written for it.
+
+Two implementations with one meaning each, as in :mod:`sdk.preprocess`:
+
+- :func:`fold_conv2d` (FP32) and :func:`fold_qconv2d` / :func:`fold_qconv2d_accumulators`
+  (uint8 activations, int8 or PWLQ weights) run the C++ kernels (``kernels/src/fold_conv*.cpp``,
+  GIL released, threaded), which never materialise the folded tensors: output pixel ``(y, x)``
+  is computed from folded position ``(y//2, x//2)`` and folded channel
+  ``c_out·4 + (y%2)·2 + x%2`` by index math on the original NCHW input;
+- the ``*_reference`` functions are their NumPy twins (fold, im2col, matrix product, unfold).
+
+Integer arithmetic is the PWLQ W·A8 arithmetic of :mod:`sdk.kernels_int` applied to the folded
+convolution: per folded output channel ``n`` and folded position, exact int32 sums
+``A_c = Σ X·Wc``, ``A_t = Σ X·Wt``, ``A_s = Σ X·S`` over the ``4·C_in·K·K`` window (padding is
+the zero point ``zx``, i.e. the real value 0.0), ``R = Σ X`` over the same window, and then the
+float32 epilogue of :mod:`sdk.kernels_int` in the same order (per-channel parameters have
+``4·C_out`` entries, indexed by ``n``), optionally requantized to uint8. The twins reproduce it
+bit for bit. FP32 results differ from PyTorch only by summation order (well within ``1e-4`` for
+unit-scale data).
+
+Input rules: arrays must already have the right dtype (float32 / uint8 / int8) and are never
+cast; a C-contiguous array goes to C++ without a copy, any other layout is copied once. H and W
+of the input must be even. Every violation raises :class:`~sdk.errors.InputError` (a
+``ValueError``) naming the array, what was expected and what was received.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+import numpy as np
+
+from . import _kernels
+from .errors import InputError
+
+__all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_padding",
+           "PackedFoldWeights", "pack_fold_weights", "fold_conv2d",
+           "PackedFoldQWeights", "pack_fold_qweights", "fold_qconv2d_accumulators",
+           "fold_qconv2d", "weight_from_space_to_depth", "FoldConvLayer", "FoldASPPHead",
+           "fold_reference", "unfold_reference", "fold_conv2d_reference",
+           "fold_qconv2d_accumulators_reference", "fold_qconv2d_reference"]
+
+#: instruction-set paths of the FP32 kernel and of the integer kernel
+PATHS = ("scalar", "avx2", "avx512")
+INTEGER_PATHS = ("scalar", "avx512vnni")
+_MAX_DEPTH = 65536  # 255·128·depth must fit an int32 accumulator
+
+
+def available_paths(integer: bool = False) -> dict[str, str | None]:
+    """``{path: None}`` for the paths the FP32 (or integer) kernel takes here, else the reason."""
+    names = INTEGER_PATHS if integer else PATHS
+    return {name: (why or None) for name, why in _kernels.fold_conv_paths(integer).items()
+            if name in names}
+
+
+def simd_path(integer: bool = False) -> str:
+    """The path taken by default here (``PRISM_DISABLE_SIMD=1`` forces ``scalar``)."""
+    return _kernels.fold_conv_best_path(integer)
+
+
+# ------------------------------------------------------------------------------ input checks --
+
+def _resolve_path(path: str | None, integer: bool) -> str:
+    if path is None or path == "auto":
+        return "auto"
+    names = INTEGER_PATHS if integer else PATHS
+    if path not in names:
+        raise InputError(f"path: expected None, 'auto' or one of {', '.join(names)}, "
+                         f"received {path!r}")
+    why = available_paths(integer)[path]
+    if why:
+        raise InputError(f"path: {path!r} cannot run here: {why}")
+    return path
+
+
+def _threads(num_threads: int | None) -> int:
+    if num_threads is None:
+        return 0
+    if not isinstance(num_threads, Integral) or isinstance(num_threads, bool) or num_threads < 1:
+        raise InputError(f"num_threads: expected None (automatic) or an int >= 1, "
+                         f"received {num_threads!r}")
+    return int(num_threads)
+
+
+def _array(name: str, value, dtype, ndim: int, expected: str) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``dtype`` (a view when possible; never cast)."""
+    if not isinstance(value, np.ndarray):
+        raise InputError(f"{name}: expected a numpy.ndarray of dtype {np.dtype(dtype)} with shape "
+                         f"{expected}, received {type(value).__name__}")
+    if value.dtype != dtype:
+        raise InputError(f"{name}: expected dtype {np.dtype(dtype)} with shape {expected}, "
+                         f"received {value.dtype} {value.shape} (convert explicitly; arrays are "
+                         f"never cast)")
+    if value.ndim != ndim:
+        raise InputError(f"{name}: expected shape {expected}, received {value.shape}")
+    return value if value.flags.c_contiguous else np.ascontiguousarray(value)
+
+
+def _input(name: str, x, dtype, in_channels: int) -> np.ndarray:
+    x = _array(name, x, dtype, 4, f"(N, {in_channels}, H, W) with H and W even")
+    n, c, h, w = x.shape
+    if c != in_channels:
+        raise InputError(f"{name}: expected shape (N, {in_channels}, H, W) (C_in of the weights), "
+                         f"received {x.shape}")
+    if h == 0 or w == 0 or h % 2 or w % 2:
+        raise InputError(f"{name}: H and W must be even and positive (the 2x2 fold), received "
+                         f"shape {x.shape}")
+    return x
+
+
+def _weight_shape(name: str, w: np.ndarray) -> tuple[int, int, int]:
+    """``(C_in, C_out, K)`` of a folded ``(4·C_out, 4·C_in, K, K)`` weight."""
+    o, i, kh, kw = w.shape
+    if o == 0 or i == 0 or o % 4 or i % 4 or kh != kw or kh == 0:
+        raise InputError(f"{name}: expected shape (4*C_out, 4*C_in, K, K) (the folded "
+                         f"convolution's weight), received {w.shape}")
+    if i * kh * kw > _MAX_DEPTH:
+        raise InputError(f"{name}: 4*C_in*K*K = {i * kh * kw} exceeds {_MAX_DEPTH}")
+    return i // 4, o // 4, kh
+
+
+def same_padding(kernel: int, dilation: int) -> int:
+    """The padding (in folded pixels) that keeps the output the size of the input."""
+    total = dilation * (kernel - 1)
+    if total % 2:
+        raise InputError(f"padding: 'same' needs an even dilation*(K-1), received K={kernel}, "
+                         f"dilation={dilation}; give the padding explicitly")
+    return total // 2
+
+
+def _geometry(x: np.ndarray, kernel: int, dilation, padding) -> tuple[int, int, int, int]:
+    """Checked ``(dilation, padding, Hf, Wf)``: the folded output size."""
+    if not isinstance(dilation, Integral) or isinstance(dilation, bool) or dilation < 1:
+        raise InputError(f"dilation: expected an int >= 1, received {dilation!r}")
+    if isinstance(padding, str) and padding == "same":
+        padding = same_padding(kernel, dilation)
+    elif not isinstance(padding, Integral) or isinstance(padding, bool) or padding < 0:
+        raise InputError(f"padding: expected 'same' or an int >= 0 (folded pixels), "
+                         f"received {padding!r}")
+    hf, wf = (s // 2 + 2 * padding - dilation * (kernel - 1) for s in x.shape[2:])
+    if hf <= 0 or wf <= 0:
+        raise InputError(f"x: the {kernel}x{kernel} kernel with dilation {dilation} does not fit "
+                         f"the folded input {(x.shape[2] // 2, x.shape[3] // 2)} padded by "
+                         f"{padding}")
+    return int(dilation), int(padding), int(hf), int(wf)
+
+
+def _frozen(a: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return None
+    a = np.array(a, copy=True)
+    a.flags.writeable = False
+    return a
+
+
+# ------------------------------------------------------------------------------------- FP32 --
+
+@dataclass(frozen=True, eq=False)
+class PackedFoldWeights:
+    """FP32 folded-convolution weights packed once (at load time) by :func:`pack_fold_weights`.
+
+    Attributes:
+        weight: read-only float32 ``(4·C_out, 4·C_in, K, K)`` copy (for the twin).
+        bias: read-only float32 ``(4·C_out,)`` copy or ``None``.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None
+    native: object
+
+    @property
+    def in_channels(self) -> int:
+        return self.weight.shape[1] // 4
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0] // 4
+
+    @property
+    def kernel(self) -> int:
+        return self.weight.shape[2]
+
+
+def pack_fold_weights(weight: np.ndarray, bias: np.ndarray | None = None) -> PackedFoldWeights:
+    """Check and pack a folded convolution's weight (and bias) for :func:`fold_conv2d`.
+
+    Args:
+        weight: float32 ``(4·C_out, 4·C_in, K, K)``, the weight of the convolution between
+            ``pixel_unshuffle`` and ``pixel_shuffle`` (PyTorch channel order).
+        bias: float32 ``(4·C_out,)`` or ``None``.
+    """
+    weight = _array("weight", weight, np.float32, 4, "(4*C_out, 4*C_in, K, K)")
+    _weight_shape("weight", weight)
+    if bias is not None:
+        bias = _array("bias", bias, np.float32, 1, f"({weight.shape[0]},)")
+        if bias.shape[0] != weight.shape[0]:
+            raise InputError(f"bias: expected shape ({weight.shape[0]},) (4*C_out), "
+                             f"received {bias.shape}")
+    native = _kernels.pack_fold_weights(weight, bias)
+    return PackedFoldWeights(_frozen(weight), _frozen(bias), native)
+
+
+def _packed_fp32(weight, bias) -> PackedFoldWeights:
+    if isinstance(weight, PackedFoldWeights):
+        if bias is not None:
+            raise InputError("bias: the packed weights carry their bias; pass bias=None")
+        return weight
+    return pack_fold_weights(weight, bias)
+
+
+def fold_conv2d(x: np.ndarray, weight, bias: np.ndarray | None = None, *, dilation: int = 1,
+                padding="same", relu: bool = False, path: str | None = None,
+                num_threads: int | None = None) -> np.ndarray:
+    """Fused ``pixel_shuffle(conv2d(pixel_unshuffle(x, 2), weight, bias, p, d), 2)`` in FP32.
+
+    Args:
+        x: float32 ``(N, C_in, H, W)``, H and W even.
+        weight: float32 ``(4·C_out, 4·C_in, K, K)`` or :class:`PackedFoldWeights` (pack once
+            with :func:`pack_fold_weights` when calling repeatedly).
+        bias: float32 ``(4·C_out,)`` or ``None`` (must be ``None`` with packed weights).
+        dilation: in folded pixels (2, 4, 6 in Fold-ASPP).
+        padding: ``"same"`` (``dilation·(K−1)/2``, output size = input size) or an int, in
+            folded pixels; zero padding.
+        relu: apply ``max(y, 0)`` to the output.
+        path: ``None``/``"auto"`` or one of :data:`PATHS` (for testing).
+        num_threads: ``None`` (automatic) or the thread count.
+
+    Returns:
+        float32 ``(N, C_out, 2·Hf, 2·Wf)`` with ``Hf = H/2 + 2·padding − dilation·(K−1)``.
+
+    Raises:
+        InputError: wrong dtype or shape, odd H or W, a kernel that does not fit.
+    """
+    packed = _packed_fp32(weight, bias)
+    x = _input("x", x, np.float32, packed.in_channels)
+    d, p, hf, wf = _geometry(x, packed.kernel, dilation, padding)
+    path, threads = _resolve_path(path, False), _threads(num_threads)
+    y = np.empty((x.shape[0], packed.out_channels, 2 * hf, 2 * wf), dtype=np.float32)
+    if x.shape[0]:
+        _kernels.fold_conv2d(x, packed.native, d, p, bool(relu), y, path, threads)
+    return y
+
+
+def weight_from_space_to_depth(weight: np.ndarray) -> np.ndarray:
+    """The kernel weight of a convolution written for ONNX ``SpaceToDepth`` input.
+
+    ONNX ``SpaceToDepth`` (blocksize 2) orders channels ``(bh·2 + bw)·C + c``; PyTorch's
+    ``pixel_unshuffle`` and these kernels order them ``c·4 + bh·2 + bw``. A
+    ``SpaceToDepth → Conv(W) → DepthToSpace(mode="CRD")`` graph is the folded convolution with
+    the returned weight. ``weight``: ``(4·C_out, 4·C_in, K, K)``, any dtype.
+    """
+    weight = np.asarray(weight)
+    if weight.ndim != 4 or weight.shape[1] % 4:
+        raise InputError(f"weight: expected shape (4*C_out, 4*C_in, K, K), received "
+                         f"{weight.shape}")
+    o, i, kh, kw = weight.shape
+    # Input axis (q, c) with q = bh·2 + bw  ->  (c, q).
+    w = weight.reshape(o, 4, i // 4, kh, kw).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(w.reshape(o, i, kh, kw))
+
+
+@dataclass(frozen=True)
+class FoldConvLayer:
+    """One FP32 folded convolution ready to run: packed weights (bias included), dilation,
+    padding (folded pixels) and an optional ReLU. ``layer(x)`` is :func:`fold_conv2d`."""
+
+    packed: PackedFoldWeights
+    dilation: int
+    padding: int
+    relu: bool = False
+
+    def __call__(self, x: np.ndarray, *, num_threads: int | None = None) -> np.ndarray:
+        return fold_conv2d(x, self.packed, dilation=self.dilation, padding=self.padding,
+                           relu=self.relu, num_threads=num_threads)
+
+
+@dataclass(frozen=True)
+class FoldASPPHead:
+    """Fold-ASPP on the native kernels (no PyTorch): the branches run on the same input, their
+    outputs are concatenated along channels and fused (see ``sdk.models.FoldASPP``)."""
+
+    branches: tuple[FoldConvLayer, ...]
+    fuse: FoldConvLayer
+
+    def __call__(self, x: np.ndarray, *, num_threads: int | None = None) -> np.ndarray:
+        merged = np.concatenate([b(x, num_threads=num_threads) for b in self.branches], axis=1)
+        return self.fuse(merged, num_threads=num_threads)
+
+
+# ---------------------------------------------------------------------------------- integer --
+
+@dataclass(frozen=True, eq=False)
+class PackedFoldQWeights:
+    """Integer folded-convolution codes packed once by :func:`pack_fold_qweights`.
+
+    Attributes:
+        center, tail, sign: read-only int8 ``(4·C_out, 4·C_in, K, K)`` copies (for the twins);
+            ``tail``/``sign`` are ``None`` for uniform int8 weights.
+    """
+
+    center: np.ndarray
+    tail: np.ndarray | None
+    sign: np.ndarray | None
+    native: object
+
+    @property
+    def in_channels(self) -> int:
+        return self.center.shape[1] // 4
+
+    @property
+    def out_channels(self) -> int:
+        return self.center.shape[0] // 4
+
+    @property
+    def kernel(self) -> int:
+        return self.center.shape[2]
+
+    @property
+    def channels(self) -> int:
+        """Folded output channels, ``4·C_out``: the length of the per-channel parameters."""
+        return self.center.shape[0]
+
+    @property
+    def depth(self) -> int:
+        """``4·C_in·K·K``, the reduction depth of one folded output value."""
+        return int(np.prod(self.center.shape[1:]))
+
+    @property
+    def has_tail(self) -> bool:
+        return self.tail is not None
+
+    @property
+    def tail_group_density(self) -> float:
+        """Fraction of (channel, input channel, tap) 4-byte groups the sparse tail pass visits."""
+        return self.native.tail_group_density
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(Wc, Wt, S)`` as int8 ``(4·C_out, 4·C_in, K, K)`` (zeros for a missing tail)."""
+        if self.tail is None:
+            zero = np.zeros_like(self.center)
+            return self.center, zero, zero
+        return self.center, self.tail, self.sign
+
+
+def pack_fold_qweights(center: np.ndarray, tail: np.ndarray | None = None,
+                       sign: np.ndarray | None = None) -> PackedFoldQWeights:
+    """Check and pack integer codes of a folded convolution for :func:`fold_qconv2d`.
+
+    Args:
+        center: int8 ``(4·C_out, 4·C_in, K, K)``: the uniform int8 codes, or the PWLQ center
+            codes (0 in the tail).
+        tail, sign: int8, same shape: PWLQ tail codes and the sign of every tail weight
+            (``{−1, 0, +1}``, ±1 even where the tail code is 0); both ``None`` for int8 weights.
+
+    Raises:
+        InputError: wrong dtype or shape, ``sign`` outside ``{−1, 0, 1}``, overlapping regions (a
+            center code where ``sign ≠ 0``, a tail code where ``sign = 0``, a tail code whose
+            sign differs from ``sign``); the message names the array and the first bad index.
+    """
+    expected = "(4*C_out, 4*C_in, K, K)"
+    center = _array("center", center, np.int8, 4, expected)
+    _weight_shape("center", center)
+    if (tail is None) != (sign is None):
+        raise InputError("tail, sign: give both (PWLQ weights) or neither (uniform weights), "
+                         f"received tail={'None' if tail is None else 'an array'} and "
+                         f"sign={'None' if sign is None else 'an array'}")
+    if tail is not None:
+        tail = _array("tail", tail, np.int8, 4, str(center.shape))
+        sign = _array("sign", sign, np.int8, 4, str(center.shape))
+        for name, arr in (("tail", tail), ("sign", sign)):
+            if arr.shape != center.shape:
+                raise InputError(f"{name}: expected the shape of center {center.shape}, "
+                                 f"received {arr.shape}")
+        checks = (
+            ("sign", (sign < -1) | (sign > 1), "is not -1, 0 or +1"),
+            ("center", (sign != 0) & (center != 0),
+             "is a center code where sign != 0 (the regions must be disjoint)"),
+            ("tail", (sign == 0) & (tail != 0), "is a tail code where sign == 0"),
+            ("tail", (tail != 0) & (np.sign(tail) != sign), "disagrees with sign"),
+        )
+        for name, bad, what in checks:
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                value = {"sign": sign, "center": center, "tail": tail}[name][idx]
+                raise InputError(f"{name}{list(idx)} = {int(value)} {what}")
+    native = _kernels.pack_fold_qweights(center, tail, sign)
+    return PackedFoldQWeights(_frozen(center), _frozen(tail), _frozen(sign), native)
+
+
+def _check_qpacked(packed) -> PackedFoldQWeights:
+    if not isinstance(packed, PackedFoldQWeights):
+        raise InputError(f"packed: expected PackedFoldQWeights from pack_fold_qweights, "
+                         f"received {type(packed).__name__}")
+    return packed
+
+
+def _zero_point(zx) -> int:
+    if not isinstance(zx, Integral) or isinstance(zx, bool) or not 0 <= zx <= 255:
+        raise InputError(f"zx: expected an int zero point in 0..255, received {zx!r}")
+    return int(zx)
+
+
+@dataclass(frozen=True)
+class _Affine:
+    """Checked epilogue parameters: per-folded-channel float32 vectors and the requantization."""
+
+    sx: float
+    zx: int
+    s1: np.ndarray
+    s2: np.ndarray
+    p: np.ndarray
+    a: np.ndarray
+    c: np.ndarray
+    bias: np.ndarray
+    out_scale: float | None
+    out_zero_point: int | None
+    relu: bool
+
+
+def _channel_vector(name: str, value, n: int, default: float) -> np.ndarray:
+    if value is None:
+        return np.full(n, default, dtype=np.float32)
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" or arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
+        raise InputError(f"{name}: expected a real number or a ({n},) vector (one per folded "
+                         f"output channel, 4*C_out), received {arr.dtype} {arr.shape}")
+    arr = np.ascontiguousarray(np.broadcast_to(arr.astype(np.float32), (n,)))
+    if not np.isfinite(arr).all():
+        raise InputError(f"{name}: expected finite values, received {value!r}")
+    return arr
+
+
+def _affine(packed: PackedFoldQWeights, sx, zx, s1, s2, p, a, c, bias, out_scale,
+            out_zero_point, relu) -> _Affine:
+    if not isinstance(sx, Real) or isinstance(sx, bool) or not math.isfinite(sx) or sx <= 0:
+        raise InputError(f"sx: expected a finite activation scale > 0, received {sx!r}")
+    zx = _zero_point(zx)
+    if s1 is None:
+        raise InputError("s1: the center scale is required (a number or one per channel)")
+    if (out_scale is None) != (out_zero_point is None):
+        raise InputError("out_scale, out_zero_point: give both (requantized uint8 output) or "
+                         f"neither (float32 output), received {out_scale!r} and "
+                         f"{out_zero_point!r}")
+    if out_scale is not None:
+        if (not isinstance(out_scale, Real) or isinstance(out_scale, bool)
+                or not math.isfinite(out_scale) or out_scale <= 0):
+            raise InputError(f"out_scale: expected a finite scale > 0, received {out_scale!r}")
+        if (not isinstance(out_zero_point, Integral) or isinstance(out_zero_point, bool)
+                or not 0 <= out_zero_point <= 255):
+            raise InputError(f"out_zero_point: expected an int in 0..255, received "
+                             f"{out_zero_point!r}")
+    elif relu:
+        raise InputError("relu: the ReLU clamp is part of requantization; give out_scale and "
+                         "out_zero_point too")
+    n = packed.channels
+    return _Affine(float(np.float32(sx)), zx, _channel_vector("s1", s1, n, 1.0),
+                   _channel_vector("s2", s2, n, 0.0), _channel_vector("p", p, n, 0.0),
+                   _channel_vector("a", a, n, 1.0), _channel_vector("c", c, n, 0.0),
+                   _channel_vector("bias", bias, n, 0.0),
+                   None if out_scale is None else float(np.float32(out_scale)),
+                   None if out_zero_point is None else int(out_zero_point), bool(relu))
+
+
+def fold_qconv2d_accumulators(X: np.ndarray, packed: PackedFoldQWeights, zx: int, *,
+                              dilation: int = 1, padding="same", path: str | None = None,
+                              num_threads: int | None = None):
+    """The exact integer sums of the folded convolution.
+
+    Args:
+        X: uint8 ``(N, C_in, H, W)``, H and W even.
+        packed: codes from :func:`pack_fold_qweights`.
+        zx: the activation zero point (0..255), also the padding value.
+        dilation, padding, path, num_threads: as :func:`fold_conv2d` (``path`` from
+            :data:`INTEGER_PATHS`).
+
+    Returns:
+        ``(A_c, A_t, A_s, R)``: int32 ``(N, C_out, 2·Hf, 2·Wf)`` ``Σ X·Wc``, ``Σ X·Wt``,
+        ``Σ X·S`` laid out like the unfolded output (pixel ``(y, x)`` holds folded channel
+        ``c·4 + (y%2)·2 + x%2`` at ``(y//2, x//2)``; zeros for ``A_t``/``A_s`` without a tail),
+        and int32 ``(N, Hf, Wf)`` ``R = Σ X`` over each folded position's window.
+    """
+    packed = _check_qpacked(packed)
+    X = _input("X", X, np.uint8, packed.in_channels)
+    zx = _zero_point(zx)
+    d, p, hf, wf = _geometry(X, packed.kernel, dilation, padding)
+    path, threads = _resolve_path(path, True), _threads(num_threads)
+    shape = (X.shape[0], packed.out_channels, 2 * hf, 2 * wf)
+    a_c, a_t, a_s = (np.empty(shape, dtype=np.int32) for _ in range(3))
+    r = np.empty((X.shape[0], hf, wf), dtype=np.int32)
+    if X.shape[0]:
+        _kernels.fold_qconv2d(X, packed.native, d, p, 1.0, zx, a_c=a_c, a_t=a_t, a_s=a_s, r=r,
+                              path=path, num_threads=threads)
+    return a_c, a_t, a_s, r
+
+
+def fold_qconv2d(X: np.ndarray, packed: PackedFoldQWeights, sx: float, zx: int, s1, s2=None,
+                 p=None, a=None, c=None, bias=None, out_scale: float | None = None,
+                 out_zero_point: int | None = None, relu: bool = False, *, dilation: int = 1,
+                 padding="same", path: str | None = None,
+                 num_threads: int | None = None) -> np.ndarray:
+    """Fused Fold → integer dilated convolution → Unfold, with the PWLQ float epilogue.
+
+    Args:
+        X: uint8 ``(N, C_in, H, W)``, H and W even; ``x̂ = sx·(X − zx)``.
+        packed: codes from :func:`pack_fold_qweights`.
+        sx, zx: activation scale (> 0) and zero point (0..255; also the padding value).
+        s1, s2, p: center scale, tail scale and tail offset; numbers or ``(4·C_out,)`` vectors
+            indexed by the folded output channel ``c·4 + py·2 + px``.
+        a, c: per-channel bias correction (default 1 and 0); bias: per-channel bias (default 0).
+        out_scale, out_zero_point: requantize to uint8 (both or neither).
+        relu: with requantization, clamp below at ``out_zero_point``.
+        dilation, padding, path, num_threads: as :func:`fold_qconv2d_accumulators`.
+
+    Returns:
+        float32 ``(N, C_out, 2·Hf, 2·Wf)``, or uint8 when requantized.
+    """
+    packed = _check_qpacked(packed)
+    X = _input("X", X, np.uint8, packed.in_channels)
+    f = _affine(packed, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point, relu)
+    d, pad, hf, wf = _geometry(X, packed.kernel, dilation, padding)
+    path, threads = _resolve_path(path, True), _threads(num_threads)
+    shape = (X.shape[0], packed.out_channels, 2 * hf, 2 * wf)
+    params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.p, f.a, f.c, f.bias)
+    if f.out_scale is None:
+        y = np.empty(shape, dtype=np.float32)
+        if X.shape[0]:
+            _kernels.fold_qconv2d(X, packed.native, d, pad, f.sx, f.zx, params, y=y, path=path,
+                                  num_threads=threads)
+        return y
+    q = np.empty(shape, dtype=np.uint8)
+    if X.shape[0]:
+        _kernels.fold_qconv2d(X, packed.native, d, pad, f.sx, f.zx, params, q=q,
+                              out_scale=f.out_scale, out_zero_point=f.out_zero_point,
+                              relu=f.relu, path=path, num_threads=threads)
+    return q
+
+
+# ------------------------------------------------------------------------------ NumPy twins --
+
+def fold_reference(x: np.ndarray) -> np.ndarray:
+    """``pixel_unshuffle(x, 2)``: ``(N, C, H, W)`` → ``(N, 4C, H/2, W/2)``, channel
+    ``c·4 + bh·2 + bw``."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 3, 5, 2, 4).reshape(
+        n, 4 * c, h // 2, w // 2)
+
+
+def unfold_reference(y: np.ndarray) -> np.ndarray:
+    """``pixel_shuffle(y, 2)`` (ONNX ``DepthToSpace`` ``"CRD"``): ``(N, 4C, h, w)`` →
+    ``(N, C, 2h, 2w)``."""
+    n, c4, h, w = y.shape
+    return y.reshape(n, c4 // 4, 2, 2, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(
+        n, c4 // 4, 2 * h, 2 * w)
+
+
+def _im2col(x: np.ndarray, kernel: int, dilation: int, padding: int, pad_value):
+    """``(N, C, h, w)`` → ``(N, ho·wo, C·K·K)``, k = (c·K + kh)·K + kw (conv2d's weight order)."""
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)),
+                constant_values=pad_value)
+    n, c = x.shape[:2]
+    ho = xp.shape[2] - dilation * (kernel - 1)
+    wo = xp.shape[3] - dilation * (kernel - 1)
+    cols = np.empty((n, c, kernel, kernel, ho, wo), dtype=x.dtype)
+    for i in range(kernel):
+        for j in range(kernel):
+            cols[:, :, i, j] = xp[:, :, i * dilation:i * dilation + ho,
+                                  j * dilation:j * dilation + wo]
+    return cols.reshape(n, c * kernel * kernel, ho * wo).transpose(0, 2, 1), (ho, wo)
+
+
+def fold_conv2d_reference(x: np.ndarray, weight, bias: np.ndarray | None = None, *,
+                          dilation: int = 1, padding="same", relu: bool = False) -> np.ndarray:
+    """NumPy twin of :func:`fold_conv2d` (same arguments, no ``path``/``num_threads``): fold,
+    im2col, a float64 matrix product, bias, unfold; returned as float32."""
+    packed = _packed_fp32(weight, bias)  # the same checks; the twin reads the kept copies
+    x = _input("x", x, np.float32, packed.in_channels)
+    d, p, hf, wf = _geometry(x, packed.kernel, dilation, padding)
+    cols, _ = _im2col(fold_reference(x).astype(np.float64), packed.kernel, d, p, 0.0)
+    w = packed.weight.reshape(packed.weight.shape[0], -1).astype(np.float64)
+    y = cols @ w.T  # (N, Hf·Wf, 4·C_out)
+    if packed.bias is not None:
+        y = y + packed.bias
+    y = y.transpose(0, 2, 1).reshape(x.shape[0], -1, hf, wf)
+    if relu:
+        y = np.maximum(y, 0.0)
+    return unfold_reference(y).astype(np.float32)
+
+
+def _accumulators_reference(X: np.ndarray, packed: PackedFoldQWeights, zx: int, d: int,
+                            p: int):
+    """Folded int64 sums: ``A_c, A_t, A_s`` ``(N, 4·C_out, Hf, Wf)`` and ``R`` ``(N, Hf, Wf)``."""
+    cols, (hf, wf) = _im2col(fold_reference(X), packed.kernel, d, p, zx)
+    cols = cols.astype(np.int64)  # (N, Hf·Wf, depth)
+    n = X.shape[0]
+    sums = []
+    for w in packed.codes():
+        acc = cols @ w.reshape(w.shape[0], -1).astype(np.int64).T
+        sums.append(acc.transpose(0, 2, 1).reshape(n, -1, hf, wf))
+    r = cols.sum(axis=2).reshape(n, hf, wf)
+    return (*sums, r)
+
+
+def fold_qconv2d_accumulators_reference(X: np.ndarray, packed: PackedFoldQWeights, zx: int, *,
+                                        dilation: int = 1, padding="same"):
+    """NumPy twin of :func:`fold_qconv2d_accumulators` (int64 sums, returned as int32)."""
+    packed = _check_qpacked(packed)
+    X = _input("X", X, np.uint8, packed.in_channels)
+    zx = _zero_point(zx)
+    d, p, _, _ = _geometry(X, packed.kernel, dilation, padding)
+    a_c, a_t, a_s, r = _accumulators_reference(X, packed, zx, d, p)
+    return (*(unfold_reference(a).astype(np.int32) for a in (a_c, a_t, a_s)),
+            r.astype(np.int32))
+
+
+def _epilogue_reference(a_c, a_t, a_s, r, packed: PackedFoldQWeights, f: _Affine) -> np.ndarray:
+    """The float32 epilogue of :mod:`sdk.kernels_int`, in its order, on folded sums
+    ``(N, 4·C_out, Hf, Wf)`` and window sums ``(N, Hf, Wf)``."""
+    f32 = np.float32
+    zx = np.int64(f.zx)
+    sx = np.float64(f.sx)
+    a64 = f.a.astype(np.float64)
+
+    def per_channel(v):  # (4·C_out,) -> broadcast over (N, n, Hf, Wf)
+        return v[None, :, None, None]
+
+    alpha_c = per_channel(((sx * f.s1.astype(np.float64)) * a64).astype(f32))
+    alpha_t = per_channel(((sx * f.s2.astype(np.float64)) * a64).astype(f32))
+    alpha_s = per_channel(((sx * f.p.astype(np.float64)) * a64).astype(f32))
+    gamma = per_channel((f.c.astype(np.float64) * sx).astype(f32))
+    wc, wt, s = (w.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1) for w in packed.codes())
+    y = (a_c - zx * per_channel(wc)).astype(f32) * alpha_c
+    if packed.has_tail:
+        y = y + (a_t - zx * per_channel(wt)).astype(f32) * alpha_t
+        y = y + (a_s - zx * per_channel(s)).astype(f32) * alpha_s
+    y = y + (r[:, None] - zx * packed.depth).astype(f32) * gamma
+    y = y + per_channel(f.bias)
+    if f.out_scale is None:
+        return y
+    t = np.rint(y / f32(f.out_scale)) + f32(f.out_zero_point)
+    low = f32(f.out_zero_point if f.relu else 0)
+    t = np.where(t > low, t, low)
+    t = np.where(t < f32(255), t, f32(255))
+    return t.astype(np.uint8)
+
+
+def fold_qconv2d_reference(X: np.ndarray, packed: PackedFoldQWeights, sx: float, zx: int, s1,
+                           s2=None, p=None, a=None, c=None, bias=None,
+                           out_scale: float | None = None, out_zero_point: int | None = None,
+                           relu: bool = False, *, dilation: int = 1,
+                           padding="same") -> np.ndarray:
+    """NumPy twin of :func:`fold_qconv2d`: same arguments (no ``path``/``num_threads``), same
+    bits."""
+    packed = _check_qpacked(packed)
+    X = _input("X", X, np.uint8, packed.in_channels)
+    f = _affine(packed, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point, relu)
+    d, pad, _, _ = _geometry(X, packed.kernel, dilation, padding)
+    a_c, a_t, a_s, r = _accumulators_reference(X, packed, f.zx, d, pad)
+    return np.ascontiguousarray(unfold_reference(_epilogue_reference(a_c, a_t, a_s, r, packed, f)))

@@ -1,0 +1,352 @@
+"""``python -m sdk.tools.bench_kernels``: the PWLQ integer GEMM against its peers.
+
+Shapes (M × K × N): the 3×3 convolutions of ResNet-20 on 28×28 inputs as im2col GEMMs
+(M = output pixels, K = 9·C_in, N = C_out; 16, 32 and 64 channels), plus 1024×576×128 as a
+reference GEMM shape.
+
+Contenders, each timed as one Python call per GEMM (what a runtime layer pays), in interleaved
+rounds so that the noise of a shared machine hits all of them alike:
+
+- ``pwlq_sparse``: PWLQ W4A8 (4-bit codes, ~10 % tail weights), merged dense GEMM + sparse tail
+  pass, float32 output (:class:`sdk.kernels_int.PwlqGemm`, built once like a session);
+- ``pwlq_dense3``: the same weights as three dense GEMMs (the naive form);
+- ``uniform_int8``: uniform int8 weights (one dense GEMM), float32 output;
+- ``ort_matmulinteger``: ONNX Runtime MatMulInteger (u8 × s8 -> int32, zero point of A, constant
+  B), timing only ``session.run``;
+- ``torch_fp32``: PyTorch float32 ``torch.mm`` with a preallocated output.
+
+GOP/s counts the nominal 2·M·N·K operations of the GEMM for every contender (the tail pass's
+extra work is not credited). Ratios "vs ORT" are ORT's time over ours (> 1: faster than ORT),
+from wall-clock medians; with one thread the ratios in process CPU time are recorded too, as a
+shared machine's load (recorded in ``host``) stretches wall-clock time.
+
+Peak: one AVX-512 VNNI ``vpdpbusd zmm`` does 64 u8·s8 multiply-adds (128 ops). The estimate from
+``/proc/cpuinfo`` is cores × MHz × 2 (two vector pipes that execute it, Zen 4/5 and Ice Lake+) ×
+128; on a VM the MHz shown is the nominal clock, not the boost clock, so the measured peak of a
+dependency-free ``vpdpbusd`` loop per CPU-second of one thread (``_kernels.vpdpbusd_per_second``)
+times the thread count is the denominator used for "fraction of peak" (with one thread the
+numerator is in CPU time too); both are recorded.
+
+Writes ``reports/kernels/bench.json`` (all timings), ``reports/kernels/perf.json`` (the summary
+rows for the README table, see ``sdk.tools.perf_table``) and ``reports/kernels/bench.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from sdk import _kernels
+from sdk import kernels_int as ki
+
+COMMAND = "python -m sdk.tools.bench_kernels"
+# (name, M, K, N)
+SHAPES = [
+    ("resnet20 stage1 3x3 16->16 @28x28", 784, 144, 16),
+    ("resnet20 stage2 3x3 16->32 s2 @14x14", 196, 144, 32),
+    ("resnet20 stage2 3x3 32->32 @14x14", 196, 288, 32),
+    ("resnet20 stage3 3x3 32->64 s2 @7x7", 49, 288, 64),
+    ("resnet20 stage3 3x3 64->64 @7x7", 49, 576, 64),
+    ("reference GEMM 1024x576x128", 1024, 576, 128),
+]
+RESNET = [s[0] for s in SHAPES if s[0].startswith("resnet20")]
+CONTENDERS = ["pwlq_sparse", "pwlq_dense3", "uniform_int8", "ort_matmulinteger", "torch_fp32"]
+PEER = "ort_matmulinteger"
+TAIL_FRACTION = 0.1
+ZX = 128
+
+
+def host_details() -> dict[str, Any]:
+    """CPU model, cores, nominal MHz, SIMD flags, the kernel path and a measured VNNI peak."""
+    info: dict[str, Any] = {"machine": platform.machine(), "cpu": platform.processor(),
+                            "cores": os.cpu_count(), "python": platform.python_version()}
+    flags: list[str] = []
+    mhz = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key in ("model name", "Model") and not info.get("cpu_model"):
+                    info["cpu_model"] = value
+                elif key == "cpu MHz" and mhz is None:
+                    mhz = float(value)
+                elif key in ("flags", "Features") and not flags:
+                    flags = value.split()
+    except OSError:
+        pass
+    info["cpu"] = info.pop("cpu_model", None) or info["cpu"]
+    info["cpu_mhz_nominal"] = mhz
+    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+              "avx512_bf16", "asimd", "asimddp", "i8mm", "sve")
+    info["cpu_flags"] = [f for f in flags if f in wanted]
+    info["simd"] = {k: v for k, v in _kernels.cpu_features().items() if k != "arch"}
+    info["kernel_path"] = ki.simd_path()
+    info["load_average_at_start"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    per_thread = max(_kernels.vpdpbusd_per_second(0.3) for _ in range(3))
+    info["vpdpbusd_per_second_per_thread"] = per_thread
+    info["peak_gops_per_thread_measured"] = per_thread * 128 / 1e9 if per_thread else None
+    info["peak_gops_per_thread_nominal"] = (mhz * 1e6 * 2 * 128 / 1e9
+                                            if mhz and info["simd"].get("avx512_vnni") else None)
+    return info
+
+
+def pwlq_weights(rng, n: int, k: int):
+    """4-bit PWLQ codes: |code| ≤ 7, a TAIL_FRACTION of the weights in the tail."""
+    in_tail = rng.random((n, k)) < TAIL_FRACTION
+    sign = np.where(in_tail, rng.choice(np.array([-1, 1], np.int8), (n, k)), 0).astype(np.int8)
+    tail = (sign * rng.integers(0, 8, (n, k))).astype(np.int8)
+    center = np.where(in_tail, 0, rng.integers(-7, 8, (n, k))).astype(np.int8)
+    return center, tail, sign
+
+
+def ort_session(b: np.ndarray, m: int, threads: int):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = b.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["A", "B", "a_zero_point"], ["Y"])], "qgemm",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8, [m, k])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32, [m, n])],
+        [numpy_helper.from_array(b, "B"), numpy_helper.from_array(np.array(ZX, np.uint8),
+                                                                  "a_zero_point")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), sess_options=opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def contenders_for(m: int, k: int, n: int, threads: int, rng) -> tuple[dict, dict]:
+    import torch
+
+    center, tail, sign = pwlq_weights(rng, n, k)
+    int8_codes = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    scales = dict(s1=0.01, s2=0.02, p=0.1, bias=0.0)
+    sparse = ki.pack_pwlq_weights(center, tail, sign, tail_form="sparse")
+    layers = {
+        "pwlq_sparse": ki.PwlqGemm(sparse, 0.02, ZX, **scales),
+        "pwlq_dense3": ki.PwlqGemm(ki.pack_pwlq_weights(center, tail, sign, tail_form="dense"),
+                                   0.02, ZX, **scales),
+        "uniform_int8": ki.PwlqGemm(ki.pack_pwlq_weights(int8_codes), 0.02, ZX, 0.01),
+    }
+    calls: dict[str, Callable[[], Any]] = {
+        name: (lambda layer=layer: layer(x, num_threads=threads)) for name, layer in layers.items()}
+    session = ort_session(np.ascontiguousarray(int8_codes.T), m, threads)
+    feeds = {"A": x}
+    calls["ort_matmulinteger"] = lambda: session.run(None, feeds)
+    xf = torch.from_numpy(x.astype(np.float32))
+    wf = torch.from_numpy(int8_codes.T.astype(np.float32)).contiguous()
+    out = torch.empty((m, n), dtype=torch.float32)
+    # Set once per thread count: set_num_threads on every call rebuilds PyTorch's pool.
+    torch.set_num_threads(threads)
+    calls["torch_fp32"] = lambda: torch.mm(xf, wf, out=out)
+    meta = {"tail_block_density": sparse.tail_block_density,
+            "tail_weight_fraction": float((sign != 0).mean())}
+    return calls, meta
+
+
+def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int, batch_seconds: float,
+                     settle_seconds: float) -> dict[str, dict[str, float]]:
+    """Seconds per call: the median over rounds of each contender's batch mean (and the best),
+    in wall-clock and in process CPU time. ``settle_seconds`` of sleep after each batch lets the
+    previous contender's spinning worker threads (ORT, OpenMP, ours) go idle first."""
+    counts = {}
+    for name, fn in calls.items():
+        for _ in range(3):
+            fn()  # warm-up: packing scratch, thread pools, caches
+        t0 = time.perf_counter()
+        n = 0
+        while time.perf_counter() - t0 < batch_seconds / 4:
+            fn()
+            n += 1
+        per_call = (time.perf_counter() - t0) / n
+        counts[name] = max(1, int(batch_seconds / per_call))
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
+            fn, n = calls[name], counts[name]
+            if settle_seconds:
+                time.sleep(settle_seconds)
+            c0, t0 = time.process_time(), time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+            cpu[name].append((time.process_time() - c0) / n)
+    return {name: {"median_s": float(np.median(s)), "best_s": float(np.min(s)),
+                   "cpu_median_s": float(np.median(cpu[name]))}
+            for name, s in samples.items()}
+
+
+def geomean(values: list[float]) -> float:
+    return float(math.exp(sum(math.log(v) for v in values) / len(values)))
+
+
+def run(rounds: int, batch_seconds: float, out_dir: Path) -> dict[str, Any]:
+    host = host_details()
+    cores = os.cpu_count() or 1
+    thread_counts = sorted({1, cores})
+    rng = np.random.default_rng(0)
+    results = []
+    for threads in thread_counts:
+        for label, m, k, n in SHAPES:
+            calls, meta = contenders_for(m, k, n, threads, rng)
+            timing = time_interleaved(calls, rounds, batch_seconds,
+                                      settle_seconds=0.01 if threads > 1 else 0.0)
+            ops = 2.0 * m * n * k
+            entry = {"shape": label, "M": m, "K": k, "N": n, "threads": threads, **meta,
+                     "contenders": {}}
+            for name, t in timing.items():
+                entry["contenders"][name] = {"us_per_call": t["median_s"] * 1e6,
+                                             "best_us_per_call": t["best_s"] * 1e6,
+                                             "cpu_us_per_call": t["cpu_median_s"] * 1e6,
+                                             "gops": ops / t["median_s"] / 1e9}
+            peer = timing[PEER]["median_s"]
+            entry["vs_ort"] = {name: peer / timing[name]["median_s"] for name in timing}
+            if threads == 1:
+                # Process CPU time is blind to time the OS gave to other processes (a busy
+                # shared machine); with one thread it is the time the call really ran.
+                cpu_peer = timing[PEER]["cpu_median_s"]
+                entry["vs_ort_cpu_time"] = {name: cpu_peer / timing[name]["cpu_median_s"]
+                                            for name in timing}
+            entry["merged_sparse_speedup_over_dense3"] = (timing["pwlq_dense3"]["median_s"]
+                                                          / timing["pwlq_sparse"]["median_s"])
+            entry["pwlq_cost_over_uniform"] = (timing["pwlq_sparse"]["median_s"]
+                                               / timing["uniform_int8"]["median_s"])
+            peak = host["peak_gops_per_thread_measured"]
+            if peak:
+                # The probe counts CPU time; so does the one-thread numerator. With more threads
+                # the wall clock is all there is (spinning workers make CPU time meaningless).
+                def achieved(name):
+                    t = timing[name]["cpu_median_s" if threads == 1 else "median_s"]
+                    return ops / t / 1e9
+
+                entry["fraction_of_measured_peak"] = {
+                    name: achieved(name) / (peak * threads)
+                    for name in ("pwlq_sparse", "uniform_int8", PEER)}
+            results.append(entry)
+            print(f"{threads}T {label:38s} " + "  ".join(
+                f"{name}={entry['contenders'][name]['gops']:7.1f}" for name in CONTENDERS)
+                  + f"  GOP/s | sparse/ORT {entry['vs_ort']['pwlq_sparse']:.2f}x "
+                  f"uniform/ORT {entry['vs_ort']['uniform_int8']:.2f}x "
+                  f"sparse/dense3 {entry['merged_sparse_speedup_over_dense3']:.2f}x",
+                  flush=True)
+    host["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    rows = summary_rows(results, thread_counts, host)
+    report = {"host": host, "command": COMMAND,
+              "config": {"rounds": rounds, "batch_seconds": batch_seconds, "zx": ZX,
+                         "tail_fraction": TAIL_FRACTION, "pwlq_codes": "4-bit, |code| <= 7",
+                         "uniform_codes": "int8, |code| <= 127"},
+              "rows": rows, "results": results}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "perf.json").write_text(json.dumps(
+        {"host": {k: host[k] for k in ("machine", "cpu", "cores", "python", "simd")},
+         "command": COMMAND, "rows": rows}, indent=2) + "\n")
+    plot(results, thread_counts, out_dir / "bench.png", host)
+    return report
+
+
+def summary_rows(results: list[dict], thread_counts: list[int], host: dict) -> list[dict]:
+    rows = []
+
+    def pick(threads, shapes):
+        return [r for r in results if r["threads"] == threads and r["shape"] in shapes]
+
+    for threads in thread_counts:
+        tag = f"{threads} thread" + ("s" if threads > 1 else "")
+        resnet = pick(threads, RESNET)
+        ref = pick(threads, [SHAPES[-1][0]])[0]
+        for name, what in (("pwlq_sparse", "PWLQ W4A8 (merged + sparse tail)"),
+                           ("uniform_int8", "uniform int8")):
+            value = geomean([r["vs_ort"][name] for r in resnet])
+            rows.append({"what": f"{what} vs ORT MatMulInteger, ResNet-20 3x3 GEMMs (geomean), "
+                                 f"{tag}", "value": round(value, 3), "unit": "x", "peer": PEER,
+                         "goal": ">= 1.0", "met": value >= 1.0})
+            value = ref["vs_ort"][name]
+            rows.append({"what": f"{what} vs ORT MatMulInteger, 1024x576x128, {tag}",
+                         "value": round(value, 3), "unit": "x", "peer": PEER, "goal": ">= 1.0",
+                         "met": value >= 1.0})
+        if threads == 1:
+            for name, what in (("pwlq_sparse", "PWLQ W4A8"), ("uniform_int8", "uniform int8")):
+                value = geomean([r["vs_ort_cpu_time"][name] for r in pick(1, RESNET)])
+                rows.append({"what": f"{what} vs ORT MatMulInteger in process CPU time, "
+                                     f"ResNet-20 3x3 GEMMs (geomean), 1 thread",
+                             "value": round(value, 3), "unit": "x", "peer": PEER,
+                             "goal": ">= 1.0", "met": value >= 1.0})
+        value = geomean([r["merged_sparse_speedup_over_dense3"] for r in pick(
+            threads, [s[0] for s in SHAPES])])
+        rows.append({"what": f"merged + sparse tail vs naive three dense GEMMs (geomean), {tag}",
+                     "value": round(value, 3), "unit": "x", "peer": "pwlq_dense3",
+                     "goal": "> 1.0", "met": value > 1.0})
+        if "fraction_of_measured_peak" in ref:
+            for name in ("uniform_int8", "pwlq_sparse"):
+                rows.append({"what": f"{name} 1024x576x128 fraction of measured vpdpbusd peak, "
+                                     f"{tag}",
+                             "value": round(ref["fraction_of_measured_peak"][name], 3),
+                             "unit": "of peak", "peer": "vpdpbusd loop", "goal": None,
+                             "met": None})
+    return rows
+
+
+def plot(results: list[dict], thread_counts: list[int], path: Path, host: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(thread_counts), 1, figsize=(12, 4.2 * len(thread_counts)),
+                             squeeze=False)
+    width = 0.8 / len(CONTENDERS)
+    for ax, threads in zip(axes[:, 0], thread_counts):
+        rows = [r for r in results if r["threads"] == threads]
+        x = np.arange(len(rows))
+        for i, name in enumerate(CONTENDERS):
+            ax.bar(x + (i - (len(CONTENDERS) - 1) / 2) * width,
+                   [r["contenders"][name]["gops"] for r in rows], width, label=name)
+        peak = host.get("peak_gops_per_thread_measured")
+        if peak:
+            ax.axhline(peak * threads, color="k", linestyle="--", linewidth=0.8,
+                       label="measured vpdpbusd peak")
+        ax.set_xticks(x, [f"{r['M']}x{r['K']}x{r['N']}" for r in rows])
+        ax.set_ylabel("GOP/s (2·M·N·K / time)")
+        ax.set_title(f"{threads} thread{'s' if threads > 1 else ''} — {host['cpu']}, "
+                     f"path {host['kernel_path']}")
+        ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds")
+    parser.add_argument("--batch-seconds", type=float, default=0.025,
+                        help="time of one contender's batch of calls in a round")
+    parser.add_argument("--out", type=Path, default=Path("reports/kernels"),
+                        help="folder for bench.json, perf.json and bench.png")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    report = run(args.rounds, args.batch_seconds, args.out)
+    for row in report["rows"]:
+        met = {True: "met", False: "NOT met", None: ""}[row["met"]]
+        print(f"{row['what']}: {row['value']} {row['unit']} {met}")
+    print(f"wrote {args.out}/bench.json, perf.json, bench.png in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

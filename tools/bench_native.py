@@ -1,0 +1,138 @@
+"""Whole-model benchmark of the native backend (issue goals, ratios from one run).
+
+    python -m sdk.tools.bench_native [--model resnet20] [--seconds 4]
+
+- latency of a PWLQ W4A8 bundle on the native backend vs the same model as uniform int8 QDQ on
+  ONNX Runtime (ORT fuses QDQ into QLinearConv: its fastest int8 path), and vs the PWLQ integer
+  ONNX form on ORT (the form the native backend reproduces bit for bit), batch 1 and 32;
+- peak resident memory at batch 1 of each, measured in a fresh process per backend, over a
+  baseline process that imports the same modules and loads nothing;
+- accuracy of each on the test split, so speed is never bought with a silent error.
+
+Writes reports/native/{bench.json, perf.json, latency.png}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import sdk
+
+from .bench import bench_bundle, host_info
+
+_RSS_PROBE = r"""
+import resource, sys, numpy as np, sdk
+path, backend, iters = sys.argv[1], sys.argv[2], int(sys.argv[3])
+x = np.zeros((1, 1, 28, 28), np.float32)
+if backend != "none":
+    engine = sdk.load(path, backend=backend)
+    for _ in range(iters):
+        engine.infer(x)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+"""
+
+
+def peak_rss_kib(bundle: Path, backend: str, iters: int = 50) -> int:
+    out = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(bundle), backend, str(iters)],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--out", type=Path, default=Path("reports/native"))
+    args = p.parse_args(argv)
+    import torch
+
+    from sdk.models.train import default_config, get_or_train
+
+    from .cli import _recipe_from_meta, calibration_batch, evaluate_bundle
+
+    model, meta = get_or_train(default_config(args.model))
+    calib = torch.from_numpy(calibration_batch("mnist5k", 512))
+    recipe = _recipe_from_meta(meta)
+    results: dict = {"host": host_info(), "model": args.model, "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        pwlq = sdk.deploy(sdk.quantize(model, calib, scheme="pwlq", weight_bits=4, progress=False),
+                          out=Path(tmp) / "pwlq4.prism", preprocess=recipe)
+        uni = sdk.deploy(sdk.quantize(model, calib, scheme="uniform", weight_bits=8, progress=False),
+                         out=Path(tmp) / "int8qdq.prism", form="qdq", preprocess=recipe)
+        contenders = {"native pwlq4": (pwlq.path, "native"),
+                      "ORT int8 QDQ": (uni.path, "onnxruntime"),
+                      "ORT pwlq4 integer form": (pwlq.path, "onnxruntime")}
+        baseline = peak_rss_kib(pwlq.path, "none")
+        for name, (path, backend) in contenders.items():
+            run = {"backend": backend, "precision": sdk.read_bundle(path).precision}
+            for batch in (1, 32):
+                rep = bench_bundle(path, backend=backend, batch=batch, duration=args.seconds,
+                                   compare_raw=False, progress=False)
+                run[f"batch{batch}"] = rep["results"]["prism"]
+            with sdk.load(path, backend=backend) as engine:
+                run["accuracy"] = evaluate_bundle(engine, "mnist5k", "test")["accuracy"]
+            run["peak_rss_kib"] = peak_rss_kib(path, backend)
+            run["rss_over_baseline_kib"] = run["peak_rss_kib"] - baseline
+            results["runs"][name] = run
+            print(f"{name:24s} b1 p50 {run['batch1']['latency_ms']['p50']:.3f} ms  "
+                  f"b32 p50 {run['batch32']['latency_ms']['p50']:.3f} ms  acc {run['accuracy']:.4f}  "
+                  f"rss +{run['rss_over_baseline_kib'] / 1024:.1f} MiB", flush=True)
+    results["rss_baseline_kib"] = baseline
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+
+    r = results["runs"]
+    nat, qdq = r["native pwlq4"], r["ORT int8 QDQ"]
+    rows = []
+    for batch in (1, 32):
+        ratio = qdq[f"batch{batch}"]["latency_ms"]["p50"] / nat[f"batch{batch}"]["latency_ms"]["p50"]
+        rows.append({"what": f"{args.model} PWLQ W4A8 on native backend, batch {batch} (speed-up, p50)",
+                     "value": ratio, "unit": "x", "peer": "uniform int8 QDQ on ORT",
+                     "goal": ">= 1.0", "met": ratio >= 1.0})
+        ratio_int = (r["ORT pwlq4 integer form"][f"batch{batch}"]["latency_ms"]["p50"]
+                     / nat[f"batch{batch}"]["latency_ms"]["p50"])
+        rows.append({"what": f"{args.model} PWLQ W4A8 native vs the same integer ONNX on ORT, batch {batch}",
+                     "value": ratio_int, "unit": "x", "peer": "ORT ConvInteger form (bit-identical output)",
+                     "goal": None, "met": None})
+    rss_ratio = nat["rss_over_baseline_kib"] / max(qdq["rss_over_baseline_kib"], 1)
+    rows.append({"what": f"{args.model} peak RSS over baseline at batch 1, native / ORT int8 QDQ",
+                 "value": rss_ratio, "unit": "x", "peer": "ORT int8 QDQ", "goal": "< 1.0",
+                 "met": rss_ratio < 1.0})
+    rows.append({"what": f"{args.model} accuracy native PWLQ4 / ORT int8 QDQ",
+                 "value": f"{nat['accuracy']:.4f} / {qdq['accuracy']:.4f}", "unit": "",
+                 "peer": "ORT int8 QDQ", "goal": None, "met": None})
+    perf = {"host": results["host"], "command": "python -m sdk.tools.bench_native", "rows": rows}
+    (args.out / "perf.json").write_text(json.dumps(perf, indent=2) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    names = list(r)
+    for ax, batch in zip(axes, (1, 32)):
+        p50 = [r[n][f"batch{batch}"]["latency_ms"]["p50"] for n in names]
+        p99 = [r[n][f"batch{batch}"]["latency_ms"]["p99"] for n in names]
+        xs = np.arange(len(names))
+        ax.bar(xs - 0.2, p50, 0.4, label="p50")
+        ax.bar(xs + 0.2, p99, 0.4, label="p99")
+        ax.set_xticks(xs, [n.replace(" ", "\n", 1) for n in names], fontsize=8)
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(f"{args.model}, batch {batch}")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "latency.png", dpi=120)
+    for row in rows:
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
