@@ -9,16 +9,7 @@ from sdk.errors import PrismError
 from sdk.toolchain.quant.folding import fold_batch_norms
 
 
-def randomize_bn(model):
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            if m.affine:
-                m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-                m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model.eval()
+from tests.toolchain.quant_nets import randomize_bn  # noqa: E402
 
 
 class ConvNet(nn.Module):

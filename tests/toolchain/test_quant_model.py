@@ -9,30 +9,7 @@ from sdk.errors import InputError
 from sdk.toolchain.quant import LayerQuantTable, QuantizedLayer, QuantizedModel, quantize
 
 
-def randomize_bn(model):
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model.eval()
-
-
-class ConvNet(nn.Module):
-    """conv-bn-relu-conv-bn-relu-pool-linear."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1))
-        self.fc = nn.Linear(32, 10)
-
-    def forward(self, x):
-        return self.fc(torch.flatten(self.features(x), 1))
+from tests.toolchain.quant_nets import ConvNet, randomize_bn  # noqa: E402
 
 
 class DepthwiseNet(nn.Module):
