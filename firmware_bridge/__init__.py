@@ -4,6 +4,7 @@ from firmware_bridge.errors import (AcquisitionTimeout, DeviceLost, DeviceNotFou
                                     ProducerNotFound, SourceError, SourceStopped, UnknownScheme)
 from firmware_bridge.source import Frame, Source, SourceStats, open_source, register_source
 from firmware_bridge.camera import list_devices  # importing it registers "genicam://"
+import firmware_bridge.radar  # noqa: F401  registers "radar+udp://", "radar+serial://"
 
 __all__ = [
     "open_source", "register_source", "list_devices", "Frame", "Source", "SourceStats",
