@@ -158,7 +158,8 @@ def test_a_slow_reader_with_newest_wins_loses_counted_frames_only():
         ids = []
         for frame in camera:
             ids.append(frame.frame_id)
-            time.sleep(0.02)  # a 50 frames/s reader behind a 200 frames/s camera
+            # a 20 frames/s reader behind a 200 frames/s camera: drops even on a loaded machine
+            time.sleep(0.05)
             if len(ids) == 25:
                 break
         camera.stop()
@@ -212,7 +213,7 @@ def test_a_killed_acquisition_process_is_reopened_and_counted():
         camera.read(timeout=2.0)
         (acquisition,) = spawned_children()
         os.kill(acquisition, signal.SIGKILL)
-        frame = camera.read(timeout=10.0)
+        frame = camera.read(timeout=30.0)  # a respawn imports harvesters: slow on a busy machine
         assert frame.data.shape == (240, 320)
         assert camera.stats.reconnects == 1
         assert spawned_children() != {acquisition}
