@@ -1,5 +1,6 @@
 """Model zoo and training recipes (installed as `sdk.models`; needs PyTorch)."""
 from .flops import count_flops
+from .fold_aspp import FoldASPP, FoldConv2d
 from .lenet import LeNet5
 from .mobilenetv2 import MobileNetV2
 from .resnet import ResNet

@@ -18,7 +18,7 @@ from .targets import get_target, target_names
 
 # name -> module that defines it; imported on first access so that `import sdk` stays torch-free
 _TOOLCHAIN = {"deploy": "sdk.toolchain.deploy", "export_onnx": "sdk.toolchain.export",
-              "quantize": "sdk.toolchain.quantize"}
+              "quantize": "sdk.toolchain.quantize", "make_dynamic": "sdk.toolchain.s2dnas"}
 
 
 def __getattr__(name):

@@ -22,6 +22,14 @@ Two implementations with one meaning each, as in :mod:`sdk.preprocess`:
   ``c_out·4 + (y%2)·2 + x%2`` by index math on the original NCHW input;
 - the ``*_reference`` functions are their NumPy twins (fold, im2col, matrix product, unfold).
 
+FP32 algorithms: on AVX-512 CPUs a 3×3 kernel can run as Winograd F(2×2, 3×3) on dilated
+tiles (path ``avx512_winograd``; the fold is in the gather indices of the input transform, the
+unfold in the scatter of the output transform): 2.25× fewer multiplications, for transformed
+weights 16/9 the size of the plain ones (packed once) and per-call scratch kept by the calling
+thread. The automatic path takes it when an image has at least 128 tiles (e.g. 56×56 inputs);
+on smaller maps, other kernel sizes and the ``avx512``/``avx2``/``scalar`` paths the direct
+kernel runs. The two differ from each other and from PyTorch by float rounding only.
+
 Integer arithmetic is the PWLQ W·A8 arithmetic of :mod:`sdk.kernels_int` applied to the folded
 convolution: per folded output channel ``n`` and folded position, exact int32 sums
 ``A_c = Σ X·Wc``, ``A_t = Σ X·Wt``, ``A_s = Σ X·S`` over the ``4·C_in·K·K`` window (padding is
@@ -51,11 +59,13 @@ __all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_paddi
            "PackedFoldWeights", "pack_fold_weights", "fold_conv2d",
            "PackedFoldQWeights", "pack_fold_qweights", "fold_qconv2d_accumulators",
            "fold_qconv2d", "weight_from_space_to_depth", "FoldConvLayer", "FoldASPPHead",
-           "fold_reference", "unfold_reference", "fold_conv2d_reference",
+           "fold_reference", "unfold_reference", "space_to_depth_reference",
+           "depth_to_space_reference", "fold_conv2d_reference",
            "fold_qconv2d_accumulators_reference", "fold_qconv2d_reference"]
 
-#: instruction-set paths of the FP32 kernel and of the integer kernel
-PATHS = ("scalar", "avx2", "avx512")
+#: instruction-set paths of the FP32 kernel (``avx512_winograd``: Winograd F(2×2, 3×3) for
+#: K = 3, the direct ``avx512`` kernel otherwise) and of the integer kernel
+PATHS = ("scalar", "avx2", "avx512", "avx512_winograd")
 INTEGER_PATHS = ("scalar", "avx512vnni")
 _MAX_DEPTH = 65536  # 255·128·depth must fit an int32 accumulator
 
@@ -434,6 +444,11 @@ class _Affine:
 def _channel_vector(name: str, value, n: int, default: float) -> np.ndarray:
     if value is None:
         return np.full(n, default, dtype=np.float32)
+    if (isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == (n,)
+            and value.flags.c_contiguous):
+        if not np.isfinite(value).all():
+            raise InputError(f"{name}: expected finite values, received {value!r}")
+        return value  # the common case of prepared parameters: no copy
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
         raise InputError(f"{name}: expected a real number or a ({n},) vector (one per folded "
@@ -564,6 +579,26 @@ def unfold_reference(y: np.ndarray) -> np.ndarray:
     ``(N, C, 2h, 2w)``."""
     n, c4, h, w = y.shape
     return y.reshape(n, c4 // 4, 2, 2, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(
+        n, c4 // 4, 2 * h, 2 * w)
+
+
+def space_to_depth_reference(x: np.ndarray) -> np.ndarray:
+    """ONNX ``SpaceToDepth`` (blocksize 2): ``(N, C, H, W)`` → ``(N, 4C, H/2, W/2)``, channel
+    ``(bh·2 + bw)·C + c`` — not :func:`fold_reference`'s order."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 3, 5, 1, 2, 4).reshape(
+        n, 4 * c, h // 2, w // 2)
+
+
+def depth_to_space_reference(y: np.ndarray, mode: str = "CRD") -> np.ndarray:
+    """ONNX ``DepthToSpace`` (blocksize 2): ``"CRD"`` is :func:`unfold_reference`
+    (``pixel_shuffle``); ``"DCR"`` (ONNX's default) inverts :func:`space_to_depth_reference`."""
+    if mode == "CRD":
+        return unfold_reference(y)
+    if mode != "DCR":
+        raise InputError(f"mode: expected 'CRD' or 'DCR', received {mode!r}")
+    n, c4, h, w = y.shape
+    return y.reshape(n, 2, 2, c4 // 4, h, w).transpose(0, 3, 4, 1, 5, 2).reshape(
         n, c4 // 4, 2 * h, 2 * w)
 
 

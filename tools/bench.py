@@ -3,6 +3,12 @@
 The engine (``sdk.load(...).infer``) and a raw ``onnxruntime.InferenceSession.run`` on the same
 ONNX file, same input and same thread count are timed in interleaved rounds, so that machine
 noise hits both alike; Prism's overhead is reported as a ratio of the two (goal ≤ 5 %).
+
+Scenarios (single-stream, multi-stream, offline, sensor-paced), several bundles or backends side
+by side, output comparison, per-stage breakdown and reports live in the helper modules:
+``bench_scenarios`` (the scenarios), ``bench_stats`` (percentiles with confidence intervals),
+``bench_suite`` (:func:`~tools.bench_suite.run_suite`), ``bench_report`` (Markdown, PNG plots),
+``bench_host`` (Jetson power mode, clocks, tegrastats, peak RSS).
 """
 from __future__ import annotations
 
@@ -30,17 +36,19 @@ class LatencyStats:
     p90: float
     p99: float
     max: float
+    p95: float = float("nan")
 
     @classmethod
     def from_seconds(cls, samples: np.ndarray) -> "LatencyStats":
         ms = np.asarray(samples, dtype=np.float64) * 1e3
-        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        p50, p90, p95, p99 = np.percentile(ms, [50, 90, 95, 99])
         return cls(int(ms.size), float(ms.min()), float(ms.mean()), float(p50), float(p90),
-                   float(p99), float(ms.max()))
+                   float(p99), float(ms.max()), float(p95))
 
 
 def host_info() -> dict[str, Any]:
-    """CPU model, core count and the SIMD features kernels dispatch on."""
+    """CPU model, core count, the SIMD features kernels dispatch on, and on a Jetson its model,
+    power mode and clocks (``bench_host.jetson_info``)."""
     model = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -58,6 +66,11 @@ def host_info() -> dict[str, Any]:
         info["simd"] = {k: v for k, v in _kernels.cpu_features().items() if k != "arch"}
     except ImportError:
         info["simd"] = None
+    from .bench_host import jetson_info
+
+    jetson = jetson_info()
+    if jetson:
+        info["jetson"] = jetson
     return info
 
 

@@ -4,7 +4,10 @@
     prism deploy CHECKPOINT [--target cpu] [--out DIR]                 → bundle
     prism quantize CHECKPOINT [--scheme pwlq] [--bits 4] [--out DIR]   → quantized bundle
     prism infer  BUNDLE (--dataset mnist5k [--split test] | --input x.npy [--output y.npy])
-    prism bench  BUNDLE [--batch 1] [--iterations N | --duration S] [--json out.json]
+    prism bench  BUNDLE [BUNDLE ...] [--backend a,b] [--scenario sensor --rate 30] [--batch 1,8]
+                 [--iterations N | --duration S] [--dataset mnist5k] [--json/--md F] [--plots DIR]
+    prism dynamic CHECKPOINT [--candidates 32] [--epochs 20] [--accuracy A | --max-mflops F]
+                                                                       → S2DNAS multi-stage bundle
 """
 from __future__ import annotations
 
@@ -139,15 +142,85 @@ def cmd_infer(args) -> int:
     return 0
 
 
+def _csv(text: str, cast=str) -> list:
+    return [cast(v) for v in str(text).split(",") if v.strip()]
+
+
 def cmd_bench(args) -> int:
     from .bench import bench_bundle, format_report, write_json
 
-    report = bench_bundle(args.bundle, backend=args.backend, batch=args.batch, warmup=args.warmup,
-                          iterations=args.iterations, duration=args.duration, threads=args.threads,
-                          progress=not args.quiet)
-    print(format_report(report))
+    backends, batches = _csv(args.backend), _csv(args.batch, int)
+    scenarios = args.scenario or (["sensor"] if args.rate else [])
+    suite = (len(args.bundle) > 1 or len(backends) > 1 or len(batches) > 1 or scenarios or args.dataset
+             or args.md or args.plots)
+    if not suite:  # one bundle, one backend: single-stream against raw onnxruntime (overhead)
+        report = bench_bundle(args.bundle[0], backend=backends[0], batch=batches[0], warmup=args.warmup,
+                              iterations=args.iterations, duration=args.duration, threads=args.threads,
+                              progress=not args.quiet)
+        print(format_report(report))
+        if args.json:
+            write_json(report, args.json)
+        return 0
+    from .bench_report import to_markdown, write_plots
+    from .bench_scenarios import Budget
+    from .bench_suite import run_suite, strip_private
+
+    budget = Budget(min_seconds=10.0 if args.duration is None else args.duration,
+                    min_queries=args.min_queries, iterations=args.iterations, warmup=args.warmup)
+    report = run_suite(args.bundle, backends=backends, scenarios=scenarios or ["single-stream"],
+                       batches=batches, threads=args.threads, rate=args.rate, streams=args.streams,
+                       offline_batch=args.offline_batch, budget=budget, dataset=args.dataset,
+                       accuracy_limit=args.accuracy_samples, atol=args.atol, rtol=args.rtol,
+                       progress=not args.quiet)
+    markdown = to_markdown(report)
+    if args.plots:
+        plots = write_plots(report, args.plots)
+        import os
+
+        base = args.md.parent if args.md else Path.cwd()
+        markdown += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({os.path.relpath(p, base)})" for p in plots) + "\n"
+    print(markdown)
+    if args.md:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(markdown + "\n")
     if args.json:
-        write_json(report, args.json)
+        write_json(strip_private(report), args.json)
+    return 0
+
+
+def cmd_dynamic(args) -> int:
+    from sdk.data import load_dataset
+    from sdk.models.train import load_checkpoint
+
+    model, meta = load_checkpoint(args.checkpoint)
+    dataset = meta["dataset"]["name"]
+    options = {k: v for k, v in {"candidates": args.candidates, "finetune_epochs": args.finetune_epochs,
+                                 "epochs": args.epochs, "lr": args.lr, "stages": args.stages,
+                                 "groups": args.groups, "threads": args.threads}.items() if v is not None}
+    net = sdk.make_dynamic(model, load_dataset(dataset, "train"), target_accuracy=args.accuracy,
+                           max_macs=args.max_mflops * 1e6 if args.max_mflops else None,
+                           log_dir=args.log, progress=not args.quiet, **options)
+    name = meta["architecture"]["name"]
+    out = args.out or f"{name}.{args.target}.dynamic.prism"
+    bundle = sdk.deploy(net, target=args.target, out=out, preprocess=_recipe_from_meta(meta),
+                        name=f"{name}_s2dnas",
+                        metadata={"dataset": dataset, "static_accuracy": meta["accuracy"],
+                                  "checkpoint": str(args.checkpoint)})
+    test = load_dataset(dataset, "test")
+    with sdk.load(bundle.path) as engine:
+        results = [engine.infer(engine.preprocess(test.images[i:i + 256]))
+                   for i in range(0, len(test.labels), 256)]
+        stats = engine.stats()
+    pred = np.concatenate([r.predictions for r in results])
+    exits = np.concatenate([r.exit_stage for r in results])
+    dyn = bundle.manifest["dynamic"]
+    print(json.dumps({"bundle": str(bundle.path), "architecture": dyn["architecture_description"],
+                      "thresholds": dyn["thresholds"], "test_accuracy": float((pred == test.labels).mean()),
+                      "static_test_accuracy": meta["accuracy"]["test"],
+                      "mean_mflops": stats["mean_macs"] / 1e6, "static_mflops": dyn["static_macs"] / 1e6,
+                      "stage_mflops": [s["macs"] / 1e6 for s in dyn["stages"]],
+                      "exit_fractions": (np.bincount(exits, minlength=len(dyn["stages"])) / len(exits)).tolist()},
+                     indent=2))
     return 0
 
 
@@ -203,17 +276,51 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--output", type=Path)
     i.set_defaults(fn=cmd_infer)
 
-    b = sub.add_parser("bench", help="latency/throughput of a bundle vs raw onnxruntime")
-    b.add_argument("bundle", type=Path)
-    b.add_argument("--backend", default="auto")
-    b.add_argument("--batch", type=int, default=1)
+    b = sub.add_parser("bench", help="latency/throughput of bundles: scenarios, comparison, reports",
+                       description="One bundle, no scenario: single-stream vs raw onnxruntime (overhead). "
+                                   "Several bundles/backends/batches, --scenario, --rate, --dataset, --md or "
+                                   "--plots: the suite (MLPerf-style scenarios, side-by-side outputs, breakdown).")
+    b.add_argument("bundle", type=Path, nargs="+", help="one or more bundles, compared side by side")
+    b.add_argument("--backend", default="auto", help="backend(s), comma-separated: auto,onnxruntime,native,tensorrt,...")
+    b.add_argument("--batch", default="1", help="batch size(s), comma-separated (single-stream)")
+    b.add_argument("--scenario", action="append", choices=["single-stream", "multi-stream", "offline", "sensor"],
+                   help="repeatable; default single-stream (sensor when --rate is given)")
+    b.add_argument("--rate", type=float, help="sensor-paced: arrivals per second (30 fps, 1743 lines/s)")
+    b.add_argument("--streams", type=int, default=4, help="multi-stream: samples per query")
+    b.add_argument("--offline-batch", type=int, default=32, help="offline: batch size")
     b.add_argument("--warmup", type=int, default=10)
-    b.add_argument("--iterations", type=int)
-    b.add_argument("--duration", type=float, help="seconds of timed calls (default 5)")
+    b.add_argument("--iterations", type=int, help="timed queries (sensor: arriving frames), instead of a duration")
+    b.add_argument("--duration", type=float, help="minimum seconds per scenario (suite default 10, like MLPerf; "
+                                                   "single-bundle default 5)")
+    b.add_argument("--min-queries", type=int, default=100, help="minimum queries per scenario (MLPerf: 100)")
     b.add_argument("--threads", type=int)
+    b.add_argument("--dataset", help="accuracy on a labelled set, e.g. mnist5k (inputs become its images)")
+    b.add_argument("--accuracy-samples", type=int, help="limit the accuracy evaluation to N images")
+    b.add_argument("--atol", type=float, default=1e-3, help="output comparison: absolute tolerance")
+    b.add_argument("--rtol", type=float, default=1e-3, help="output comparison: relative tolerance")
     b.add_argument("--json", type=Path)
+    b.add_argument("--md", type=Path, help="write the Markdown report here")
+    b.add_argument("--plots", type=Path, help="directory for PNG plots (latency histogram/CDF, keep-up)")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(fn=cmd_bench)
+
+    y = sub.add_parser("dynamic", help="S2DNAS: search, train and deploy a multi-stage early-exit model")
+    y.add_argument("checkpoint", type=Path)
+    y.add_argument("--candidates", type=int, help="architectures the controller samples (default 32)")
+    y.add_argument("--finetune-epochs", type=float, help="fine-tuning of each candidate (default 1)")
+    y.add_argument("--epochs", type=float, help="training of the chosen network (default 20)")
+    y.add_argument("--lr", type=float, help="initial learning rate of that training (default 0.1)")
+    y.add_argument("--stages", type=int)
+    y.add_argument("--groups", type=int)
+    g = y.add_mutually_exclusive_group()
+    g.add_argument("--accuracy", type=float, help="thresholds: fewest MACs with held-out accuracy >= A")
+    g.add_argument("--max-mflops", type=float, help="thresholds: best accuracy with mean MMACs <= F")
+    y.add_argument("--threads", type=int)
+    y.add_argument("--log", type=Path, help="directory for the search log, best architecture, report")
+    y.add_argument("--target", default="cpu")
+    y.add_argument("--out", type=Path)
+    y.add_argument("--quiet", action="store_true")
+    y.set_defaults(fn=cmd_dynamic)
     return p
 
 

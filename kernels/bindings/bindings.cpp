@@ -418,7 +418,8 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("fold_conv_paths", [](bool integer) {
     py::dict d;
     for (auto p : {prism::FoldConvPath::Scalar, prism::FoldConvPath::Avx2,
-                   prism::FoldConvPath::Avx512, prism::FoldConvPath::Avx512Vnni})
+                   prism::FoldConvPath::Avx512, prism::FoldConvPath::Avx512Winograd,
+                   prism::FoldConvPath::Avx512Vnni})
       d[prism::fold_conv_path_name(p)] = prism::fold_conv_path_unavailable_reason(p, integer);
     return d;
   }, py::arg("integer"), "{path: '' if the FP32 / integer kernel runs on it here, else why not}");

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -55,6 +56,7 @@ const char* fold_conv_path_name(FoldConvPath path) {
     case FoldConvPath::Scalar: return "scalar";
     case FoldConvPath::Avx2: return "avx2";
     case FoldConvPath::Avx512: return "avx512";
+    case FoldConvPath::Avx512Winograd: return "avx512_winograd";
     case FoldConvPath::Avx512Vnni: return "avx512vnni";
   }
   return "?";
@@ -62,11 +64,13 @@ const char* fold_conv_path_name(FoldConvPath path) {
 
 FoldConvPath parse_fold_conv_path(const std::string& name) {
   for (FoldConvPath p : {FoldConvPath::Auto, FoldConvPath::Scalar, FoldConvPath::Avx2,
-                         FoldConvPath::Avx512, FoldConvPath::Avx512Vnni}) {
+                         FoldConvPath::Avx512, FoldConvPath::Avx512Winograd,
+                         FoldConvPath::Avx512Vnni}) {
     if (name == fold_conv_path_name(p)) return p;
   }
-  throw std::invalid_argument("unknown fold_conv path '" + name +
-                              "'; expected auto, scalar, avx2, avx512 or avx512vnni");
+  throw std::invalid_argument(
+      "unknown fold_conv path '" + name +
+      "'; expected auto, scalar, avx2, avx512, avx512_winograd or avx512vnni");
 }
 
 namespace {
@@ -78,6 +82,7 @@ const FoldConvIsa* built(FoldConvPath path) {
     case FoldConvPath::Scalar: return fold_conv_detail::fold_conv_scalar();
     case FoldConvPath::Avx2: return fold_conv_detail::fold_conv_avx2();
     case FoldConvPath::Avx512: return fold_conv_detail::fold_conv_avx512();
+    case FoldConvPath::Avx512Winograd: return fold_conv_detail::fold_conv_avx512_winograd();
     case FoldConvPath::Avx512Vnni: return fold_conv_detail::fold_conv_avx512vnni();
     case FoldConvPath::Auto: break;
   }
@@ -90,6 +95,7 @@ bool cpu_has(FoldConvPath path) {
     case FoldConvPath::Scalar: return true;
     case FoldConvPath::Avx2: return f.avx2;
     case FoldConvPath::Avx512: return f.avx512f;
+    case FoldConvPath::Avx512Winograd: return f.avx512f;
     case FoldConvPath::Avx512Vnni: return f.avx512_vnni;
     case FoldConvPath::Auto: return true;
   }
@@ -116,8 +122,8 @@ std::string fold_conv_path_unavailable_reason(FoldConvPath path, bool integer) {
 }
 
 FoldConvPath fold_conv_best_path(bool integer) {
-  const FoldConvPath order[] = {FoldConvPath::Avx512Vnni, FoldConvPath::Avx512,
-                                FoldConvPath::Avx2};
+  const FoldConvPath order[] = {FoldConvPath::Avx512Vnni, FoldConvPath::Avx512Winograd,
+                                FoldConvPath::Avx512, FoldConvPath::Avx2};
   for (FoldConvPath p : order) {
     if (fold_conv_path_unavailable_reason(p, integer).empty()) return p;
   }
@@ -177,15 +183,57 @@ void check_weights_match(const FoldConvGeometry& g, std::int64_t in_channels,
   if (in_channels != g.in_channels || out_channels != g.out_channels || kernel != g.kernel) {
     throw std::invalid_argument(
         "fold_conv2d: weights packed for C_in=" + std::to_string(in_channels) + " C_out=" +
-        std::to_string(out_channels) + " K=" + std::to_string(kernel) + " but the input needs C_in=" +
-        std::to_string(g.in_channels) + " C_out=" + std::to_string(g.out_channels) +
-        " K=" + std::to_string(g.kernel));
+        std::to_string(out_channels) + " K=" + std::to_string(kernel) +
+        " but the input needs C_in=" + std::to_string(g.in_channels) + " C_out=" +
+        std::to_string(g.out_channels) + " K=" + std::to_string(g.kernel));
   }
 }
 
 }  // namespace
 
 // ------------------------------------------------------------------------------------- FP32 --
+
+namespace {
+
+// U = G·g·Gᵀ for every (folded output, folded input) channel pair, in double, rounded once.
+// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+void pack_winograd(const float* w, const float* bias, PackedFoldWeights& p) {
+  constexpr int kWinoBlock = 12;
+  const std::int64_t fin = 4 * p.in_channels, nf = 4 * p.out_channels;
+  p.winograd_blocks = (nf + kWinoBlock - 1) / kWinoBlock;
+  p.winograd.assign(static_cast<std::size_t>(16 * p.winograd_blocks * fin * kWinoBlock), 0.0f);
+  p.folded_bias.assign(static_cast<std::size_t>(nf), 0.0f);
+  if (bias) std::copy(bias, bias + nf, p.folded_bias.begin());
+  auto transform = [](const double v[3], double out[4]) {
+    out[0] = v[0];
+    out[1] = (v[0] + v[1] + v[2]) / 2;
+    out[2] = (v[0] - v[1] + v[2]) / 2;
+    out[3] = v[2];
+  };
+  for (std::int64_t n = 0; n < nf; ++n) {
+    for (std::int64_t cf = 0; cf < fin; ++cf) {
+      const float* g = w + (n * fin + cf) * 9;
+      double rows[4][3];  // G·g
+      for (int kw = 0; kw < 3; ++kw) {
+        const double column[3] = {g[kw], g[3 + kw], g[6 + kw]};
+        double t[4];
+        transform(column, t);
+        for (int a = 0; a < 4; ++a) rows[a][kw] = t[a];
+      }
+      for (int a = 0; a < 4; ++a) {
+        double u[4];
+        transform(rows[a], u);  // (G·g)·Gᵀ
+        for (int b = 0; b < 4; ++b) {
+          const std::int64_t xi = a * 4 + b;
+          p.winograd[((xi * p.winograd_blocks + n / kWinoBlock) * fin + cf) * kWinoBlock +
+                     n % kWinoBlock] = static_cast<float>(u[b]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
 
 PackedFoldWeights pack_fold_weights(const float* w, const float* bias, std::int64_t in_channels,
                                     std::int64_t out_channels, std::int64_t kernel) {
@@ -224,14 +272,115 @@ PackedFoldWeights pack_fold_weights(const float* w, const float* bias, std::int6
       }
     }
   }
+  if (kernel == 3) pack_winograd(w, bias, p);
   return p;
 }
+
+namespace {
+
+// Folded output rows (or columns) that start a Winograd tile {i, i + d}: each residue class
+// modulo d, in pairs.
+std::vector<std::int32_t> tile_starts(std::int64_t size, std::int64_t dilation) {
+  std::vector<std::int32_t> starts;
+  for (std::int64_t rho = 0; rho < std::min(dilation, size); ++rho) {
+    for (std::int64_t i = rho; i < size; i += 2 * dilation) {
+      starts.push_back(static_cast<std::int32_t>(i));
+    }
+  }
+  return starts;
+}
+
+struct WinoScratch {
+  std::vector<float> v, m;
+  std::vector<std::int32_t> tile_i, tile_j;
+};
+
+// Auto takes Winograd only from this many tiles per image: every call streams the transformed
+// weights (16/9 the plain ones), 2·T multiply-adds per byte, so on small maps (28×28 inputs:
+// 64 tiles) the direct kernel, which reuses its weights over every output row, measured faster.
+constexpr std::int64_t kWinogradMinTiles = 128;
+
+std::int64_t winograd_tiles(const FoldConvGeometry& g) {
+  return static_cast<std::int64_t>(tile_starts(g.folded_out_height(), g.dilation).size() *
+                                   tile_starts(g.folded_out_width(), g.dilation).size());
+}
+
+void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
+              float* y, const FoldConvIsa& isa, int requested_threads) {
+  const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
+  const std::vector<std::int32_t> rows = tile_starts(hf, g.dilation);
+  const std::vector<std::int32_t> cols = tile_starts(wf, g.dilation);
+  const std::int64_t tiles = static_cast<std::int64_t>(rows.size() * cols.size());
+  const std::int64_t vectors = (tiles + 15) / 16;
+  const std::int64_t fin = 4 * g.in_channels, nf = 4 * g.out_channels;
+  // One scratch per calling thread, reused across calls (the transformed tiles are megabytes).
+  thread_local WinoScratch s;
+  s.v.resize(static_cast<std::size_t>(16 * vectors * fin * 16));
+  s.m.resize(static_cast<std::size_t>(16 * vectors * nf * 16));
+  s.tile_i.assign(static_cast<std::size_t>(vectors * 16), -1);
+  s.tile_j.assign(static_cast<std::size_t>(vectors * 16), -1);
+  for (std::size_t r = 0, t = 0; r < rows.size(); ++r) {
+    for (std::size_t c = 0; c < cols.size(); ++c, ++t) {
+      s.tile_i[t] = rows[r];
+      s.tile_j[t] = cols[c];
+    }
+  }
+  const double macs = static_cast<double>(g.batch) * 16 * nf * fin * tiles / 4;
+  const std::int64_t in_chunk = 8, out_chunk = 32;
+  const std::int64_t in_tasks = vectors * ((g.in_channels + in_chunk - 1) / in_chunk);
+  const std::int64_t gemm_tasks = 16 * w.winograd_blocks;
+  const std::int64_t out_tasks = vectors * ((nf + out_chunk - 1) / out_chunk);
+  const int threads = thread_count(requested_threads, macs, gemm_tasks);
+  fold_conv_detail::WinoTask task;
+  task.u = w.winograd.data();
+  task.bias = w.folded_bias.data();
+  task.v = s.v.data();
+  task.m = s.m.data();
+  task.tile_i = s.tile_i.data();
+  task.tile_j = s.tile_j.data();
+  task.tile_vectors = vectors;
+  task.blocks = w.winograd_blocks;
+  task.in_channels = g.in_channels;
+  task.out_channels = g.out_channels;
+  task.height = g.height;
+  task.width = g.width;
+  task.dilation = g.dilation;
+  task.padding = g.padding;
+  task.folded_out_height = hf;
+  task.folded_out_width = wf;
+  task.relu = relu;
+  const std::int64_t chunks = (g.in_channels + in_chunk - 1) / in_chunk;
+  for (std::int64_t image = 0; image < g.batch; ++image) {
+    task.x = x + image * g.in_channels * g.height * g.width;
+    task.y = y + image * g.out_channels * g.out_height() * g.out_width();
+    run_tasks(in_tasks, threads, [&](std::int64_t t) {
+      const std::int64_t c0 = (t % chunks) * in_chunk;
+      isa.wino_input(task, t / chunks, c0, std::min(c0 + in_chunk, g.in_channels));
+    });
+    // ξ-major: consecutive tasks share the transformed input of one ξ (in L2).
+    run_tasks(gemm_tasks, threads, [&](std::int64_t t) {
+      isa.wino_gemm(task, t / w.winograd_blocks, t % w.winograd_blocks);
+    });
+    const std::int64_t parts = (nf + out_chunk - 1) / out_chunk;
+    run_tasks(out_tasks, threads, [&](std::int64_t t) {
+      const std::int64_t n0 = (t % parts) * out_chunk;
+      isa.wino_output(task, t / parts, n0, std::min(n0 + out_chunk, nf));
+    });
+  }
+}
+
+}  // namespace
 
 void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
                  float* y, const FoldConvOptions& options) {
   check_fold_conv(g);
   check_weights_match(g, w.in_channels, w.out_channels, w.kernel);
   const FoldConvIsa& isa = resolve(options.path, false);
+  if (isa.wino_input && g.kernel == 3 && g.batch > 0 &&
+      (options.path == FoldConvPath::Avx512Winograd || winograd_tiles(g) >= kWinogradMinTiles)) {
+    winograd(x, g, w, relu, y, isa, options.num_threads);
+    return;
+  }
   const std::int64_t hf = g.folded_out_height();
   const std::int64_t tasks = g.batch * w.blocks * hf;
   const double macs = static_cast<double>(g.batch) * g.out_channels * 4 * hf *
@@ -290,11 +439,15 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
   const std::int64_t depth = fin * k * k;
   for (std::int64_t i = 0; i < nf * depth && tail; ++i) {
     const int s = sign[i], t = tail[i], c = center[i];
-    const std::string at = " at flat index " + std::to_string(i);
-    if (s < -1 || s > 1) throw std::invalid_argument("fold_conv weights: sign not in {-1, 0, 1}" + at);
-    if (s != 0 && c != 0) throw std::invalid_argument("fold_conv weights: a center code where sign != 0" + at);
-    if (s == 0 && t != 0) throw std::invalid_argument("fold_conv weights: a tail code where sign == 0" + at);
-    if (t != 0 && (t > 0 ? 1 : -1) != s) throw std::invalid_argument("fold_conv weights: tail code disagrees with sign" + at);
+    const char* what = s < -1 || s > 1                  ? "sign not in {-1, 0, 1}"
+                       : s != 0 && c != 0               ? "a center code where sign != 0"
+                       : s == 0 && t != 0               ? "a tail code where sign == 0"
+                       : t != 0 && (t > 0 ? 1 : -1) != s ? "a tail code disagrees with sign"
+                                                         : nullptr;
+    if (what) {
+      throw std::invalid_argument(std::string("fold_conv weights: ") + what +
+                                  " at flat index " + std::to_string(i));
+    }
   }
   const std::int64_t block_size = k * k * ci_n * kFoldQBlock * 16;  // 12 channels × 4 bytes
   p.dense.assign(static_cast<std::size_t>(p.blocks * block_size), 0);
@@ -386,7 +539,8 @@ void q_pack_rows(const QTask& t) {
           std::uint16_t a, b;
           std::memcpy(&a, src_top + 2 * g, 2);
           std::memcpy(&b, src_bottom + 2 * g, 2);
-          const std::uint32_t v = static_cast<std::uint32_t>(a) | (static_cast<std::uint32_t>(b) << 16);
+          const std::uint32_t v =
+              static_cast<std::uint32_t>(a) | (static_cast<std::uint32_t>(b) << 16);
           std::memcpy(out + 4 * g, &v, 4);
         }
         for (std::int64_t g = g1; g < groups; ++g) std::memcpy(dst + 4 * g, &pad, 4);
@@ -692,7 +846,8 @@ void scalar_q_task(const QTask& t) {
   }
 }
 
-const FoldConvIsa kScalar{FoldConvPath::Scalar, scalar_f32_task, scalar_q_task};
+const FoldConvIsa kScalar{FoldConvPath::Scalar, scalar_f32_task, scalar_q_task, nullptr,
+                          nullptr, nullptr};
 
 }  // namespace
 

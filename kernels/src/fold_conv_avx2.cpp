@@ -76,7 +76,7 @@ void f32_task(const F32Task& t) {
   for (std::int64_t x0 = 0; x0 < t.out_width; x0 += 8) tile(t, x0);
 }
 
-const FoldConvIsa kAvx2{FoldConvPath::Avx2, f32_task, nullptr};
+const FoldConvIsa kAvx2{FoldConvPath::Avx2, f32_task, nullptr, nullptr, nullptr, nullptr};
 
 }  // namespace
 

@@ -1,5 +1,6 @@
-// AVX-512F path of the FP32 folded convolution. Compiled with -mavx512f (this file only) and
-// chosen at run time when cpu_features().avx512f.
+// AVX-512F paths of the FP32 folded convolution: direct (avx512) and Winograd F(2×2, 3×3)
+// (avx512_winograd). Compiled with -mavx512f (this file only) and chosen at run time when
+// cpu_features().avx512f.
 //
 // A zmm holds 16 consecutive output pixels of one output row: 8 folded positions × 2 phases px.
 // One masked load of 16 input pixels (row 2·(i + kh·d − p) + bh, starting at the tap's column)
@@ -70,8 +71,9 @@ void tile(const F32Task& t, std::int64_t x0) {
         const float* wp = t.w + ((kh * k + kw) * 2 + bh) * ci_n * 48;
         for (std::int64_t ci = 0; ci < ci_n; ++ci, src += hw, wp += 48) {
           // The channel planes are H·W apart: the hardware prefetcher does not follow them.
-          _mm_prefetch(reinterpret_cast<const char*>(src + kPrefetch * hw), _MM_HINT_T0);
-          if (V == 2) _mm_prefetch(reinterpret_cast<const char*>(src + kPrefetch * hw + 16), _MM_HINT_T0);
+          const char* ahead = reinterpret_cast<const char*>(src + kPrefetch * hw);
+          _mm_prefetch(ahead, _MM_HINT_T0);
+          if (V == 2) _mm_prefetch(ahead + 64, _MM_HINT_T0);
           __m512 e0[V], e1[V];
 #pragma GCC unroll 4
           for (int v = 0; v < V; ++v) {
@@ -118,11 +120,163 @@ void f32_task(const F32Task& t) {
   if (x0 < t.out_width) tile<1>(t, x0);
 }
 
-const FoldConvIsa kAvx512{FoldConvPath::Avx512, f32_task, nullptr};
+// ---------------------------------------------------------------- Winograd F(2×2, 3×3) --
+// Lanes are tiles. The fold is in the gather indices: folded input (row r, column c) of folded
+// channel ci·4 + bh·2 + bw is x[ci][2r + bh][2c + bw]; the unfold is in the scatter indices.
+
+constexpr int kWinoBlock = 12;  // folded output channels per weight block
+
+void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
+  const __m512i ti = _mm512_loadu_si512(t.tile_i + 16 * tv);
+  const __m512i tj = _mm512_loadu_si512(t.tile_j + 16 * tv);
+  const __mmask16 lanes = _mm512_cmpge_epi32_mask(ti, _mm512_setzero_si512());
+  const int hf = static_cast<int>(t.height / 2), wf = static_cast<int>(t.width / 2);
+  const int d = static_cast<int>(t.dilation), p = static_cast<int>(t.padding);
+  const int w = static_cast<int>(t.width);
+  __m512i idx[16];
+  __mmask16 msk[16];
+  for (int a = 0; a < 4; ++a) {
+    const __m512i row = _mm512_add_epi32(ti, _mm512_set1_epi32(a * d - p));
+    const __mmask16 rm = lanes & _mm512_cmpge_epi32_mask(row, _mm512_setzero_si512()) &
+                         _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(hf));
+    for (int b = 0; b < 4; ++b) {
+      const __m512i col = _mm512_add_epi32(tj, _mm512_set1_epi32(b * d - p));
+      const __mmask16 cm = _mm512_cmpge_epi32_mask(col, _mm512_setzero_si512()) &
+                           _mm512_cmplt_epi32_mask(col, _mm512_set1_epi32(wf));
+      msk[a * 4 + b] = rm & cm;
+      idx[a * 4 + b] = _mm512_add_epi32(_mm512_mullo_epi32(row, _mm512_set1_epi32(2 * w)),
+                                        _mm512_add_epi32(col, col));
+    }
+  }
+  const std::int64_t fin = 4 * t.in_channels, plane = t.height * t.width;
+  const __m512 zero = _mm512_setzero_ps();
+  for (std::int64_t ci = c0; ci < c1; ++ci) {
+    for (int q = 0; q < 4; ++q) {  // fold phase bh·2 + bw
+      const float* base = t.x + ci * plane + (q / 2) * t.width + (q % 2);
+      __m512 e[16];
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) e[k] = _mm512_mask_i32gather_ps(zero, msk[k], idx[k], base, 4);
+      // Bᵀ·D·B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], rows then columns.
+#pragma GCC unroll 4
+      for (int b = 0; b < 4; ++b) {
+        const __m512 d0 = e[b], d1 = e[4 + b], d2 = e[8 + b], d3 = e[12 + b];
+        e[b] = _mm512_sub_ps(d0, d2);
+        e[4 + b] = _mm512_add_ps(d1, d2);
+        e[8 + b] = _mm512_sub_ps(d2, d1);
+        e[12 + b] = _mm512_sub_ps(d1, d3);
+      }
+      float* dst = t.v + (tv * fin + ci * 4 + q) * 16;
+      const std::int64_t xi_stride = t.tile_vectors * fin * 16;
+#pragma GCC unroll 4
+      for (int a = 0; a < 4; ++a) {
+        const __m512 d0 = e[4 * a], d1 = e[4 * a + 1], d2 = e[4 * a + 2], d3 = e[4 * a + 3];
+        _mm512_storeu_ps(dst + (4 * a + 0) * xi_stride, _mm512_sub_ps(d0, d2));
+        _mm512_storeu_ps(dst + (4 * a + 1) * xi_stride, _mm512_add_ps(d1, d2));
+        _mm512_storeu_ps(dst + (4 * a + 2) * xi_stride, _mm512_sub_ps(d2, d1));
+        _mm512_storeu_ps(dst + (4 * a + 3) * xi_stride, _mm512_sub_ps(d1, d3));
+      }
+    }
+  }
+}
+
+template <int V>
+void wino_gemm_tile(const WinoTask& t, std::int64_t xi, std::int64_t b, std::int64_t tv) {
+  const std::int64_t fin = 4 * t.in_channels, nf = 4 * t.out_channels;
+  const float* u = t.u + (xi * t.blocks + b) * fin * kWinoBlock;
+  const float* v = t.v + (xi * t.tile_vectors + tv) * fin * 16;
+  __m512 acc[kWinoBlock][V];
+#pragma GCC unroll 12
+  for (int r = 0; r < kWinoBlock; ++r)
+#pragma GCC unroll 2
+    for (int k = 0; k < V; ++k) acc[r][k] = _mm512_setzero_ps();
+  for (std::int64_t cf = 0; cf < fin; ++cf, u += kWinoBlock) {
+    __m512 x[V];
+#pragma GCC unroll 2
+    for (int k = 0; k < V; ++k) x[k] = _mm512_loadu_ps(v + (k * fin + cf) * 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < kWinoBlock; ++r) {
+      const __m512 w = _mm512_set1_ps(u[r]);
+#pragma GCC unroll 2
+      for (int k = 0; k < V; ++k) acc[r][k] = _mm512_fmadd_ps(x[k], w, acc[r][k]);
+    }
+  }
+  const std::int64_t n0 = b * kWinoBlock;
+  float* m = t.m + ((xi * t.tile_vectors + tv) * nf + n0) * 16;
+#pragma GCC unroll 12
+  for (int r = 0; r < kWinoBlock; ++r) {
+    if (n0 + r >= nf) break;
+#pragma GCC unroll 2
+    for (int k = 0; k < V; ++k) _mm512_storeu_ps(m + (k * nf + r) * 16, acc[r][k]);
+  }
+}
+
+void wino_gemm(const WinoTask& t, std::int64_t xi, std::int64_t b) {
+  std::int64_t tv = 0;
+  for (; tv + 1 < t.tile_vectors; tv += 2) wino_gemm_tile<2>(t, xi, b, tv);
+  if (tv < t.tile_vectors) wino_gemm_tile<1>(t, xi, b, tv);
+}
+
+void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
+  const __m512i ti = _mm512_loadu_si512(t.tile_i + 16 * tv);
+  const __m512i tj = _mm512_loadu_si512(t.tile_j + 16 * tv);
+  const __mmask16 lanes = _mm512_cmpge_epi32_mask(ti, _mm512_setzero_si512());
+  const int d = static_cast<int>(t.dilation);
+  const int out_w = static_cast<int>(2 * t.folded_out_width);
+  const __m512i hf = _mm512_set1_epi32(static_cast<int>(t.folded_out_height));
+  const __m512i wf = _mm512_set1_epi32(static_cast<int>(t.folded_out_width));
+  __m512i idx[4];
+  __mmask16 msk[4];
+  for (int a = 0; a < 2; ++a) {
+    const __m512i row = _mm512_add_epi32(ti, _mm512_set1_epi32(a * d));
+    const __mmask16 rm = lanes & _mm512_cmplt_epi32_mask(row, hf);
+    for (int b = 0; b < 2; ++b) {
+      const __m512i col = _mm512_add_epi32(tj, _mm512_set1_epi32(b * d));
+      msk[a * 2 + b] = rm & _mm512_cmplt_epi32_mask(col, wf);
+      idx[a * 2 + b] = _mm512_add_epi32(_mm512_mullo_epi32(row, _mm512_set1_epi32(2 * out_w)),
+                                        _mm512_add_epi32(col, col));
+    }
+  }
+  const std::int64_t nf = 4 * t.out_channels;
+  const std::int64_t xi_stride = t.tile_vectors * nf * 16;
+  const std::int64_t out_plane = 4 * t.folded_out_height * t.folded_out_width;
+  const __m512 zero = _mm512_setzero_ps();
+  for (std::int64_t n = n0; n < n1; ++n) {
+    const float* m = t.m + (tv * nf + n) * 16;
+    __m512 p[2][4];
+    // Aᵀ·M·A with Aᵀ = [1 1 1 0; 0 1 −1 −1], rows then columns.
+#pragma GCC unroll 4
+    for (int b = 0; b < 4; ++b) {
+      const __m512 m0 = _mm512_loadu_ps(m + (0 + b) * xi_stride);
+      const __m512 m1 = _mm512_loadu_ps(m + (4 + b) * xi_stride);
+      const __m512 m2 = _mm512_loadu_ps(m + (8 + b) * xi_stride);
+      const __m512 m3 = _mm512_loadu_ps(m + (12 + b) * xi_stride);
+      p[0][b] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+      p[1][b] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+    }
+    const __m512 bias = _mm512_set1_ps(t.bias[n]);
+    float* base = t.y + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
+#pragma GCC unroll 2
+    for (int a = 0; a < 2; ++a) {
+      __m512 y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p[a][0], p[a][1]), p[a][2]), bias);
+      __m512 y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(p[a][1], p[a][2]), p[a][3]), bias);
+      if (t.relu) {
+        y0 = _mm512_max_ps(y0, zero);
+        y1 = _mm512_max_ps(y1, zero);
+      }
+      _mm512_mask_i32scatter_ps(base, msk[a * 2 + 0], idx[a * 2 + 0], y0, 4);
+      _mm512_mask_i32scatter_ps(base, msk[a * 2 + 1], idx[a * 2 + 1], y1, 4);
+    }
+  }
+}
+
+const FoldConvIsa kAvx512{FoldConvPath::Avx512, f32_task, nullptr, nullptr, nullptr, nullptr};
+const FoldConvIsa kAvx512Winograd{FoldConvPath::Avx512Winograd, f32_task, nullptr, wino_input,
+                                  wino_gemm, wino_output};
 
 }  // namespace
 
 const FoldConvIsa* fold_conv_avx512() { return &kAvx512; }
+const FoldConvIsa* fold_conv_avx512_winograd() { return &kAvx512Winograd; }
 
 }  // namespace fold_conv_detail
 }  // namespace prism
@@ -132,6 +286,7 @@ const FoldConvIsa* fold_conv_avx512() { return &kAvx512; }
 namespace prism {
 namespace fold_conv_detail {
 const FoldConvIsa* fold_conv_avx512() { return nullptr; }
+const FoldConvIsa* fold_conv_avx512_winograd() { return nullptr; }
 }  // namespace fold_conv_detail
 }  // namespace prism
 

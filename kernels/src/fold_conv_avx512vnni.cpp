@@ -188,11 +188,21 @@ void q_task(const QTask& t) {
     const std::int64_t lanes = wf - j0 < 16 ? wf - j0 : 16;
     __m512i r[2];
     for (std::int64_t rr = 0; rr < 2; ++rr) {
-      r[rr] = zero;
-      for (std::int64_t g = 0; g < taps; ++g) {
-        const std::uint8_t* xg = t.buffer + rr * set + t.group_offset[g] + 4 * j0;
-        r[rr] = _mm512_dpbusd_epi32(r[rr], _mm512_loadu_si512(xg), ones);
+      // Window sums; four independent chains (a single one is latency-bound).
+      __m512i part[4] = {zero, zero, zero, zero};
+      const std::uint8_t* xr = t.buffer + rr * set + 4 * j0;
+      std::int64_t g = 0;
+      for (; g + 3 < taps; g += 4) {
+        for (int k = 0; k < 4; ++k) {
+          part[k] = _mm512_dpbusd_epi32(
+              part[k], _mm512_loadu_si512(xr + t.group_offset[g + k]), ones);
+        }
       }
+      for (; g < taps; ++g) {
+        part[0] = _mm512_dpbusd_epi32(part[0], _mm512_loadu_si512(xr + t.group_offset[g]), ones);
+      }
+      r[rr] = _mm512_add_epi32(_mm512_add_epi32(part[0], part[1]),
+                               _mm512_add_epi32(part[2], part[3]));
       if (t.write_r && t.r && rr < t.rows)
         _mm512_mask_storeu_epi32(t.r + (t.i + rr) * wf + j0, first(lanes), r[rr]);
     }
@@ -238,7 +248,8 @@ void q_task(const QTask& t) {
   }
 }
 
-const FoldConvIsa kAvx512Vnni{FoldConvPath::Avx512Vnni, nullptr, q_task};
+const FoldConvIsa kAvx512Vnni{FoldConvPath::Avx512Vnni, nullptr, q_task, nullptr, nullptr,
+                                 nullptr};
 
 }  // namespace
 

@@ -32,7 +32,7 @@ using prism::FoldConvPath;
 std::vector<FoldConvPath> paths(bool integer) {
   std::vector<FoldConvPath> out;
   for (FoldConvPath p : {FoldConvPath::Scalar, FoldConvPath::Avx2, FoldConvPath::Avx512,
-                         FoldConvPath::Avx512Vnni}) {
+                         FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Vnni}) {
     if (prism::fold_conv_path_unavailable_reason(p, integer).empty()) out.push_back(p);
   }
   return out;
@@ -95,7 +95,8 @@ std::vector<Acc> conv(const std::vector<X>& x, const std::vector<W>& wt, std::in
                 const X v = r >= 0 && r < h && c >= 0 && c < w
                                 ? x[((n * ci_n + ci) * h + r) * w + c]
                                 : pad;
-                s += static_cast<Acc>(v) * static_cast<Acc>(wt[((co * ci_n + ci) * k + kh) * k + kw]);
+                const W wv = wt[((co * ci_n + ci) * k + kh) * k + kw];
+                s += static_cast<Acc>(v) * static_cast<Acc>(wv);
               }
           y[((n * co_n + co) * ho + i) * wo + j] = s;
         }
@@ -201,14 +202,16 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rn
   std::uniform_int_distribution<int> byte(0, 255), code(-127, 127), coin(0, 9);
   const std::int64_t fin = 4 * g.in_channels, fout = 4 * g.out_channels;
   const std::int64_t count = fout * fin * g.kernel * g.kernel;
-  std::vector<std::uint8_t> x(static_cast<std::size_t>(g.batch * g.in_channels * g.height * g.width));
+  std::vector<std::uint8_t> x(
+      static_cast<std::size_t>(g.batch * g.in_channels * g.height * g.width));
   for (auto& v : x) v = static_cast<std::uint8_t>(byte(rng));
   std::vector<std::int8_t> center(count), tail(count, 0), sign(count, 0);
   for (std::int64_t i = 0; i < count; ++i) {
     const int v = code(rng);
     if (with_tail && coin(rng) == 0) {  // ~10 % tail weights, some with a zero tail code
       sign[i] = v < 0 ? -1 : 1;
-      tail[i] = static_cast<std::int8_t>(coin(rng) < 2 ? 0 : (v < 0 ? -1 : 1) * (1 + std::abs(v) / 2));
+      const int magnitude = coin(rng) < 2 ? 0 : 1 + std::abs(v) / 2;
+      tail[i] = static_cast<std::int8_t>(sign[i] * magnitude);
       center[i] = 0;
     } else {
       center[i] = static_cast<std::int8_t>(v);
@@ -308,9 +311,10 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rn
             ss += sign[n * fin * g.kernel * g.kernel + k];
           }
           const double sx = e.sx;
-          double ref = sx * (s1[n] * double(want_c[i] - zx * sc) + s2[n] * double(want_t[i] - zx * st) * with_tail +
-                             p[n] * double(want_s[i] - zx * ss) * with_tail) * a[n] +
-                       c[n] * sx * rr + b[n];
+          const double ac = double(want_c[i] - zx * sc), at = double(want_t[i] - zx * st),
+                       as = double(want_s[i] - zx * ss);
+          const double ref = sx * (s1[n] * ac + s2[n] * at + p[n] * as) * a[n] +
+                             c[n] * sx * rr + b[n];
           worst = std::max(worst, std::fabs(ref - y[i]));
           scale = std::max(scale, std::fabs(ref));
         }

@@ -165,6 +165,8 @@ def _package_quantized_onnx(qonnx, x, target: Target, *, precision: str | None, 
 register_packager(lambda m: True, _package_float)  # the fallback: any nn.Module
 register_packager(_is_quantized, _package_quantized)
 register_packager(_is_quantized_onnx, _package_quantized_onnx)
+from .s2dnas.packaging import is_dynamic, package_dynamic  # noqa: E402  (torch-free; S2DNAS models)
+register_packager(is_dynamic, package_dynamic)
 
 
 def deploy(model, target: str = "cpu", *, example_input=None, out: str | os.PathLike | None = None,
@@ -196,7 +198,12 @@ def deploy(model, target: str = "cpu", *, example_input=None, out: str | os.Path
     if precision is not None:
         tgt.check_precision(precision)
     package = next(fn for matches, fn in _PACKAGERS if matches(model))
-    packaged = package(model, x, tgt, precision=precision, form=form, atol=atol)
+    if tgt.device is not None:  # Jetson: TensorRT-ready ONNX (fp16 / symmetric QDQ), linted
+        from .trt.package import package_jetson
+
+        packaged = package_jetson(package, model, x, tgt, precision=precision, form=form, atol=atol)
+    else:
+        packaged = package(model, x, tgt, precision=precision, form=form, atol=atol)
     tgt.check_precision(packaged.precision)
     name = name or type(model).__name__.lower()
     out = Path(out) if out is not None else Path(f"{name}.{tgt.name}.prism")

@@ -228,7 +228,10 @@ def test_onnx_space_to_depth_order_differs_from_pixel_unshuffle():
     n, c = 2, 3
     dcr = folded.reshape(n, c, 4, 2, 3).transpose(0, 2, 1, 3, 4).reshape(n, 4 * c, 2, 3)
     np.testing.assert_array_equal(s2d, dcr)
+    np.testing.assert_array_equal(fc.space_to_depth_reference(x), s2d)
+    np.testing.assert_array_equal(fc.depth_to_space_reference(s2d, "DCR"), x)
     np.testing.assert_array_equal(d2s, x)  # CRD DepthToSpace undoes pixel_unshuffle
+    np.testing.assert_array_equal(fc.depth_to_space_reference(folded, "CRD"), x)
     np.testing.assert_array_equal(fc.fold_reference(x),
                                   F.pixel_unshuffle(torch.from_numpy(x), 2).numpy())
     np.testing.assert_array_equal(fc.unfold_reference(folded),

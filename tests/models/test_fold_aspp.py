@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
 
-from sdk.fold_conv import weight_from_space_to_depth  # noqa: E402
+from sdk.fold_conv import fold_conv2d, weight_from_space_to_depth  # noqa: E402
 from sdk.models import FoldASPP, FoldConv2d  # noqa: E402
 from sdk.models.fold_aspp import space_to_depth  # noqa: E402
 
@@ -141,3 +141,50 @@ def test_native_kernels_match_torch():
             got = head(x.numpy(), num_threads=threads)
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+def _run_graph_on_fold_kernels(graph, x: np.ndarray) -> np.ndarray:
+    """Execute an exported Fold-ASPP graph as a native backend would: every
+    SpaceToDepth → Conv → DepthToSpace(CRD) triple is one fold_conv2d call (weights converted
+    from SpaceToDepth order), Relu and Concat in NumPy."""
+    from onnx import helper, numpy_helper
+
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    attrs = {n.output[0]: {a.name: helper.get_attribute_value(a) for a in n.attribute}
+             for n in graph.node}
+    env = {graph.input[0].name: x}
+    nodes = list(graph.node)
+    i = 0
+    while i < len(nodes):
+        node = nodes[i]
+        if node.op_type == "SpaceToDepth":
+            conv, d2s = nodes[i + 1], nodes[i + 2]
+            assert conv.op_type == "Conv" and d2s.op_type == "DepthToSpace"
+            assert attrs[d2s.output[0]]["mode"] == b"CRD" and conv.input[0] == node.output[0]
+            a = attrs[conv.output[0]]
+            w = weight_from_space_to_depth(consts[conv.input[1]])
+            env[d2s.output[0]] = fold_conv2d(env[node.input[0]], w, consts[conv.input[2]],
+                                             dilation=a["dilations"][0], padding=a["pads"][0])
+            i += 3
+            continue
+        if node.op_type == "Relu":
+            env[node.output[0]] = np.maximum(env[node.input[0]], np.float32(0))
+        elif node.op_type == "Concat":
+            env[node.output[0]] = np.concatenate([env[n] for n in node.input],
+                                                 axis=attrs[node.output[0]]["axis"])
+        else:
+            raise AssertionError(f"unexpected op {node.op_type}")
+        i += 1
+    return env[graph.output[0].name]
+
+
+def test_exported_graph_runs_on_the_fold_kernels():
+    onnx = pytest.importorskip("onnx")
+    torch.manual_seed(5)
+    model = _random_bn(FoldASPP(16, 16))
+    graph = onnx.load_from_string(_export(model, torch.randn(1, 16, 28, 28))).graph
+    x = torch.randn(2, 16, 28, 28)
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = _run_graph_on_fold_kernels(graph, x.numpy())
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)

@@ -16,6 +16,13 @@
 //   odd lanes (bw = 0 / 1), feeds both output phases px, each with its own weight: the weight is
 //   a broadcast (w[px=0], w[px=1]) pair. Both output rows of a folded row (py = 0, 1) reuse the
 //   same loads. Zero padding is a masked load.
+//   FP32, K = 3, AVX-512: Winograd F(2×2, 3×3) on dilated tiles (2×2 folded output positions
+//   {i, i + d} × {j, j + d} from 4×4 folded inputs spaced d apart): 16 multiplications per
+//   tile and channel pair instead of 36. The fold is in the gather indices of the input
+//   transform, the unfold in the scatter indices of the output transform. It trades 2.25×
+//   fewer multiplications for transformed weights 16/9 the size and two scratch tensors in the
+//   Winograd domain (per calling thread, reused), and wastes work on tiles that overhang the
+//   output when a residue class modulo d has an odd number of rows.
 //   Integer: the four pixels of a 2×2 fold block are exactly the four bytes that one int32 lane
 //   of a u8×s8 dot-product instruction (vpdpbusd) reduces, so each folded row is gathered once
 //   per output row into a small per-thread buffer of 4-byte groups (zero-point padded), and every
@@ -62,7 +69,8 @@ void check_fold_conv(const FoldConvGeometry& geometry);
 // Instruction-set paths. FP32: scalar (portable C++), avx2 (AVX2 + FMA), avx512 (AVX-512F), all
 // direct; avx512_winograd: Winograd F(2×2, 3×3) on AVX-512F for K = 3 (2.25× fewer
 // multiplications; the direct avx512 kernel for other K). Integer: scalar, avx512vnni
-// (vpdpbusd). Auto picks the best available one; PRISM_DISABLE_SIMD=1 makes it scalar.
+// (vpdpbusd). Auto picks the best available one (for FP32 on AVX-512: Winograd when K = 3 and
+// an image has at least 128 Winograd tiles, else direct); PRISM_DISABLE_SIMD=1 makes it scalar.
 enum class FoldConvPath { Auto, Scalar, Avx2, Avx512, Avx512Winograd, Avx512Vnni };
 
 const char* fold_conv_path_name(FoldConvPath path);

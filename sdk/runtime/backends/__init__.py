@@ -35,6 +35,7 @@ def available_backends() -> dict[str, str]:
 
 register_backend(OnnxRuntimeBackend)
 register_backend(NativeBackend)
+from . import tensorrt as _tensorrt  # noqa: E402,F401  (registers tensorrt + the ONNX Runtime GPU fallbacks)
 
 __all__ = ["Backend", "BackendUnavailable", "register_backend", "get_backend", "backend_names",
            "available_backends"]

@@ -1,0 +1,47 @@
+"""sdk.deploy of a multi-stage network: one verified ONNX graph per stage, the manifest lists
+stages, the cached features each reads and writes, thresholds and MACs."""
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import sdk  # noqa: E402
+from sdk.errors import InputError  # noqa: E402
+from sdk.toolchain.s2dnas import Architecture, transform  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def net():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(16 * 14 * 14, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    net = transform(model, Architecture(3, 8, ((1, 4), (2, 6), (3, 5)), ((True, False, True),) * 3)).eval()
+    net.set_thresholds([0.8, 0.9])
+    yield net
+    torch.set_num_threads(before)
+
+
+def test_bundle_lists_stages_features_thresholds_and_macs(net, tmp_path):
+    bundle = sdk.deploy(net, example_input=torch.randn(2, 1, 28, 28), out=tmp_path / "d.prism", name="vggish")
+    dyn = bundle.manifest["dynamic"]
+    assert [g.name for g in bundle.graphs] == ["stage0", "stage1", "stage2"]
+    assert dyn["thresholds"] == [0.8, 0.9]
+    assert [s["macs"] for s in dyn["stages"]] == net.stage_macs and dyn["static_macs"] == net.static_macs
+    assert bundle.manifest["export"]["max_abs_diff"] < 1e-4
+    written = set()
+    for j, (stage, graph) in enumerate(zip(dyn["stages"], bundle.graphs)):
+        assert [t.name for t in graph.inputs] == ["input", *stage["reuses"]]
+        assert [t.name for t in graph.outputs] == ["logits", *stage["exports"]]
+        assert set(stage["reuses"]) <= written  # only features earlier stages wrote
+        assert all(name.startswith(f"s{j}.") for name in stage["exports"])
+        written |= set(stage["exports"])
+    assert dyn["stages"][-1]["exports"] == []
+    assert Architecture.from_dict(dyn["architecture"]) == net.arch
+
+
+def test_quantized_precisions_are_refused_for_now(net, tmp_path):
+    with pytest.raises(InputError, match="dynamic models deploy in float"):
+        sdk.deploy(net, example_input=torch.randn(1, 1, 28, 28), out=tmp_path / "q.prism", precision="pwlq4")
