@@ -83,6 +83,11 @@ def space_to_depth(x: torch.Tensor) -> torch.Tensor:
     return _SpaceToDepth.apply(x)
 
 
+# a leaf for torch.fx (its input check is Python control flow): quantization traces models with
+# fx to fold batch norms, and a FoldASPP must stay traceable for that
+torch.fx.wrap("space_to_depth")
+
+
 class FoldConv2d(nn.Module):
     """Folded convolution: Fold → K×K dilated Conv → BN → Unfold.
 

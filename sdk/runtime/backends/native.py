@@ -166,6 +166,32 @@ class NativeBackend(Backend):
             return x.reshape(shape)
         return reshape
 
+    # Fold-ASPP's fold / unfold and branch merge: pure data movement, exact as in ONNX Runtime
+    def _op_SpaceToDepth(self, attrs):
+        b = int(attrs["blocksize"])
+
+        def space_to_depth(x):
+            n, c, h, w = x.shape
+            t = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+            return np.ascontiguousarray(t).reshape(n, c * b * b, h // b, w // b)
+        return space_to_depth
+
+    def _op_DepthToSpace(self, attrs):
+        b, mode = int(attrs["blocksize"]), attrs.get("mode", "DCR")
+
+        def depth_to_space(x):
+            n, c, h, w = x.shape
+            if mode == "DCR":
+                t = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+            else:  # CRD, what torch's pixel_shuffle exports as
+                t = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+            return np.ascontiguousarray(t).reshape(n, c // (b * b), h * b, w * b)
+        return depth_to_space
+
+    def _op_Concat(self, attrs):
+        axis = int(attrs["axis"])
+        return lambda *xs: np.concatenate(xs, axis=axis)
+
     def _op_GlobalAveragePool(self, attrs):
         def gap(x):
             n, c, h, w = x.shape

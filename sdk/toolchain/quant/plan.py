@@ -26,7 +26,8 @@ from .onnx_graph import _constants, export_float, map_layers
 PLAN_FORMAT = 1
 #: float ops the native backend executes besides the quantized layers
 NATIVE_OPS = ("Relu", "Clip", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
-              "Reshape", "Identity", "Conv", "Gemm", "MatMul")
+              "Reshape", "Identity", "Conv", "Gemm", "MatMul", "SpaceToDepth", "DepthToSpace",
+              "Concat")
 _QUANTIZED_OP = {"Conv": "QConv", "Gemm": "QGemm", "MatMul": "QMatMul"}
 
 
