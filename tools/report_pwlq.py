@@ -463,6 +463,7 @@ def run_subject(subject: Subject, plan: Plan, data: Data, cache_dir: Path, progr
     todo = sum(s.key not in cache for s in settings) + sum(
         k not in cache for k in ("fp32", "layers", "deployment") + (("curve",) if curve else ()))
     bar = tqdm(total=todo, desc=subject.title, unit="config", disable=not progress)
+    reused = len(settings) + 3 + int(curve) - todo
     runs: dict[str, dict] = {}
     with shared_calibration():
         def step(key, compute):
@@ -503,6 +504,7 @@ def run_subject(subject: Subject, plan: Plan, data: Data, cache_dir: Path, progr
         "trained_accuracy": subject.trained_accuracy, "runs": runs, "layers": layers, "deployment": deploy,
         "skipped": runs[plan.goal.key]["skipped"],
         "goal": goal_check(runs, base, plan, data.test_labels),
+        "entries_measured": todo, "entries_reused": reused,
         "compute_s": base["evaluate_s"] + deploy["ort_seconds"] + sum(r["quantize_s"] + r["evaluate_s"]
                                                                       for r in runs.values()),
     }
@@ -565,6 +567,8 @@ def run_report(subjects: list[Subject], plan: Plan, out: Path, cache_dir: Path, 
             "weights": "per output channel", "plan": asdict(plan),
             "wall_s": time.perf_counter() - started,
             "compute_s": sum(m["compute_s"] for m in models.values()),
+            "entries_measured": sum(m["entries_measured"] for m in models.values()),
+            "entries_reused": sum(m["entries_reused"] for m in models.values()),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         },
         "models": models, "curve_model": curve_name,
@@ -765,6 +769,10 @@ def _cell(run: dict) -> str:
     return f"{100 * run['accuracy']:.1f} ({drop:.1f})".replace("-", "−")
 
 
+def _images(n: int) -> str:
+    return f"{n} image" + ("" if n == 1 else "s")
+
+
 def _verdict(flag: bool) -> str:
     return "**met**" if flag else "**not met**"
 
@@ -867,10 +875,11 @@ def render_markdown(results: dict, plan: Plan) -> str:
         f"{meta['calibration']['images']} images of the train split, `{meta['calibration']['rule']}`, "
         f"seed {meta['calibration']['seed']}. Models: `sdk.models.train.get_or_train(default_config(name))` "
         "(training seed 0), checkpoint keys in results.json.",
-        f"- Run time: {meta['wall_s'] / 60:.1f} min wall for this invocation; the measurements themselves "
-        f"took {meta['compute_s'] / 60:.1f} min of quantize + evaluate (+ ONNX Runtime) time in total, summed "
-        "over the cached entries (a resumed run reuses them). Activation calibration is shared between the configurations of a model (it does not "
-        "depend on the weight settings).",
+        f"- Run time: the measurements took {meta['compute_s'] / 60:.1f} min of quantize + evaluate (+ ONNX "
+        "Runtime) time in total, summed over the cached entries; the invocation that wrote this report measured "
+        f"{meta['entries_measured']} entries, reused {meta['entries_reused']} from the cache and took "
+        f"{meta['wall_s'] / 60:.1f} min. Activation calibration is shared between the configurations of a "
+        "model (it does not depend on the weight settings).",
         f"- Generated {meta['date']}.",
         "",
     ]
@@ -883,11 +892,12 @@ def _summary_table(models: dict) -> str:
         g, d = m["goal"], m["deployment"]
         rows.append([m["title"], _pct(g["fp32_accuracy"]), f"{_pct(g['accuracy'])} ({g['drop_pt']:.1f})",
                      f"{_pct(g['peer_accuracy'])} ({g['peer_drop_pt']:.1f})",
-                     _verdict(g["within_goal"]), _verdict(g["better_than_peer"]),
+                     _verdict(g["within_goal"]), _verdict(g["better_than_peer"]), f"{g['vs_peer']['p_value']:.2g}",
                      f"{d['packed_weight_pct']:.1f}% ({'met' if d['packed_weight_pct'] <= GOAL_PACKED_PCT else 'not met'})",
                      _pct(d["ort_integer_accuracy"])])
     return _table(["model", "FP32 %", "4-bit PWLQ+BC % (drop)", "4-bit uniform+BC % (drop)",
-                   f"drop ≤ {GOAL_DROP_PT:g} pt", "drop < uniform+BC", f"packed weights (goal ≤ {GOAL_PACKED_PCT:g}%)",
+                   f"drop ≤ {GOAL_DROP_PT:g} pt", "drop < uniform+BC", "McNemar p (PWLQ+BC vs uniform+BC)",
+                   f"packed weights (goal ≤ {GOAL_PACKED_PCT:g}%)",
                    "ONNX Runtime, integer ONNX %"], rows)
 
 
@@ -904,16 +914,27 @@ def _table2(models: dict, plan: Plan) -> str:
 
 def _table2_notes(models: dict, plan: Plan) -> str:
     lines = ["Checks:"]
+    low = [b for b in plan.table2_bits if b <= plan.goal_bits]
     for m in models.values():
         r = m["runs"]
         top = max(plan.table2_bits)
         eight = max(abs(r[make(top, bc).key]["drop_pt"]) for make in (Setting.uniform, Setting.pwlq)
                     for bc in (False, True))
-        low = [b for b in plan.table2_bits if b <= plan.goal_bits]
-        wins = [f"{b}-bit{'+BC' if bc else ''}: PWLQ {_pct(r[Setting.pwlq(b, bc).key]['accuracy'])} vs uniform "
-                f"{_pct(r[Setting.uniform(b, bc).key]['accuracy'])}" for b in low for bc in (False, True)]
-        lines.append(f"- {m['title']}: at {top} bits every cell is within {eight:.1f} pt of FP32; "
-                     + "; ".join(wins) + ".")
+        pairs = [(r[Setting.pwlq(b, bc).key]["accuracy"], r[Setting.uniform(b, bc).key]["accuracy"])
+                 for b in low for bc in (False, True)]
+        wins, ties = sum(p > u for p, u in pairs), sum(p == u for p, u in pairs)
+        lines.append(f"- {m['title']}: at {top} bits every cell is within {eight:.1f} pt of FP32; at "
+                     f"{'/'.join(map(str, low))} bits PWLQ beats uniform in {wins} of {len(pairs)} cells "
+                     f"(ties: {ties}, losses: {len(pairs) - wins - ties}).")
+    hurt = [f"{m['title']} {b}-bit {name} ({_pct(r0['accuracy'])} → {_pct(r1['accuracy'])})"
+            for m in models.values() for b in plan.table2_bits
+            for name, make in (("uniform", Setting.uniform), ("PWLQ", Setting.pwlq))
+            for r0, r1 in [(m["runs"][make(b, False).key], m["runs"][make(b, True).key])]
+            if r0["accuracy"] - r1["accuracy"] > 0.01]
+    if hurt:
+        lines.append("- Bias correction costs more than 1 pt in: " + "; ".join(hurt) + ". (It matches each "
+                     "output channel's mean and std of the quantized weights to the FP32 ones, paper Sect. 5.1; "
+                     "this report does not analyse why it hurts there.)")
     return "\n".join(lines)
 
 
@@ -976,6 +997,20 @@ def _lemma_intro(models: dict, plan: Plan) -> str:
                      f"{np.mean([L['center_share'] for L in layers]):.3f}"])
     lines.append(_table(["model", "layers", "empirical (Eq. 1) ≤ bound", "worst empirical ratio",
                          "expected ≤ bound", "worst expected ratio", "mean center share"], rows))
+    failed = [(m["title"], L) for m in models.values() for L in m["layers"] if not L["empirical_pass"]]
+    if failed:
+        per_channel = {L["weights"] // L["shape"][0] for _, L in failed}
+        lines += ["", "Empirical ratios above the bound: " + "; ".join(
+            f"{title} `{L['name']}` ({L['ratio_eq1']:.3f}, {L['weights'] // L['shape'][0]} weights per channel)"
+            for title, L in failed) + "."]
+        if max(per_channel) <= 9:
+            lines.append("All of them have at most 9 weights per output channel (a 3x3 kernel over one input "
+                         "channel: the first layer, or a depthwise layer). Nine values do not form a bell-shaped "
+                         "distribution and their own max sets the range, so their measured MSE need not follow the "
+                         f"lemma's expectation (the largest excess over the bound is "
+                         f"{max(L['ratio_eq1'] - L['bound'] for _, L in failed):.3f})"
+                         + ("; the expected ratio under the Gaussian fit stays below the bound there."
+                            if all(L["expected_pass"] for _, L in failed) else "."))
     return "\n".join(lines)
 
 
@@ -985,12 +1020,14 @@ def _per_layer(models: dict) -> str:
         rows = []
         for L in m["layers"]:
             kind = L["type"] + (" dw" if (L.get("groups") or 1) > 1 else "")
-            rows.append([L["name"], kind, L["weights"], f"{L['center_share']:.3f}", f"{L['mse_uniform']:.2e}",
+            rows.append([L["name"], kind, L["weights"], L["weights"] // L["shape"][0], f"{L['center_share']:.3f}",
+                         f"{L['mse_uniform']:.2e}",
                          f"{L['mse_pwlq']:.2e}", f"{L['ratio_deployed']:.3f}", f"{L['ratio_eq1']:.3f}",
                          "pass" if L["empirical_pass"] else "**fail**", f"{L['ratio_expected']:.3f}",
                          "pass" if L["expected_pass"] else "**fail**"])
         out += [f"<details><summary>{m['title']}: {len(rows)} layers (click to open)</summary>", "",
-                _table(["layer", "type", "weights", "center share", "MSE uniform", "MSE PWLQ", "ratio deployed",
+                _table(["layer", "type", "weights", "per channel", "center share", "MSE uniform", "MSE PWLQ",
+                        "ratio deployed",
                         "ratio Eq. 1", "empirical", "ratio expected", "expected"], rows), "", "</details>", ""]
     return "\n".join(out)
 
@@ -1026,8 +1063,13 @@ def _goal_text(models: dict, plan: Plan) -> str:
             f"drop {g['drop_pt']:.1f} pt ({'within' if g['within_goal'] else 'outside'} {GOAL_DROP_PT:g} pt); "
             f"{g['peer']} {_pct(g['peer_accuracy'])}%, drop {g['peer_drop_pt']:.1f} pt "
             f"({'PWLQ+BC is better' if g['better_than_peer'] else 'PWLQ+BC is not better'}). "
-            f"Image by image, PWLQ+BC alone is right on {mc['only_first_right']} images and uniform+BC alone on "
-            f"{mc['only_second_right']} (exact McNemar p = {mc['p_value']:.2g}).")
+            f"Image by image, PWLQ+BC alone is right on {_images(mc['only_first_right'])} and uniform+BC alone "
+            f"on {_images(mc['only_second_right'])} (exact McNemar p = {mc['p_value']:.2g}).")
+    weak = [m["title"] for m in models.values() if m["goal"]["vs_peer"]["p_value"] >= 0.05]
+    if weak:
+        lines += ["", f"The difference between PWLQ+BC and uniform+BC is **not statistically significant** on "
+                  f"{', '.join(weak)} (McNemar p ≥ 0.05): there, the 'smaller drop' part of the goal is decided by "
+                  "a few of the 1000 test images."]
     lines += ["", "Documented options, tried and reported separately (not used for the verdict above):", ""]
     rows = []
     for m in models.values():
@@ -1066,7 +1108,7 @@ def _size_text(models: dict) -> str:
         "",
         "Deployed form: the integer ONNX of the same 4-bit PWLQ+BC model run by ONNX Runtime (CPU) on the test split:",
         "",
-        _table(["model", "PyTorch simulation %", "ONNX Runtime integer %", "same prediction", "max |logit diff|",
+        _table(["model", "PyTorch simulation %", "ONNX Runtime integer %", "same prediction", "max abs logit diff",
                 "ORT seconds"],
                [[m["title"], _pct(m["deployment"]["simulation_accuracy"]), _pct(m["deployment"]["ort_integer_accuracy"]),
                  f"{100 * m['deployment']['ort_agreement']:.1f}%", f"{m['deployment']['ort_max_abs_logit_diff']:.2e}",
