@@ -107,7 +107,9 @@ def bench_bundle(path: str | os.PathLike, *, backend: str = "auto", batch: int =
     x = rng.standard_normal(engine.example_shape(batch)).astype(np.float32)
     engine.warmup(warmup, batch=batch)
     contenders: dict[str, Callable[[], Any]] = {"prism": lambda: engine.infer(x)}
-    if compare_raw and engine.backend_name == "onnxruntime":
+    # the raw peer is one InferenceSession on the entry graph: only comparable to a plain Engine
+    # (a multi-stage dynamic bundle would be compared against its first stage alone)
+    if compare_raw and type(engine) is sdk.Engine and engine.backend_name == "onnxruntime":
         session = _raw_ort_session(engine)
         feeds = {engine.input_spec.name: x}
         out_names = [engine.output_spec.name]

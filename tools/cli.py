@@ -120,8 +120,10 @@ def evaluate_bundle(engine: sdk.Engine, dataset: str, split: str, batch: int = 2
     data = load_dataset(dataset, split)
     correct = 0
     for i in range(0, len(data.labels), batch):
-        logits = engine.infer(engine.preprocess(data.images[i:i + batch]))
-        correct += int((logits.argmax(1) == data.labels[i:i + batch]).sum())
+        out = engine.infer(engine.preprocess(data.images[i:i + batch]))
+        # a dynamic (early-exit) bundle returns predictions with the exit stage of each sample
+        predictions = out.predictions if hasattr(out, "predictions") else out.argmax(1)
+        correct += int((predictions == data.labels[i:i + batch]).sum())
     return {"dataset": dataset, "split": split, "samples": int(len(data.labels)),
             "accuracy": correct / len(data.labels)}
 

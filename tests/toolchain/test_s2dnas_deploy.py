@@ -45,3 +45,17 @@ def test_bundle_lists_stages_features_thresholds_and_macs(net, tmp_path):
 def test_quantized_precisions_are_refused_for_now(net, tmp_path):
     with pytest.raises(InputError, match="dynamic models deploy in float"):
         sdk.deploy(net, example_input=torch.randn(1, 1, 28, 28), out=tmp_path / "q.prism", precision="pwlq4")
+
+
+def test_cli_accuracy_and_bench_work_on_a_dynamic_bundle(net, tmp_path):
+    from sdk.preprocess import PreprocessRecipe
+    from sdk.tools.bench import bench_bundle
+    from sdk.tools.cli import evaluate_bundle
+
+    recipe = PreprocessRecipe(mean=(0.1316,), std=(0.3088,))
+    bundle = sdk.deploy(net, out=tmp_path / "d.prism", preprocess=recipe, name="vggish")
+    with sdk.load(bundle.path) as engine:
+        acc = evaluate_bundle(engine, "mnist5k", "test")  # uses the per-sample predictions
+    assert 0.0 <= acc["accuracy"] <= 1.0 and acc["samples"] == 1000
+    report = bench_bundle(bundle.path, iterations=20, warmup=2, progress=False)
+    assert "onnxruntime" not in report["results"]  # no raw peer: it would time stage 0 alone

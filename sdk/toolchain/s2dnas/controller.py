@@ -88,7 +88,7 @@ class Controller(nn.Module):
 
 @dataclass(frozen=True)
 class PPOSettings:
-    lr: float = 3e-3               # Adam
+    lr: float = 0.03               # Adam; small budgets (dozens of candidates) need a fast policy
     clip: float = 0.2
     epochs: int = 4                # passes over each batch of candidates
     entropy: float = 1e-3          # bonus that keeps the policy exploring
