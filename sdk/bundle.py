@@ -24,6 +24,9 @@ Manifest (schema version 1), required fields marked *::
     export            how the ONNX was produced: opset, exporter, max |onnx - torch| on the example
     quantization      scheme, bits, per-layer breakpoints (PWLQ bundles)
     dynamic           stages, thresholds, FLOPs per stage (S2DNAS bundles)
+    native            {"plan": "plan.json", "tables": "tables.npz"} for the native backend, or
+                      {"unsupported": why}
+    tensorrt          per graph: lint findings, shape profile, accuracy check (Jetson bundles)
     metadata          free-form: model name, dataset, accuracy, labels
 """
 from __future__ import annotations

@@ -1,0 +1,22 @@
+"""The README performance table is rebuilt from reports/*/perf.json between its markers."""
+import json
+
+from sdk.tools.perf_table import END, START, collect, render, update_readme
+
+
+def test_table_is_rendered_between_the_markers(tmp_path):
+    (tmp_path / "reports" / "x").mkdir(parents=True)
+    (tmp_path / "reports" / "x" / "perf.json").write_text(json.dumps({
+        "host": {"cpu": "CPU", "cores": 2, "simd": {"avx2": True, "neon": False}},
+        "command": "python -m x",
+        "rows": [{"what": "speed", "value": 1.234, "unit": "x", "peer": "ort", "goal": ">= 1", "met": True},
+                 {"what": "acc", "value": "0.98 / 0.97", "unit": "", "peer": "p", "goal": None, "met": None}]}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{START}\nold\n{END}\noutro\n")
+    table = render(collect(tmp_path / "reports"))
+    assert update_readme(readme, table)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("intro") and text.endswith("outro\n")
+    assert "| x: speed | 1.23 x | ort | >= 1 | yes | CPU, 2 cores, avx2 | `python -m x` |" in text
+    assert "| x: acc | 0.98 / 0.97 |" in text
+    assert not update_readme(readme, table)  # idempotent
