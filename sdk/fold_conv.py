@@ -46,14 +46,14 @@ of the input must be even. Every violation raises :class:`~sdk.errors.InputError
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 
 from . import _kernels
 from .errors import InputError
+from .kernels_int import epilogue_params
 
 __all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_padding",
            "PackedFoldWeights", "pack_fold_weights", "fold_conv2d",
@@ -424,70 +424,11 @@ def _zero_point(zx) -> int:
     return int(zx)
 
 
-@dataclass(frozen=True)
-class _Affine:
-    """Checked epilogue parameters: per-folded-channel float32 vectors and the requantization."""
-
-    sx: float
-    zx: int
-    s1: np.ndarray
-    s2: np.ndarray
-    p: np.ndarray
-    a: np.ndarray
-    c: np.ndarray
-    bias: np.ndarray
-    out_scale: float | None
-    out_zero_point: int | None
-    relu: bool
-
-
-def _channel_vector(name: str, value, n: int, default: float) -> np.ndarray:
-    if value is None:
-        return np.full(n, default, dtype=np.float32)
-    if (isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == (n,)
-            and value.flags.c_contiguous):
-        if not np.isfinite(value).all():
-            raise InputError(f"{name}: expected finite values, received {value!r}")
-        return value  # the common case of prepared parameters: no copy
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "fiu" or arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
-        raise InputError(f"{name}: expected a real number or a ({n},) vector (one per folded "
-                         f"output channel, 4*C_out), received {arr.dtype} {arr.shape}")
-    arr = np.ascontiguousarray(np.broadcast_to(arr.astype(np.float32), (n,)))
-    if not np.isfinite(arr).all():
-        raise InputError(f"{name}: expected finite values, received {value!r}")
-    return arr
-
-
 def _affine(packed: PackedFoldQWeights, sx, zx, s1, s2, p, a, c, bias, out_scale,
-            out_zero_point, relu) -> _Affine:
-    if not isinstance(sx, Real) or isinstance(sx, bool) or not math.isfinite(sx) or sx <= 0:
-        raise InputError(f"sx: expected a finite activation scale > 0, received {sx!r}")
-    zx = _zero_point(zx)
-    if s1 is None:
-        raise InputError("s1: the center scale is required (a number or one per channel)")
-    if (out_scale is None) != (out_zero_point is None):
-        raise InputError("out_scale, out_zero_point: give both (requantized uint8 output) or "
-                         f"neither (float32 output), received {out_scale!r} and "
-                         f"{out_zero_point!r}")
-    if out_scale is not None:
-        if (not isinstance(out_scale, Real) or isinstance(out_scale, bool)
-                or not math.isfinite(out_scale) or out_scale <= 0):
-            raise InputError(f"out_scale: expected a finite scale > 0, received {out_scale!r}")
-        if (not isinstance(out_zero_point, Integral) or isinstance(out_zero_point, bool)
-                or not 0 <= out_zero_point <= 255):
-            raise InputError(f"out_zero_point: expected an int in 0..255, received "
-                             f"{out_zero_point!r}")
-    elif relu:
-        raise InputError("relu: the ReLU clamp is part of requantization; give out_scale and "
-                         "out_zero_point too")
-    n = packed.channels
-    return _Affine(float(np.float32(sx)), zx, _channel_vector("s1", s1, n, 1.0),
-                   _channel_vector("s2", s2, n, 0.0), _channel_vector("p", p, n, 0.0),
-                   _channel_vector("a", a, n, 1.0), _channel_vector("c", c, n, 0.0),
-                   _channel_vector("bias", bias, n, 0.0),
-                   None if out_scale is None else float(np.float32(out_scale)),
-                   None if out_zero_point is None else int(out_zero_point), bool(relu))
+            out_zero_point, relu):
+    """Checked epilogue parameters, one per folded output channel (4·C_out)."""
+    return epilogue_params(packed.channels, sx, zx, s1, s2, p, a, c, bias, out_scale,
+                           out_zero_point, relu)
 
 
 def fold_qconv2d_accumulators(X: np.ndarray, packed: PackedFoldQWeights, zx: int, *,

@@ -266,6 +266,11 @@ class _Affine:
 def _channel_vector(name: str, value, n: int, default: float) -> np.ndarray:
     if value is None:
         return np.full(n, default, dtype=np.float32)
+    if (isinstance(value, np.ndarray) and value.dtype == np.float32 and value.shape == (n,)
+            and value.flags.c_contiguous):
+        if not np.isfinite(value).all():
+            raise InputError(f"{name}: expected finite values, received {value!r}")
+        return value  # the common case of prepared parameters: no copy
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
         raise InputError(f"{name}: expected a real number or a ({n},) vector (one per output "
@@ -278,13 +283,19 @@ def _channel_vector(name: str, value, n: int, default: float) -> np.ndarray:
 
 def _affine(packed: PackedPwlqWeights, sx, zx, s1, s2, p, a, c, bias, out_scale,
             out_zero_point, relu) -> _Affine:
+    return epilogue_params(packed.channels, sx, zx, s1, s2, p, a, c, bias, out_scale,
+                           out_zero_point, relu)
+
+
+def epilogue_params(n: int, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point,
+                    relu) -> _Affine:
+    """Checked epilogue parameters for ``n`` output channels (shared with ``sdk.fold_conv``)."""
     if not isinstance(sx, Real) or isinstance(sx, bool) or not math.isfinite(sx) or sx <= 0:
         raise InputError(f"sx: expected a finite activation scale > 0, received {sx!r}")
     if not isinstance(zx, Integral) or isinstance(zx, bool) or not 0 <= zx <= 255:
         raise InputError(f"zx: expected an int zero point in 0..255, received {zx!r}")
     if s1 is None:
         raise InputError("s1: the center scale is required (a number or one per channel)")
-    n = packed.channels
     if (out_scale is None) != (out_zero_point is None):
         raise InputError("out_scale, out_zero_point: give both (requantized uint8 output) or "
                          f"neither (float32 output), received {out_scale!r} and "
