@@ -53,7 +53,7 @@ import numpy as np
 
 from . import _kernels
 from .errors import InputError
-from .kernels_int import epilogue_params
+from .kernels_int import _threads, check_path, epilogue_params
 
 __all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_padding",
            "PackedFoldWeights", "pack_fold_weights", "fold_conv2d",
@@ -85,25 +85,7 @@ def simd_path(integer: bool = False) -> str:
 # ------------------------------------------------------------------------------ input checks --
 
 def _resolve_path(path: str | None, integer: bool) -> str:
-    if path is None or path == "auto":
-        return "auto"
-    names = INTEGER_PATHS if integer else PATHS
-    if path not in names:
-        raise InputError(f"path: expected None, 'auto' or one of {', '.join(names)}, "
-                         f"received {path!r}")
-    why = available_paths(integer)[path]
-    if why:
-        raise InputError(f"path: {path!r} cannot run here: {why}")
-    return path
-
-
-def _threads(num_threads: int | None) -> int:
-    if num_threads is None:
-        return 0
-    if not isinstance(num_threads, Integral) or isinstance(num_threads, bool) or num_threads < 1:
-        raise InputError(f"num_threads: expected None (automatic) or an int >= 1, "
-                         f"received {num_threads!r}")
-    return int(num_threads)
+    return check_path(path, INTEGER_PATHS if integer else PATHS, lambda: available_paths(integer))
 
 
 def _array(name: str, value, dtype, ndim: int, expected: str) -> np.ndarray:

@@ -77,12 +77,18 @@ def simd_path() -> str:
 
 
 def _resolve_path(path: str | None) -> str:
+    return check_path(path, PATHS, available_paths)
+
+
+def check_path(path: str | None, names: tuple[str, ...], available) -> str:
+    """``"auto"`` for None/"auto", else ``path`` if it is one of ``names`` and runs here
+    (``available()`` maps each name to None or the reason it cannot); shared with fold_conv."""
     if path is None or path == "auto":
         return "auto"
-    if path not in PATHS:
-        raise InputError(f"path: expected None, 'auto' or one of {', '.join(PATHS)}, "
+    if path not in names:
+        raise InputError(f"path: expected None, 'auto' or one of {', '.join(names)}, "
                          f"received {path!r}")
-    why = available_paths()[path]
+    why = available()[path]
     if why:
         raise InputError(f"path: {path!r} cannot run here: {why}")
     return path
