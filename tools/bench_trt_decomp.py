@@ -1,6 +1,6 @@
 """PWLQ on TensorRT: accuracy, size and cost of the weight decompositions (ONNX Runtime stand-in).
 
-    python -m tools.bench_trt_decomp [--model resnet20] [--bits 4] [--samples 2000]
+    python -m sdk.tools.bench_trt_decomp [--model resnet20] [--bits 4] [--samples 2000]
 
 TensorRT's Q/DQ is symmetric int8 (INT4 weight-only), so a PWLQ layer — center codes, tail codes
 and the tail offset ``p`` — has no single TensorRT layer. The candidates (``sdk.toolchain.trt.qdq``)
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
                       "weight_layers": len(conv_like), "tensorrt_lint_ok": lint.ok,
                       "lint_rejected": len(lint.rejected), "weight_bytes": weight_bytes, "info": info}
     fp32_acc = float(meta["accuracy"]["test"])
-    result = {"command": "python -m tools.bench_trt_decomp", "model": args.model, "bits": args.bits,
+    result = {"command": "python -m sdk.tools.bench_trt_decomp", "model": args.model, "bits": args.bits,
               "samples": int(len(labels)), "fp32_test_accuracy_full_split": fp32_acc,
               "quantize_seconds": quantize_s, "layers": len(q.tables), "candidates": rows}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ as a sign tensor) summed — neither is TensorRT-compatible. Two rewrites fix th
                (a third int8 QDQ convolution of the region-sign tensor scaled by ``p``): exact
                PWLQ arithmetic by linearity, at 2-3× the MACs;
   ``"fp16"``   PWLQ-accurate float weights, activation Q/DQ removed: the layer runs FP16.
-  See ``reports/bench/pwlq_tensorrt.md`` (``python -m tools.bench_trt_decomp``) for the measured
+  See ``reports/bench/pwlq_tensorrt.md`` (``python -m sdk.tools.bench_trt_decomp``) for the measured
   accuracy and size of each.
 """
 from __future__ import annotations
