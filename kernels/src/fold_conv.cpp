@@ -561,34 +561,13 @@ void q_pack_rows(const QTask& t) {
 
 namespace {
 
-struct QConstants {
-  std::vector<std::int32_t> zero_c, zero_t, zero_s;
-  std::vector<float> alpha_c, alpha_t, alpha_s, gamma, beta;
+struct QConstants : EpilogueChannelConstants {
   fold_conv_detail::QEpilogue view{};
 
   // The same float32 constants as prism::qgemm (double products rounded once).
   QConstants(const PackedFoldQWeights& w, const PwlqEpilogue& e, const Requantization* rq) {
     const std::int64_t n = 4 * w.out_channels;
-    zero_c.resize(n);
-    zero_t.resize(n);
-    zero_s.resize(n);
-    alpha_c.resize(n);
-    alpha_t.resize(n);
-    alpha_s.resize(n);
-    gamma.resize(n);
-    beta.resize(n);
-    const double sx = e.sx;
-    for (std::int64_t i = 0; i < n; ++i) {
-      zero_c[i] = e.zx * w.sum_center[i];
-      zero_t[i] = e.zx * w.sum_tail[i];
-      zero_s[i] = e.zx * w.sum_sign[i];
-      const double a = e.a ? e.a[i] : 1.0;
-      alpha_c[i] = static_cast<float>(sx * e.s1[i] * a);
-      alpha_t[i] = static_cast<float>(sx * (e.s2 ? e.s2[i] : 0.0f) * a);
-      alpha_s[i] = static_cast<float>(sx * (e.p ? e.p[i] : 0.0f) * a);
-      gamma[i] = static_cast<float>((e.c ? e.c[i] : 0.0f) * sx);
-      beta[i] = e.bias ? e.bias[i] : 0.0f;
-    }
+    fill(n, w.sum_center.data(), w.sum_tail.data(), w.sum_sign.data(), e);
     view.zero_c = zero_c.data();
     view.zero_t = zero_t.data();
     view.zero_s = zero_s.data();

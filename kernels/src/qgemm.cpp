@@ -13,6 +13,32 @@
 
 namespace prism {
 
+void EpilogueChannelConstants::fill(std::int64_t n, const std::int32_t* sum_center,
+                                    const std::int32_t* sum_tail, const std::int32_t* sum_sign,
+                                    const PwlqEpilogue& e) {
+  zero_c.resize(n);
+  zero_t.resize(n);
+  zero_s.resize(n);
+  alpha_c.resize(n);
+  alpha_t.resize(n);
+  alpha_s.resize(n);
+  gamma.resize(n);
+  beta.resize(n);
+  const double sx = e.sx;
+  for (std::int64_t i = 0; i < n; ++i) {
+    zero_c[i] = e.zx * sum_center[i];
+    zero_t[i] = e.zx * sum_tail[i];
+    zero_s[i] = e.zx * sum_sign[i];
+    const double a = e.a ? e.a[i] : 1.0;
+    alpha_c[i] = static_cast<float>(sx * e.s1[i] * a);
+    alpha_t[i] = static_cast<float>(sx * (e.s2 ? e.s2[i] : 0.0f) * a);
+    alpha_s[i] = static_cast<float>(sx * (e.p ? e.p[i] : 0.0f) * a);
+    gamma[i] = static_cast<float>((e.c ? e.c[i] : 0.0f) * sx);
+    beta[i] = e.bias ? e.bias[i] : 0.0f;
+  }
+}
+
+
 // ------------------------------------------------------------------------------------ paths --
 
 const char* qgemm_path_name(QgemmPath path) {
@@ -336,35 +362,14 @@ Scratch& thread_scratch() {
 }
 
 // Per-call, per-channel constants of the float epilogue.
-struct EpilogueConstants {
-  std::vector<std::int32_t> zero_c, zero_t, zero_s;
-  std::vector<float> alpha_c, alpha_t, alpha_s, gamma, beta;
+struct EpilogueConstants : EpilogueChannelConstants {
   std::int32_t row_zero = 0;
   float out_scale = 1.0f, out_zero = 0.0f, out_low = 0.0f;
 
   // Refills the constants for one call (the vectors keep their capacity between calls).
   void reset(const PackedPwlqWeights& w, const PwlqEpilogue& e, const Requantization* rq) {
     const std::int64_t n = w.channels;
-    zero_c.resize(n);
-    zero_t.resize(n);
-    zero_s.resize(n);
-    alpha_c.resize(n);
-    alpha_t.resize(n);
-    alpha_s.resize(n);
-    gamma.resize(n);
-    beta.resize(n);
-    const double sx = e.sx;
-    for (std::int64_t i = 0; i < n; ++i) {
-      zero_c[i] = e.zx * w.sum_center[i];
-      zero_t[i] = e.zx * w.sum_tail[i];
-      zero_s[i] = e.zx * w.sum_sign[i];
-      const double a = e.a ? e.a[i] : 1.0;
-      alpha_c[i] = static_cast<float>(sx * e.s1[i] * a);
-      alpha_t[i] = static_cast<float>(sx * (e.s2 ? e.s2[i] : 0.0f) * a);
-      alpha_s[i] = static_cast<float>(sx * (e.p ? e.p[i] : 0.0f) * a);
-      gamma[i] = static_cast<float>((e.c ? e.c[i] : 0.0f) * sx);
-      beta[i] = e.bias ? e.bias[i] : 0.0f;
-    }
+    fill(n, w.sum_center.data(), w.sum_tail.data(), w.sum_sign.data(), e);
     row_zero = e.zx * static_cast<std::int32_t>(w.depth);
     if (rq) {
       out_scale = rq->scale;

@@ -1,5 +1,6 @@
 """Small models shared by the quantization tests (not a test module)."""
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -29,3 +30,19 @@ class ConvNet(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.features(x), 1))
+
+
+class ResidualNet(nn.Module):
+    """conv-bn-relu, a residual block of two conv-bn, global average pooling, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.bn0 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv1, self.bn1 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = F.relu(self.bn0(self.stem(x)))
+        x = F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+        return self.fc(x.mean((2, 3)))

@@ -9,7 +9,7 @@ from sdk.errors import InputError
 from sdk.toolchain.quant import LayerQuantTable, QuantizedLayer, QuantizedModel, quantize
 
 
-from tests.toolchain.quant_nets import ConvNet, randomize_bn  # noqa: E402
+from tests.toolchain.quant_nets import ConvNet, ResidualNet, randomize_bn  # noqa: E402
 
 
 class DepthwiseNet(nn.Module):
@@ -24,20 +24,6 @@ class DepthwiseNet(nn.Module):
     def forward(self, x):
         x = F.relu(self.bn(self.dw(F.relu(self.stem(x)))))
         return self.fc(F.adaptive_avg_pool2d(F.relu(self.pw(x)), 1).flatten(1))
-
-
-class ResidualNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem, self.bn0 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
-        self.conv1, self.bn1 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
-        self.conv2, self.bn2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x):
-        x = F.relu(self.bn0(self.stem(x)))
-        x = F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
-        return self.fc(x.mean((2, 3)))
 
 
 torch.manual_seed(0)

@@ -127,6 +127,17 @@ struct PwlqEpilogue {
   const float* bias = nullptr;
 };
 
+// Per-channel float32 constants of the epilogue (products formed in double, rounded once), and
+// the zero-point corrections zx·ΣW. Shared by qgemm/qconv and fold_conv so they give the same bits.
+struct EpilogueChannelConstants {
+  std::vector<std::int32_t> zero_c, zero_t, zero_s;
+  std::vector<float> alpha_c, alpha_t, alpha_s, gamma, beta;
+
+  // n channels; sum_* are ΣWc, ΣWt, ΣS per channel. Vectors keep their capacity between calls.
+  void fill(std::int64_t n, const std::int32_t* sum_center, const std::int32_t* sum_tail,
+            const std::int32_t* sum_sign, const PwlqEpilogue& e);
+};
+
 struct Requantization {
   float scale = 1.0f;           // so > 0
   std::int32_t zero_point = 0;  // zo, 0..255
