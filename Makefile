@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.prism-installed
-EXTRAS := toolchain,dev,camera
+EXTRAS := toolchain,dev,camera,coop,plc
 NATIVE := $(shell find kernels sdk firmware_bridge -name '*.cpp' -o -name '*.hpp' -o -name '*.pyx' 2>/dev/null)
 CPP_BUILD := build/cpp
 
