@@ -165,8 +165,10 @@ def _package_quantized_onnx(qonnx, x, target: Target, *, precision: str | None, 
 register_packager(lambda m: True, _package_float)  # the fallback: any nn.Module
 register_packager(_is_quantized, _package_quantized)
 register_packager(_is_quantized_onnx, _package_quantized_onnx)
-from .s2dnas.packaging import is_dynamic, package_dynamic  # noqa: E402  (torch-free; S2DNAS models)
+from .s2dnas.packaging import (is_dynamic, is_quantized_dynamic, package_dynamic,  # noqa: E402
+                               package_quantized_dynamic)  # torch-free predicates; S2DNAS models
 register_packager(is_dynamic, package_dynamic)
+register_packager(is_quantized_dynamic, package_quantized_dynamic)
 
 
 def deploy(model, target: str = "cpu", *, example_input=None, out: str | os.PathLike | None = None,

@@ -52,6 +52,7 @@ class NativeBackend(Backend):
     ``simd_path`` (force a SIMD path: "avx512vnni", "avx2", "neon_dot", "scalar")."""
 
     name = "native"
+    reentrant = False  # per-instance kernel state and activation buffers are reused between calls
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -68,12 +69,18 @@ class NativeBackend(Backend):
         if self.bundle is None:
             raise BackendUnavailable("native backend: needs the bundle (use sdk.load)")
         native = self.bundle.manifest.get("native") or {}
-        if "plan" not in native:
+        # one plan for a single-graph bundle; one per graph ("plans") for a multi-stage bundle
+        plan_file = native.get("plan")
+        if "plans" in native and self.graph is not None:
+            plan_file = native["plans"].get(self.graph.name)
+        if plan_file is None:
             why = native.get("unsupported", "the bundle is not a quantized bundle (no plan.json)")
+            if "plans" in native:
+                why = f"no native plan for graph '{getattr(self.graph, 'name', None)}'"
             raise BackendUnavailable(f"native backend cannot run {self.bundle.path.name}: {why}")
-        plan = json.loads(self.bundle.file(native["plan"]).read_text())
+        plan = json.loads(self.bundle.file(plan_file).read_text())
         if plan.get("format") != 1:
-            raise BundleError(f"{self.bundle.file(native['plan'])}: plan format {plan.get('format')} "
+            raise BundleError(f"{self.bundle.file(plan_file)}: plan format {plan.get('format')} "
                               f"is not one this Prism reads (1)")
         with np.load(self.bundle.file(native["tables"])) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -81,7 +88,7 @@ class NativeBackend(Backend):
         self.consts = {k[len("const/"):]: v for k, v in arrays.items() if k.startswith("const/")}
         self.num_threads = self.options.get("num_threads")
         self.path = self.options.get("simd_path")
-        self.input_name = plan["input"]
+        self.input_names = list(plan.get("inputs", [plan["input"]]))  # extra inputs: cached features
         self.output_names = plan["outputs"]
         self.steps = [self._step(node, tables) for node in plan["nodes"]]
         # liveness: drop every intermediate after its last use, so activations do not pile up
@@ -257,7 +264,7 @@ class NativeBackend(Backend):
 
     # -- running ----------------------------------------------------------------------------
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        env: dict[str, Any] = {self.input_name: np.ascontiguousarray(feeds[self.input_name])}
+        env: dict[str, Any] = {name: np.ascontiguousarray(feeds[name]) for name in self.input_names}
         consts = self.consts
         for (fn, inputs, outputs), dead in zip(self.steps, self.release):
             args = [consts[name[6:]] if name.startswith("const:") else env[name] for name in inputs]

@@ -132,7 +132,8 @@ def package_dynamic(net: MultiStageNet, x, target, *, precision: str | None, for
 
     if precision not in (None, *target.precisions):
         raise InputError(f"precision '{precision}': dynamic models deploy in float "
-                         f"({', '.join(target.precisions)}) for now")
+                         f"({', '.join(target.precisions)}); for a quantized one, quantize the network first: "
+                         f"sdk.deploy(sdk.quantize(net, calibration_images))")
     if form is not None:
         raise InputError(f"form='{form}' applies to quantized models only")
     x = to_torch_input(x)

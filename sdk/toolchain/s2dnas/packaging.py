@@ -19,3 +19,20 @@ def package_dynamic(*args, **kwargs):
     from .export import package_dynamic as package
 
     return package(*args, **kwargs)
+
+
+def is_quantized_dynamic(model) -> bool:
+    """True for ``sdk.quantize(MultiStageNet)``: a QuantizedModel around a multi-stage network."""
+    if "torch" not in sys.modules:
+        return False
+    from ..quant.model import QuantizedModel
+    from .stages import MultiStageNet
+
+    return isinstance(model, QuantizedModel) and isinstance(model.float_model, MultiStageNet)
+
+
+def package_quantized_dynamic(*args, **kwargs):
+    """See :func:`.quantized.package_quantized_dynamic`."""
+    from .quantized import package_quantized_dynamic as package
+
+    return package(*args, **kwargs)
