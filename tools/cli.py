@@ -7,7 +7,7 @@
     prism bench  BUNDLE [BUNDLE ...] [--backend a,b] [--scenario sensor --rate 30] [--batch 1,8]
                  [--iterations N | --duration S] [--dataset mnist5k] [--json/--md F] [--plots DIR]
     prism dynamic CHECKPOINT [--candidates 32] [--epochs 20] [--accuracy A | --max-mflops F]
-                                                                       → S2DNAS multi-stage bundle
+                  [--quantize pwlq4] [--backend native]                → S2DNAS multi-stage bundle
 """
 from __future__ import annotations
 
@@ -190,10 +190,22 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _parse_quant_precision(text: str) -> tuple[str, int]:
+    """"pwlq4" -> ("pwlq", 4); a clear error for anything else."""
+    import re
+
+    m = re.fullmatch(r"(pwlq|uniform)([2-8])", text)
+    if not m:
+        raise SystemExit(f"prism dynamic: --quantize {text!r}: expected pwlq<bits> or uniform<bits>, "
+                         f"bits 2..8 (e.g. pwlq4, uniform8)")
+    return m.group(1), int(m.group(2))
+
+
 def cmd_dynamic(args) -> int:
     from sdk.data import load_dataset
     from sdk.models.train import load_checkpoint
 
+    quant = _parse_quant_precision(args.quantize) if args.quantize else None  # fail before the search
     model, meta = load_checkpoint(args.checkpoint)
     dataset = meta["dataset"]["name"]
     options = {k: v for k, v in {"candidates": args.candidates, "finetune_epochs": args.finetune_epochs,
@@ -203,20 +215,27 @@ def cmd_dynamic(args) -> int:
                            max_macs=args.max_mflops * 1e6 if args.max_mflops else None,
                            log_dir=args.log, progress=not args.quiet, **options)
     name = meta["architecture"]["name"]
-    out = args.out or f"{name}.{args.target}.dynamic.prism"
+    suffix = f"dynamic.{args.quantize}" if args.quantize else "dynamic"
+    out = args.out or f"{name}.{args.target}.{suffix}.prism"
+    if quant:  # every stage quantized (PWLQ or uniform), calibrated through all stages
+        import torch
+
+        net = sdk.quantize(net, torch.from_numpy(calibration_batch(dataset, 512)), scheme=quant[0],
+                           weight_bits=quant[1], progress=not args.quiet)
     bundle = sdk.deploy(net, target=args.target, out=out, preprocess=_recipe_from_meta(meta),
                         name=f"{name}_s2dnas",
                         metadata={"dataset": dataset, "static_accuracy": meta["accuracy"],
                                   "checkpoint": str(args.checkpoint)})
     test = load_dataset(dataset, "test")
-    with sdk.load(bundle.path) as engine:
+    with sdk.load(bundle.path, backend=args.backend) as engine:
         results = [engine.infer(engine.preprocess(test.images[i:i + 256]))
                    for i in range(0, len(test.labels), 256)]
         stats = engine.stats()
     pred = np.concatenate([r.predictions for r in results])
     exits = np.concatenate([r.exit_stage for r in results])
     dyn = bundle.manifest["dynamic"]
-    print(json.dumps({"bundle": str(bundle.path), "architecture": dyn["architecture_description"],
+    print(json.dumps({"bundle": str(bundle.path), "precision": bundle.manifest["precision"],
+                      "backend": engine.backend_name, "architecture": dyn["architecture_description"],
                       "thresholds": dyn["thresholds"], "test_accuracy": float((pred == test.labels).mean()),
                       "static_test_accuracy": meta["accuracy"]["test"],
                       "mean_mflops": stats["mean_macs"] / 1e6, "static_mflops": dyn["static_macs"] / 1e6,
@@ -320,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--threads", type=int)
     y.add_argument("--log", type=Path, help="directory for the search log, best architecture, report")
     y.add_argument("--target", default="cpu")
+    y.add_argument("--quantize", metavar="PRECISION",
+                   help="quantize every stage after training, e.g. pwlq4 or uniform8 (512 calibration images)")
+    y.add_argument("--backend", default="auto", help="backend the test accuracy is measured on "
+                   "(auto, onnxruntime, native)")
     y.add_argument("--out", type=Path)
     y.add_argument("--quiet", action="store_true")
     y.set_defaults(fn=cmd_dynamic)
