@@ -106,7 +106,7 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=packages,
     package_dir=package_dir,
-    package_data={"sdk": ["py.typed"], "firmware_bridge": ["**/*.pyx", "**/*.json", "**/*.xml"]},
+    package_data={"sdk": ["py.typed", "runtime/coop/cyclonedds.xml"], "firmware_bridge": ["**/*.pyx", "**/*.json", "**/*.xml"]},
     ext_modules=[CMakeExtension("sdk._kernels"), *_cython_extensions()],
     cmdclass={"build_ext": BuildExt},
     # The runtime side (sdk.load, Engine, firmware_bridge) needs only these: no PyTorch on device.
