@@ -74,7 +74,8 @@ class SimulatedRadar:
         return encode_packet(frame_index, found.points, snr_db=found.snr_db, noise_db=found.noise_db,
                              range_profile_db=20 * np.log10(profile + 1e-3),
                              stats=(1000, 200, 40000, 50, 10, 5),
-                             time_cpu_cycles=int(frame_index * self.config.frame_period_s * 200e6))
+                             # the device's 200 MHz CPU-cycle clock is a uint32 that wraps (21 s)
+                             time_cpu_cycles=int(frame_index * self.config.frame_period_s * 200e6) % 2**32)
 
     def packets(self, frames: int, first: int = 0) -> list[bytes]:
         return [self.packet(i) for i in range(first, first + frames)]

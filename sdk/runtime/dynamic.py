@@ -17,6 +17,7 @@ bundle, so backend selection, options and input checks are Engine's.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..bundle import Bundle, TensorSpec
 from ..errors import BundleError, InputError
+from .embed import AsyncCalls, CallGate, EngineStats, async_workers
 from .engine import Engine, _format_shape, register_engine_kind
 
 SECTION = "dynamic"
@@ -152,6 +154,10 @@ class DynamicEngine:
     the last, top-1 softmax in [0, 1]) come from the bundle unless given here or with
     :meth:`set_thresholds`: higher thresholds send more samples on (more accurate, slower).
     ``stats()`` reports samples entering/exiting each stage and time per stage.
+
+    Same embedding guarantees as :class:`Engine` (see :mod:`sdk.runtime.embed`): concurrent
+    ``infer`` from several threads, ``await infer_async(x)``, ``close()`` that waits for calls in
+    flight and then refuses new ones, ``call_stats()``; ``replicas`` goes to every stage's engine.
     """
 
     def __init__(self, bundle: Bundle, backend: str = "auto", *, thresholds: Sequence[float] | None = None,
@@ -174,6 +180,13 @@ class DynamicEngine:
         # features still needed after stage j (dropped from the cache once no later stage reads them)
         self._needed_after = [set().union(*(s.reuses for s in self.specs[j + 1:])) for j in range(len(self.specs))]
         self._stats = [StageStats() for _ in self.specs]
+        self._stats_lock = threading.Lock()  # stage counters are updated by concurrent calls
+        reentrant = all(e._pool.reentrant for e in self.stages)
+        replicas = int(backend_options.get("replicas", 1))
+        self._gate = CallGate(f"dynamic engine {bundle.path.name!r}")
+        self._async = AsyncCalls(f"prism-dynamic-{bundle.path.name}", async_workers(reentrant, replicas),
+                                 self._gate)
+        self._close_lock = threading.Lock()
 
     @property
     def num_stages(self) -> int:
@@ -189,8 +202,15 @@ class DynamicEngine:
 
     # -- inference --------------------------------------------------------------------------
     def infer(self, x: np.ndarray) -> DynamicResult:
-        """Dynamic inference on a batch; see the class docstring."""
-        return self._forward(x, self.thresholds)
+        """Dynamic inference on a batch; see the class docstring. Any thread may call; raises
+        :class:`~sdk.runtime.embed.EngineClosed` after close()."""
+        thresholds = self.thresholds
+        return self._gate.run(lambda: self._forward(x, thresholds))
+
+    async def infer_async(self, x: np.ndarray) -> DynamicResult:
+        """:meth:`infer` on the engine's thread pool, awaitable without blocking the event loop."""
+        self._gate.check_open()
+        return await self._async.call(self.infer, x)
 
     def _forward(self, x: np.ndarray, thresholds: list[float] | None) -> DynamicResult:
         """``thresholds`` None: no sample exits before the last stage (warm-up, checks)."""
@@ -205,13 +225,10 @@ class DynamicEngine:
             feeds = {spec.input: x, **{name: cache[name] for name in spec.reuses}}
             t0 = clock()
             out = engine.run(feeds)  # Engine checks shapes and dtypes (stage 0: the user's input)
-            st = self._stats[j]
-            st.seconds += clock() - t0
-            st.calls += 1
+            seconds = clock() - t0
             z = out[spec.logits]
             if logits is None:
                 logits = np.empty((n_total, z.shape[1]), np.float32)
-            st.entered += len(active)
             if j == last:
                 done = np.ones(len(active), bool)
             elif thresholds is None:
@@ -221,7 +238,12 @@ class DynamicEngine:
             finished = active[done]
             logits[finished] = z[done]
             exit_stage[finished] = j
-            st.exited += len(finished)
+            with self._stats_lock:
+                st = self._stats[j]
+                st.seconds += seconds
+                st.calls += 1
+                st.entered += len(active)
+                st.exited += len(finished)
             if j == last or len(finished) == len(active):
                 break
             needed = self._needed_after[j]
@@ -245,7 +267,7 @@ class DynamicEngine:
         """Run every stage ``iterations`` times on zeros (no exits), then reset the statistics."""
         x = np.zeros(self.example_shape(batch), dtype=np.dtype(self.input_spec.dtype))
         for _ in range(iterations):
-            self._forward(x, None)
+            self._gate.run(lambda: self._forward(x, None))
         self.reset_stats()
 
     def example_shape(self, batch: int = 1) -> tuple[int, ...]:
@@ -258,16 +280,22 @@ class DynamicEngine:
     # -- statistics -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Per stage: samples entering and exiting, graph runs, seconds; and the totals."""
-        per = [{"stage": j, "entered": s.entered, "exited": s.exited, "calls": s.calls,
-                "seconds": s.seconds, "macs": spec.macs}
-               for j, (s, spec) in enumerate(zip(self._stats, self.specs))]
+        with self._stats_lock:
+            per = [{"stage": j, "entered": s.entered, "exited": s.exited, "calls": s.calls,
+                    "seconds": s.seconds, "macs": spec.macs}
+                   for j, (s, spec) in enumerate(zip(self._stats, self.specs))]
         samples = per[0]["entered"]
         mean_macs = sum(p["exited"] * p["macs"] for p in per) / samples if samples else 0.0
         return {"stages": per, "samples": samples, "mean_macs": mean_macs,
                 "seconds": sum(p["seconds"] for p in per)}
 
     def reset_stats(self) -> None:
-        self._stats = [StageStats() for _ in self.specs]
+        with self._stats_lock:
+            self._stats = [StageStats() for _ in self.specs]
+
+    def call_stats(self) -> EngineStats:
+        """Calls, errors, refused calls, calls in flight (now, at most) and latency (ms)."""
+        return self._gate.stats()
 
     # -- life cycle -------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -275,7 +303,18 @@ class DynamicEngine:
         return {**first, "kind": SECTION, "stages": self.num_stages, "thresholds": list(self.thresholds),
                 "stage_macs": self.stage_macs, "output": self.output_spec.to_dict()}
 
+    @property
+    def closed(self) -> bool:
+        return self._gate.closed
+
     def close(self) -> None:
+        """Refuse new calls, wait for those in flight, then release every stage. Idempotent."""
+        gate = getattr(self, "_gate", None)  # None: __init__ failed part-way, no call ever ran
+        if gate is not None:
+            with self._close_lock:
+                if not gate.close():
+                    return
+                self._async.shutdown()
         for engine in self.stages:
             engine.close()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from ..bundle import Bundle, TensorSpec, read_bundle
 from ..errors import InputError
 from ..targets import get_target
 from .backends import BackendUnavailable, available_backends, get_backend
+from .embed import AsyncCalls, BackendPool, CallGate, EngineStats, async_workers
 
 
 def _format_shape(shape) -> str:
@@ -24,9 +26,15 @@ class Engine:
     float32``, any batch size) and returns the first output; ``run(feeds)`` takes and returns
     dicts of named tensors. ``preprocess(frames)`` turns raw u8 camera frames into the input with
     the bundle's recorded recipe (C++ kernel).
+
+    Safe to call from several threads at once and from asyncio (``await infer_async(x)``);
+    ``replicas``: backend instances for backends that are not re-entrant (the native one), so that
+    that many calls run in parallel; ``close()`` waits for calls in flight, then refuses new ones;
+    ``call_stats()`` counts calls (see :mod:`sdk.runtime.embed`).
     """
 
-    def __init__(self, bundle: Bundle, backend: str = "auto", **backend_options: Any):
+    def __init__(self, bundle: Bundle, backend: str = "auto", *, replicas: int = 1,
+                 **backend_options: Any):
         self.bundle = bundle
         self.graph = bundle.entry
         self.input_spec: TensorSpec = self.graph.inputs[0]
@@ -34,9 +42,19 @@ class Engine:
         self._input_dtypes = {t.name: np.dtype(t.dtype) for t in self.graph.inputs}
         self._recipe = None
         self.backend_name, cls = self._choose_backend(backend)
-        self._backend = cls(bundle.file(self.graph.file), bundle=bundle, graph=self.graph,
-                            **backend_options)
-        self._backend.activate()
+
+        def make():
+            instance = cls(bundle.file(self.graph.file), bundle=bundle, graph=self.graph,
+                           **backend_options)
+            instance.activate()
+            return instance
+
+        self._pool = BackendPool(make, reentrant=cls.reentrant, replicas=replicas)
+        self._backend = self._pool.first
+        self._gate = CallGate(f"engine {bundle.path.name!r}")
+        self._async = AsyncCalls(f"prism-engine-{bundle.path.name}", async_workers(cls.reentrant, replicas),
+                                 self._gate)
+        self._close_lock = threading.Lock()
 
     def _choose_backend(self, requested: str):
         if requested != "auto":
@@ -67,21 +85,41 @@ class Engine:
         return x
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """Run the model on one input array; returns the first output (e.g. logits)."""
-        feeds = {self.input_spec.name: self._check(self.input_spec, x)}
-        return self._backend.infer(feeds)[self.output_spec.name]
+        """Run the model on one input array; returns the first output (e.g. logits).
+
+        ``x`` is handed to the backend as is (no copy). Any thread may call; raises
+        :class:`~sdk.runtime.embed.EngineClosed` after close()."""
+        def call():
+            feeds = {self.input_spec.name: self._check(self.input_spec, x)}
+            return self._pool.infer(feeds)[self.output_spec.name]
+        return self._gate.run(call)
+
+    async def infer_async(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`infer` on the engine's thread pool, awaitable without blocking the event loop."""
+        self._gate.check_open()
+        return await self._async.call(self.infer, x)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run with named inputs; returns every output by name."""
-        names = {t.name for t in self.graph.inputs}
-        unknown = set(feeds) - names
-        if unknown:
-            raise InputError(f"unknown input(s) {sorted(unknown)} (inputs: {sorted(names)})")
-        missing = names - set(feeds)
-        if missing:
-            raise InputError(f"missing input(s) {sorted(missing)}")
-        checked = {t.name: self._check(t, feeds[t.name]) for t in self.graph.inputs}
-        return self._backend.infer(checked)
+        """Run with named inputs; returns every output by name (thread-safe, like :meth:`infer`)."""
+        def call():
+            names = {t.name for t in self.graph.inputs}
+            unknown = set(feeds) - names
+            if unknown:
+                raise InputError(f"unknown input(s) {sorted(unknown)} (inputs: {sorted(names)})")
+            missing = names - set(feeds)
+            if missing:
+                raise InputError(f"missing input(s) {sorted(missing)}")
+            return self._pool.infer({t.name: self._check(t, feeds[t.name]) for t in self.graph.inputs})
+        return self._gate.run(call)
+
+    async def run_async(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`run` on the engine's thread pool, awaitable without blocking the event loop."""
+        self._gate.check_open()
+        return await self._async.call(self.run, feeds)
+
+    def call_stats(self) -> EngineStats:
+        """Calls, errors, refused calls, calls in flight (now, at most) and latency (ms)."""
+        return self._gate.stats()
 
     def warmup(self, iterations: int = 3, batch: int = 1) -> None:
         """Run ``iterations`` inferences on zeros so first-call costs are paid up front."""
@@ -111,8 +149,17 @@ class Engine:
                 "precision": self.bundle.precision, **self._backend.describe(),
                 "input": self.input_spec.to_dict(), "output": self.output_spec.to_dict()}
 
+    @property
+    def closed(self) -> bool:
+        return self._gate.closed
+
     def close(self) -> None:
-        self._backend.deactivate()
+        """Refuse new calls, wait for those in flight, then release the backend(s). Idempotent;
+        do not call it from inside one of this engine's own calls (it would wait for itself)."""
+        with self._close_lock:
+            if self._gate.close():
+                self._async.shutdown()
+                self._pool.deactivate()
 
     def __enter__(self) -> "Engine":
         return self

@@ -16,6 +16,12 @@ a stage's ``dropped``, a stage's ``errors`` (the engine or sink raised; the fram
 ``error_log``), or ``cancelled`` (still queued when stop() aborted). ``PipelineStats.accounted``
 checks it. An exception is logged and counted and the pipeline goes on, unless
 ``stop_on_error=True``: then it stops and run() raises PipelineError.
+
+Callbacks let robot software react without polling stats: ``on_result(frame, output)`` after
+the sink returned a frame, ``on_drop(stage, frames)`` for frames a lagging stage dropped
+(``stage`` = "cancelled" for frames still in flight when stop() aborted), ``on_error(stage,
+frames, error)`` for frames a stage raised on. They run on the pipeline's threads (keep them
+short); one that raises is logged and counted in ``callback_errors``, and the pipeline goes on.
 """
 from __future__ import annotations
 
@@ -156,6 +162,8 @@ class PipelineStats:
     source: dict
     """The source's own stats (SourceStats fields) at the end."""
     drop_policy: str = "newest"
+    callback_errors: int = 0
+    """Times on_result/on_drop/on_error raised."""
 
     @property
     def accounted(self) -> bool:
@@ -197,11 +205,17 @@ class Pipeline:
         batch: up to this many frames already waiting are preprocessed and inferred together.
         tap: ``tap(frame)`` called on the source thread for each frame read (e.g. a Recorder).
         stop_on_error: stop at the first engine/sink exception and raise it from run().
+        on_result: ``on_result(frame, output)`` after the sink returned (also with no sink).
+        on_drop: ``on_drop(stage, frames)`` for frames dropped by ``stage``'s queue, or with
+            stage "cancelled" for frames stop() aborted.
+        on_error: ``on_error(stage, frames, error)`` for frames ``stage`` raised on.
     """
 
     def __init__(self, source, engine, sink: Callable | None = None, *, queue_depth: int = 2,
                  drop: str = "newest", batch: int = 1, tap: Callable | None = None,
-                 preprocess: bool = True, stop_on_error: bool = False):
+                 preprocess: bool = True, stop_on_error: bool = False,
+                 on_result: Callable | None = None, on_drop: Callable | None = None,
+                 on_error: Callable | None = None):
         if drop not in ("newest", "block"):
             raise ValueError(f"drop={drop!r}: use 'newest' or 'block'")
         if queue_depth < 1 or batch < 1:
@@ -209,6 +223,8 @@ class Pipeline:
         self.source, self.engine, self.sink, self.tap = source, engine, sink, tap
         self.drop, self.batch, self.stop_on_error = drop, batch, stop_on_error
         self._preprocess = preprocess
+        self.on_result, self.on_drop, self.on_error = on_result, on_drop, on_error
+        self._callback_errors = 0
         self._aborted = threading.Event()     # stop(): everything ends now
         self._finishing = threading.Event()   # run() reached its limit: the source stops, queues drain
         self._lock = threading.Lock()
@@ -268,11 +284,13 @@ class Pipeline:
             if t is not threading.current_thread():
                 t.join()
         if self._threads and all(not t.is_alive() for t in self._threads if t is not threading.current_thread()):
+            leftover = [w for q in self._queues.values() for w in q.drain() if isinstance(w, _Work)]
             with self._lock:
-                for q in self._queues.values():
-                    self._cancelled += sum(len(w.frames) for w in q.drain() if isinstance(w, _Work))
+                self._cancelled += sum(len(w.frames) for w in leftover)
                 if self._t_end is None:
                     self._t_end = time.perf_counter()
+            for w in leftover:
+                self._notify(self.on_drop, "cancelled", w.frames)
 
     @property
     def running(self) -> bool:
@@ -285,15 +303,28 @@ class Pipeline:
         self.stop()
 
     # -- stages ---------------------------------------------------------------------------------
+    def _notify(self, callback: Callable | None, *args) -> None:
+        """Call a user callback; its failure is logged and counted, never the pipeline's."""
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception as e:
+            log.warning("pipeline callback %s raised: %r", getattr(callback, "__name__", callback), e)
+            with self._lock:
+                self._callback_errors += 1
+
     def _put(self, stage: str, work: _Work) -> None:
         """Hand ``work`` to ``stage``'s queue, counting what the drop policy throws away."""
         lost = self._queues[stage].put(work)
         if lost is work:  # aborted while waiting for room
             with self._lock:
                 self._cancelled += len(work.frames)
+            self._notify(self.on_drop, "cancelled", work.frames)
         elif lost is not None:
             with self._lock:
                 self._stages[stage].dropped += len(lost.frames)
+            self._notify(self.on_drop, stage, lost.frames)
 
     def _close(self, stage: str) -> None:
         self._queues[stage].put(_END, force_wait=True)
@@ -307,6 +338,7 @@ class Pipeline:
                 self._error_log.append({"stage": stage, "frame_ids": ids, "error": repr(error)})
             if self.stop_on_error and self._failure is None:
                 self._failure = PipelineError(stage, ids, error)
+        self._notify(self.on_error, stage, list(work.frames), error)
         if self.stop_on_error:
             self._aborted.set()
             self._finishing.set()
@@ -420,6 +452,7 @@ class Pipeline:
                     with self._lock:
                         self._delivered += 1
                         self._e2e.append((now - frame.host_timestamp_ns) / 1e6)
+                    self._notify(self.on_result, frame, work.y[i])
         finally:
             self._done.set()
 
@@ -442,4 +475,4 @@ class Pipeline:
                 end_to_end_ms=_percentiles(self._e2e), stages=stages,
                 error_log=list(self._error_log), tap_errors=self._tap_errors,
                 source=dataclasses.asdict(src) if dataclasses.is_dataclass(src) else {},
-                drop_policy=self.drop)
+                drop_policy=self.drop, callback_errors=self._callback_errors)

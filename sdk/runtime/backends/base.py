@@ -23,6 +23,9 @@ class BackendUnavailable(PrismError):
 class Backend(abc.ABC):
     #: registry name, e.g. "onnxruntime", "tensorrt", "native"
     name: ClassVar[str]
+    #: True when one activated instance may run ``infer`` from several threads at once; engines
+    #: then call it without a lock, else they give each concurrent call its own instance
+    reentrant: ClassVar[bool] = False
 
     def __init__(self, graph_path: Path, *, bundle=None, graph=None, **options: Any):
         """``graph_path``: the ONNX file; ``bundle``/``graph``: the Bundle and GraphSpec it

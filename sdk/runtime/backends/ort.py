@@ -17,6 +17,7 @@ class OnnxRuntimeBackend(Backend):
     """
 
     name = "onnxruntime"
+    reentrant = True  # InferenceSession.run is thread-safe
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
