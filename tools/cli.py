@@ -8,6 +8,8 @@
                  [--iterations N | --duration S] [--dataset mnist5k] [--json/--md F] [--plots DIR]
     prism dynamic CHECKPOINT [--candidates 32] [--epochs 20] [--accuracy A | --max-mflops F]
                   [--quantize pwlq4] [--backend native]                → S2DNAS multi-stage bundle
+    prism conveyor [--source URI] [--plc HOST:PORT|sim] [--gate-distance-mm D] [--duration S] [--soak]
+                                                                       → conveyor scanner / soak bench
 """
 from __future__ import annotations
 
@@ -346,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--out", type=Path)
     y.add_argument("--quiet", action="store_true")
     y.set_defaults(fn=cmd_dynamic)
+
+    from .conveyor import add_arguments as conveyor_arguments, run_command as conveyor_command
+
+    c = sub.add_parser("conveyor", help="conveyor scanner: line-scan -> objects -> classifier -> reject gate (Modbus)")
+    conveyor_arguments(c)
+    c.set_defaults(fn=conveyor_command)
     return p
 
 
