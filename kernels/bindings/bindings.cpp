@@ -14,6 +14,7 @@
 
 #include "prism/cpu_features.hpp"
 #include "prism/fold_conv.hpp"
+#include "prism/line_decode.hpp"
 #include "prism/preprocess.hpp"
 #include "prism/qconv.hpp"
 #include "prism/qgemm.hpp"
@@ -326,6 +327,9 @@ void fold_qconv2d(U8Array x, const PackedFoldQ& w, std::int64_t dilation, std::i
 
 }  // namespace
 
+// Line-sensor kernels: defined in their section at the end of this file.
+void register_line_kernels(py::module_& m);
+
 PYBIND11_MODULE(_kernels, m) {
   m.doc() = "Prism native kernels (C++). Use the documented wrappers in sdk.*, not this module.";
   m.def("cpu_features", []() {
@@ -442,4 +446,171 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("q").noconvert() = py::none(), py::arg("out_scale") = 1.0f,
         py::arg("out_zero_point") = 0, py::arg("relu") = false, py::arg("path") = "auto",
         py::arg("num_threads") = 0, "See sdk.fold_conv.fold_qconv2d.");
+  register_line_kernels(m);
 }
+
+// ===================================================================================== lines ==
+// Line-sensor kernels of diffraction line imaging (prism/line_decode.hpp). sdk/lines/preprocess.py
+// and sdk/lines/lut.py check and document the inputs; the checks here only guard memory safety.
+namespace {
+
+using LU8 = py::array_t<std::uint8_t, py::array::c_style>;
+using LF32 = py::array_t<float, py::array::c_style>;
+
+prism::line::ScanShape line_scan_shape(const LU8& scans) {
+  if (scans.ndim() != 5 || scans.shape(4) != 3)
+    throw std::invalid_argument("scans must be (N, R, h, Q, 3) uint8");
+  return prism::line::ScanShape{scans.shape(0), scans.shape(1), scans.shape(2), scans.shape(3)};
+}
+
+void line_expect(const py::array& a, std::vector<py::ssize_t> shape, const char* name) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+  if (!ok) throw std::invalid_argument(std::string(name) + " has the wrong shape");
+  if (!a.writeable()) throw std::invalid_argument(std::string(name) + " is read-only");
+}
+
+prism::line::LineThresholds line_thresholds(double t, double floor, int saturation) {
+  prism::line::LineThresholds th;
+  th.intensity_threshold = static_cast<float>(t);
+  th.channel_floor = static_cast<float>(floor);
+  th.saturation_level = saturation;
+  return th;
+}
+
+prism::line::LineOptions line_options(const std::string& path, int num_threads) {
+  return prism::line::LineOptions{prism::line::parse_line_path(path), num_threads};
+}
+
+}  // namespace
+
+void register_line_kernels(py::module_& m) {
+  using namespace prism::line;
+  m.def("line_paths", []() {
+    py::dict d;
+    for (auto p : {LinePath::Scalar, LinePath::Avx2, LinePath::Avx512, LinePath::Neon})
+      d[line_path_name(p)] = line_path_unavailable_reason(p);
+    return d;
+  }, "{path: '' if the line kernels run on it here, else why not}");
+  m.def("line_best_path", []() { return std::string(line_path_name(line_best_path())); });
+  m.def("line_roi_means", [](LU8 scans, LF32 out, const std::string& path, int threads) {
+    const ScanShape s = line_scan_shape(scans);
+    line_expect(out, {s.batch, s.rois, s.pixels, 3}, "out");
+    const LineOptions o = line_options(path, threads);
+    const std::uint8_t* src = scans.data();
+    float* dst = out.mutable_data();
+    py::gil_scoped_release release;
+    roi_means(src, s, dst, o);
+  }, py::arg("scans").noconvert(), py::arg("out").noconvert(), py::arg("path") = "auto",
+     py::arg("num_threads") = 1, "See sdk.lines.preprocess.roi_means.");
+  m.def("line_validity", [](LF32 means, LU8 valid, LU8 flags, double t, double floor) {
+    if (means.ndim() != 4 || means.shape(3) != 3)
+      throw std::invalid_argument("means must be (N, R, Q, 3) float32");
+    const py::ssize_t n = means.shape(0), r = means.shape(1), q = means.shape(2);
+    line_expect(valid, {n, r, q}, "valid");
+    line_expect(flags, {n, q}, "flags");
+    const LineThresholds th = line_thresholds(t, floor, 255);
+    const float* src = means.data();
+    std::uint8_t* v = valid.mutable_data();
+    std::uint8_t* f = flags.mutable_data();
+    py::gil_scoped_release release;
+    validity(src, n, r, q, th, v, f);
+  }, py::arg("means").noconvert(), py::arg("valid").noconvert(), py::arg("flags").noconvert(),
+     py::arg("intensity_threshold"), py::arg("channel_floor"),
+     "See sdk.lines.preprocess.validity.");
+  m.def("line_features", [](LU8 scans, LF32 features, LU8 valid, LU8 flags, double t,
+                            double floor, int saturation, const std::string& path, int threads) {
+    const ScanShape s = line_scan_shape(scans);
+    line_expect(features, {s.batch, s.pixels, 3 * s.rois + 1}, "features");
+    line_expect(valid, {s.batch, s.pixels}, "valid");
+    line_expect(flags, {s.batch, s.pixels}, "flags");
+    const LineThresholds th = line_thresholds(t, floor, saturation);
+    const LineOptions o = line_options(path, threads);
+    const std::uint8_t* src = scans.data();
+    float* fe = features.mutable_data();
+    std::uint8_t* v = valid.mutable_data();
+    std::uint8_t* f = flags.mutable_data();
+    py::gil_scoped_release release;
+    line_features(src, s, th, fe, v, f, o);
+  }, py::arg("scans").noconvert(), py::arg("features").noconvert(), py::arg("valid").noconvert(),
+     py::arg("flags").noconvert(), py::arg("intensity_threshold"), py::arg("channel_floor"),
+     py::arg("saturation_level"), py::arg("path") = "auto", py::arg("num_threads") = 1,
+     "See sdk.lines.preprocess.line_features.");
+  m.def("line_gray_profile", [](LU8 scans, LF32 out, const std::string& path, int threads) {
+    const ScanShape s = line_scan_shape(scans);
+    line_expect(out, {s.batch, s.pixels}, "out");
+    const LineOptions o = line_options(path, threads);
+    const std::uint8_t* src = scans.data();
+    float* dst = out.mutable_data();
+    py::gil_scoped_release release;
+    gray_profile(src, s, dst, o);
+  }, py::arg("scans").noconvert(), py::arg("out").noconvert(), py::arg("path") = "auto",
+     py::arg("num_threads") = 1, "See sdk.lines.preprocess.gray_profile.");
+  m.def("line_find_peaks", [](LF32 profile, double threshold, std::int64_t min_distance) {
+    if (profile.ndim() != 1) throw std::invalid_argument("profile must be (Q,) float32");
+    std::vector<Peak> peaks;
+    {
+      const float* p = profile.data();
+      const std::int64_t q = profile.shape(0);
+      py::gil_scoped_release release;
+      peaks = find_peaks(p, q, static_cast<float>(threshold), min_distance);
+    }
+    py::array_t<std::int64_t> y(static_cast<py::ssize_t>(peaks.size()));
+    py::array_t<float> sub(static_cast<py::ssize_t>(peaks.size()));
+    for (size_t i = 0; i < peaks.size(); ++i) {
+      y.mutable_at(i) = peaks[i].y;
+      sub.mutable_at(i) = peaks[i].y_sub;
+    }
+    return py::make_tuple(y, sub);
+  }, py::arg("profile").noconvert(), py::arg("threshold"), py::arg("min_distance"),
+     "See sdk.lines.preprocess.find_peaks.");
+  m.def("line_extract_patches", [](LU8 scan, py::array_t<std::int64_t, py::array::c_style> y,
+                                   LF32 patches, LU8 in_bounds, std::int64_t width) {
+    if (scan.ndim() != 4 || scan.shape(3) != 3)
+      throw std::invalid_argument("scan must be (R, h, Q, 3) uint8");
+    if (y.ndim() != 1) throw std::invalid_argument("y_int must be (K,) int64");
+    const py::ssize_t r = scan.shape(0), h = scan.shape(1), k = y.shape(0);
+    line_expect(patches, {k, 3, h, width * r}, "patches");
+    line_expect(in_bounds, {k}, "in_bounds");
+    const std::uint8_t* src = scan.data();
+    const std::int64_t* ys = y.data();
+    float* out = patches.mutable_data();
+    std::uint8_t* ib = in_bounds.mutable_data();
+    const std::int64_t q = scan.shape(2);
+    py::gil_scoped_release release;
+    extract_patches(src, r, h, q, ys, k, width, out, ib);
+  }, py::arg("scan").noconvert(), py::arg("y_int").noconvert(), py::arg("patches").noconvert(),
+     py::arg("in_bounds").noconvert(), py::arg("width"),
+     "See sdk.lines.preprocess.extract_patches.");
+  m.def("line_lut_decode", [](LU8 scans, LF32 table, double y0, double dy, bool weighted,
+                              double t, double floor, int saturation, LF32 xv,
+                              py::array_t<std::int8_t, py::array::c_style> roi, LU8 flags,
+                              const std::string& path, int threads) {
+    const ScanShape s = line_scan_shape(scans);
+    if (table.ndim() != 4 || table.shape(0) != s.rois || table.shape(2) != table.shape(3))
+      throw std::invalid_argument("table must be (R, ny, nc, nc) float32 with the scans' R");
+    line_expect(xv, {s.batch, s.pixels}, "xv");
+    line_expect(roi, {s.batch, s.pixels}, "roi");
+    line_expect(flags, {s.batch, s.pixels}, "flags");
+    LineLut lut;
+    lut.table = table.data();
+    lut.ny = table.shape(1);
+    lut.nc = table.shape(2);
+    lut.y0 = static_cast<float>(y0);
+    lut.dy = static_cast<float>(dy);
+    lut.weighted = weighted;
+    const LineThresholds th = line_thresholds(t, floor, saturation);
+    const LineOptions o = line_options(path, threads);
+    const std::uint8_t* src = scans.data();
+    float* x = xv.mutable_data();
+    std::int8_t* ro = roi.mutable_data();
+    std::uint8_t* f = flags.mutable_data();
+    py::gil_scoped_release release;
+    lut_decode(src, s, th, lut, x, ro, f, o);
+  }, py::arg("scans").noconvert(), py::arg("table").noconvert(), py::arg("y0"), py::arg("dy"),
+     py::arg("weighted"), py::arg("intensity_threshold"), py::arg("channel_floor"),
+     py::arg("saturation_level"), py::arg("xv").noconvert(), py::arg("roi").noconvert(),
+     py::arg("flags").noconvert(), py::arg("path") = "auto", py::arg("num_threads") = 1,
+     "See sdk.lines.lut.LineLUT.decode.");
+}
+// ================================================================================= end lines ==
