@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from firmware_bridge.errors import DeviceLost
 from firmware_bridge.linescan.nodemap import SIM_CAMERA_NODES, FakeNodeMap
 
 __all__ = ["LineGenerator", "moving_pattern", "decode_line_ids", "SimulatedLineScanCamera"]
@@ -58,6 +59,7 @@ class SimulatedLineScanCamera:
         self._running = False
         self.produced = 0  # line ids 0 .. produced - 1 exist
         self._read_next = 0
+        self.error: BaseException | None = None  # what stopped the line clock, if it failed
 
     # -- geometry from the node map --------------------------------------------------------------
     def regions(self) -> list[tuple[int, int]]:
@@ -90,6 +92,7 @@ class SimulatedLineScanCamera:
         self._device_ts = np.zeros(n, np.int64)
         self._host_ts = np.zeros(n, np.int64)
         self._running = True
+        self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._produce, name="prism-linescan-sim", daemon=True)
         self._thread.start()
 
@@ -115,8 +118,14 @@ class SimulatedLineScanCamera:
                 start = due - count  # a producer that fell behind by a whole buffer skips ahead
                 ids = np.arange(start, due, dtype=np.int64)
                 dts = device_t0 + (ids - first) * self.period_ns
-                full = self.line_generator(ids, dts, self._span[1] - self._span[0])
-                rows = full[:, self._columns] if len(self._columns) != full.shape[1] else full
+                try:
+                    full = self.line_generator(ids, dts, self._span[1] - self._span[0])
+                    rows = full[:, self._columns] if len(self._columns) != full.shape[1] else full
+                except Exception as exc:  # the device stops; take() reports why, never a silent hang
+                    with self._cond:
+                        self.error, self._running = exc, False
+                        self._cond.notify_all()
+                    return
                 now = time.monotonic_ns()
                 at = ids % self.buffer_lines
                 with self._cond:
@@ -133,6 +142,9 @@ class SimulatedLineScanCamera:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while self.produced <= self._read_next:
+                if self.error is not None:
+                    raise DeviceLost("simulated line-scan camera", f"its line generator failed: "
+                                     f"{type(self.error).__name__}: {self.error}") from self.error
                 remaining = deadline - time.monotonic()
                 if not self._running or remaining <= 0:
                     return None

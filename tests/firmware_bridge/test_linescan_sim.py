@@ -88,6 +88,18 @@ def test_a_line_generator_plugs_in_and_the_encoder_sets_the_line_rate():
     assert (np.diff(frame.meta["line_timestamps_ns"]) == 250_000).all()
 
 
+def test_a_failing_line_generator_is_reported_by_read_not_a_timeout():
+    def generator(line_ids, device_ts, width):
+        if line_ids[-1] > 40:
+            raise RuntimeError("renderer out of memory")
+        return np.zeros((len(line_ids), width, 3), np.uint8)
+
+    with fb.open_source("linescan+sim://?width=16&lines_per_frame=16&rate=2000", line_generator=generator) as cam:
+        with pytest.raises(fb.errors.DeviceLost, match="line generator failed: RuntimeError: renderer out of memory"):
+            for _ in range(20):
+                cam.read(timeout=2)
+
+
 def test_stop_from_another_thread_and_restart_continue_the_line_counter():
     cam = fb.open_source("linescan+sim://?rate=4000&width=16&lines_per_frame=8")
     first = cam.read(timeout=2)
