@@ -117,7 +117,7 @@ setup(
         "dev": ["pytest>=7", "hypothesis>=6.80", "tqdm>=4.60", "cmake>=3.18", "ninja"],
         "camera": ["harvesters>=1.4", "genicam>=1.4"],
         # cooperative perception: Eclipse Cyclone DDS (ROS 2's default middleware) + Ed25519 signing
-        "coop": ["cyclonedds~=11.0", "cryptography>=42"],
+        "coop": ["cyclonedds~=11.0", "cryptography>=42", "scipy>=1.10"],
         # the PLC side of the conveyor scanner; pymodbus changes its API between minor versions
         "plc": ["pymodbus~=3.7.4"],
         # TensorRT engines are built on the device (JetPack ships `tensorrt`); documented, not
