@@ -38,19 +38,37 @@ def rss_mb() -> float:
     raise RuntimeError("VmRSS not found in /proc/self/status")
 
 
-def default_bundle(quantize: str | None = None, bits: int = 4, progress: bool = True) -> Path:
+def default_bundle(quantize: str | None = None, bits: int = 4, progress: bool = True, *,
+                   dynamic: bool = False) -> Path:
     """The cached conveyor classifier deployed as a ``cpu`` bundle (trained on first use);
-    ``quantize="pwlq"|"uniform"``: its ``bits``-bit post-training quantized version."""
+    ``quantize="pwlq"|"uniform"``: its ``bits``-bit post-training quantized version;
+    ``dynamic``: made a two-stage S2DNAS network first (``sdk.make_dynamic``, small search on
+    height maps of a scene the classifier was not trained on), every stage quantized if asked."""
+    import torch
+
     from sdk.models.conveyor_classifier import (ConveyorTrainConfig, deploy_classifier, get_or_train,
-                                                quantize_classifier)
+                                                height_map_dataset, quantize_classifier)
     from sdk.models.train import cache_dir
 
     config = ConveyorTrainConfig()
     precision = f".{quantize}{bits}" if quantize else ""
-    path = cache_dir() / "bundles" / f"conveyor-{config.key()}.cpu{precision}.prism"
+    kind = ".dynamic" if dynamic else ""
+    path = cache_dir() / "bundles" / f"conveyor-{config.key()}.cpu{kind}{precision}.prism"
     if not (path / "manifest.json").exists():
         model, meta = get_or_train(config, progress=progress)
-        if quantize:
+        if dynamic:
+            import sdk
+
+            kw = dict(columns=config.columns, belt_width_mm=config.belt_width_mm,
+                      mm_per_count=config.mm_per_count, map_shape=config.map_shape)
+            maps, labels = height_map_dataset(1500, config.seed + 30_000, **kw)
+            model = sdk.make_dynamic(model, (maps[:, None], labels), stages=2, candidates=4,
+                                     finetune_epochs=0.5, epochs=3, seed=config.seed, progress=progress)
+            if quantize:
+                calib, _ = height_map_dataset(512, config.seed + 20_000, **kw)
+                model = sdk.quantize(model, torch.from_numpy(calib[:, None]), scheme=quantize,
+                                     weight_bits=bits, progress=progress)
+        elif quantize:
             model = quantize_classifier(model, config, scheme=quantize, bits=bits, progress=progress)
         deploy_classifier(model, path, metadata={"val_accuracy_fp32": meta["val_accuracy"]})
     return path
@@ -127,6 +145,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", type=Path, help="height-map classifier bundle (default: the cached conveyor model)")
     p.add_argument("--quantize", choices=["pwlq", "uniform"], help="default model: post-training quantized")
     p.add_argument("--bits", type=int, default=4, help="--quantize: weight bits")
+    p.add_argument("--dynamic", action="store_true",
+                   help="default model: S2DNAS early exits (two stages; with --quantize every stage quantized)")
     p.add_argument("--gate-distance-mm", type=float, default=400.0, help="scan line -> reject gate, mm")
     p.add_argument("--margin-mm", type=float, default=10.0, help="a reject must reach the PLC this far ahead")
     p.add_argument("--mm-per-count", type=float, default=MM_PER_COUNT, help="belt travel per encoder count")
@@ -187,7 +207,7 @@ def run(args) -> dict:
     try:
         # the PLC first: an unreachable PLC is reported before anything is trained or loaded
         with PlcClient(host, port) as plc, sdk.load(bundle := args.bundle or default_bundle(
-                args.quantize, args.bits, progress=not args.quiet)) as engine:
+                args.quantize, args.bits, progress=not args.quiet, dynamic=args.dynamic)) as engine:
             source = sim.open_source() if sim else firmware_bridge.open_source(args.source)
             try:
                 scanner = ConveyorScanner(source, HeightCodedExtractor(), EngineClassifier(engine), plc, config,

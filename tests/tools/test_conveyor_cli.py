@@ -45,3 +45,32 @@ def test_short_soak_writes_reports(bundle, tmp_path, capsys):
     assert score["defects"] > 0 and score["good_rejected"] == 0 and score["firings_unmatched"] == 0
     assert perf["decision_latency_ms"]["n"] == perf["objects"]
     assert log.exists() and "keep-up" in capsys.readouterr().out
+
+
+def test_a_pwlq_dynamic_exit_classifier_runs_the_line(tmp_path, capsys):
+    """The classifier trained with Prism, made a two-stage S2DNAS network, every stage PWLQ
+    4-bit: the scanner takes its DynamicResult and still rejects every defect at the gate."""
+    import torch
+
+    import sdk
+    from sdk.models.conveyor_classifier import ConveyorTrainConfig, deploy_classifier, get_or_train, height_map_dataset
+
+    config = ConveyorTrainConfig(samples=1200, epochs=10, width=8)
+    model, _ = get_or_train(config, progress=False)
+    kw = dict(columns=config.columns, belt_width_mm=config.belt_width_mm, mm_per_count=config.mm_per_count,
+              map_shape=config.map_shape)
+    maps, labels = height_map_dataset(600, 30_000, **kw)
+    net = sdk.make_dynamic(model, (maps[:, None], labels), stages=2, groups=4, candidates=2,
+                           finetune_epochs=0.3, epochs=2, threads=1, progress=False)
+    qnet = sdk.quantize(net, torch.from_numpy(maps[:256, None]), scheme="pwlq", weight_bits=4, progress=False)
+    bundle = deploy_classifier(qnet, tmp_path / "dyn.prism")
+    assert bundle.manifest["precision"] == "pwlq4" and "dynamic" in bundle.manifest
+    out = tmp_path / "reports"
+    rc = main(["conveyor", "--soak", "--duration", "3", "--warmup", "1", "--rate", "4000", "--bundle", str(bundle.path),
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    perf = json.loads((out / "perf.json").read_text())
+    assert perf["objects"] > 10 and perf["uncounted_drops"] == 0
+    score = perf["score"]
+    assert score["defects"] > 0 and score["good_rejected"] == 0 and score["firings_unmatched"] == 0
+    assert score["defects_rejected"] >= 0.9 * score["defects"]  # a tiny search budget: allow a miss

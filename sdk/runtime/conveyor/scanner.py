@@ -120,8 +120,9 @@ class LutTriangulationExtractor:
 class EngineClassifier:
     """An ``sdk.load``-ed bundle on height maps: (N, H, W) float32 -> p(defect) (N,).
 
-    The bundle takes (N, 1, H, W) float32 and returns logits; ``defect_class`` is the defect's
-    index; the softmax probability of it is returned."""
+    The bundle takes (N, 1, H, W) float32 and returns logits (a dynamic S2DNAS bundle: its
+    ``DynamicResult.logits``); ``defect_class`` is the defect's index; the softmax probability
+    of it is returned."""
 
     def __init__(self, engine, defect_class: int = 1):
         self.engine, self.defect_class = engine, defect_class
@@ -134,7 +135,9 @@ class EngineClassifier:
     def __call__(self, maps: np.ndarray) -> np.ndarray:
         if maps.shape[1:] != self.map_shape:
             raise ValueError(f"height maps are {maps.shape[1:]}, the classifier takes {self.map_shape}")
-        logits = np.asarray(self.engine.infer(np.ascontiguousarray(maps[:, None], np.float32)), np.float64)
+        out = self.engine.infer(np.ascontiguousarray(maps[:, None], np.float32))
+        # a dynamic (S2DNAS) bundle answers DynamicResult(logits, exit_stage): exits are real
+        logits = np.asarray(getattr(out, "logits", out), np.float64)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return (e[:, self.defect_class] / e.sum(axis=1)).astype(np.float32)
 
