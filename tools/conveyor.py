@@ -62,8 +62,11 @@ def default_bundle(quantize: str | None = None, bits: int = 4, progress: bool = 
             kw = dict(columns=config.columns, belt_width_mm=config.belt_width_mm,
                       mm_per_count=config.mm_per_count, map_shape=config.map_shape)
             maps, labels = height_map_dataset(1500, config.seed + 30_000, **kw)
+            # the stages are retrained from the static weights: SGD at lr 0.01 (0.1, the paper's
+            # ImageNet/CIFAR rate, leaves these small maps' stages at chance)
             model = sdk.make_dynamic(model, (maps[:, None], labels), stages=2, candidates=4,
-                                     finetune_epochs=0.5, epochs=3, seed=config.seed, progress=progress)
+                                     finetune_epochs=0.5, epochs=15, lr=0.01, seed=config.seed,
+                                     progress=progress)
             if quantize:
                 calib, _ = height_map_dataset(512, config.seed + 20_000, **kw)
                 model = sdk.quantize(model, torch.from_numpy(calib[:, None]), scheme=quantize,

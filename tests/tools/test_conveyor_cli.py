@@ -59,9 +59,9 @@ def test_a_pwlq_dynamic_exit_classifier_runs_the_line(tmp_path, capsys):
     model, _ = get_or_train(config, progress=False)
     kw = dict(columns=config.columns, belt_width_mm=config.belt_width_mm, mm_per_count=config.mm_per_count,
               map_shape=config.map_shape)
-    maps, labels = height_map_dataset(600, 30_000, **kw)
+    maps, labels = height_map_dataset(1500, 30_000, **kw)
     net = sdk.make_dynamic(model, (maps[:, None], labels), stages=2, groups=4, candidates=2,
-                           finetune_epochs=0.3, epochs=2, threads=1, progress=False)
+                           finetune_epochs=0.3, epochs=15, lr=0.01, threads=1, progress=False)
     qnet = sdk.quantize(net, torch.from_numpy(maps[:256, None]), scheme="pwlq", weight_bits=4, progress=False)
     bundle = deploy_classifier(qnet, tmp_path / "dyn.prism")
     assert bundle.manifest["precision"] == "pwlq4" and "dynamic" in bundle.manifest
@@ -73,4 +73,4 @@ def test_a_pwlq_dynamic_exit_classifier_runs_the_line(tmp_path, capsys):
     assert perf["objects"] > 10 and perf["uncounted_drops"] == 0
     score = perf["score"]
     assert score["defects"] > 0 and score["good_rejected"] == 0 and score["firings_unmatched"] == 0
-    assert score["defects_rejected"] >= 0.9 * score["defects"]  # a tiny search budget: allow a miss
+    assert score["defects_rejected"] == score["defects"]
