@@ -46,3 +46,22 @@ class ResidualNet(nn.Module):
         x = F.relu(self.bn0(self.stem(x)))
         x = F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
         return self.fc(x.mean((2, 3)))
+
+
+def small_dynamic_net(thresholds=(0.8, 0.9), *, bn_statistics: bool = False):
+    """A VGG-like MNIST-shaped CNN made a 3-stage S2DNAS network (fixed architecture, no search);
+    ``bn_statistics``: mildly non-trivial batch-norm running statistics, so folding matters."""
+    from sdk.toolchain.s2dnas import Architecture, transform
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(16 * 14 * 14, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    if bn_statistics:
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    net = transform(model, Architecture(3, 8, ((1, 4), (2, 6), (3, 5)), ((True, False, True),) * 3)).eval()
+    net.set_thresholds(list(thresholds))
+    return net

@@ -3,24 +3,17 @@ stages, the cached features each reads and writes, thresholds and MACs."""
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
-
 import sdk  # noqa: E402
 from sdk.errors import InputError  # noqa: E402
-from sdk.toolchain.s2dnas import Architecture, transform  # noqa: E402
+from sdk.toolchain.s2dnas import Architecture  # noqa: E402
+from tests.toolchain.quant_nets import small_dynamic_net  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def net():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(16 * 14 * 14, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
-    net = transform(model, Architecture(3, 8, ((1, 4), (2, 6), (3, 5)), ((True, False, True),) * 3)).eval()
-    net.set_thresholds([0.8, 0.9])
-    yield net
+    yield small_dynamic_net(thresholds=(0.8, 0.9))
     torch.set_num_threads(before)
 
 

@@ -5,29 +5,18 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
 
 import sdk  # noqa: E402
 from sdk.errors import InputError  # noqa: E402
-from sdk.toolchain.s2dnas import Architecture, transform  # noqa: E402
+from tests.toolchain.quant_nets import small_dynamic_net  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def nets():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                          nn.Flatten(), nn.Linear(16 * 14 * 14, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
-    for m in model.modules():  # non-trivial batch-norm statistics, so folding matters
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-    net = transform(model, Architecture(3, 8, ((1, 4), (2, 6), (3, 5)), ((True, False, True),) * 3)).eval()
-    net.set_thresholds([0.3, 0.35])
-    calib = torch.rand(64, 1, 28, 28)
-    qnet = sdk.quantize(net, calib, scheme="pwlq", weight_bits=4, progress=False)
+    net = small_dynamic_net(thresholds=(0.3, 0.35), bn_statistics=True)
+    qnet = sdk.quantize(net, torch.rand(64, 1, 28, 28), scheme="pwlq", weight_bits=4, progress=False)
     yield net, qnet
     torch.set_num_threads(before)
 
