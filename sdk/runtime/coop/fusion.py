@@ -71,16 +71,10 @@ class FusionConfig:
 
 
 @dataclass
-class FusedObject:
-    cls: int
-    x: float
-    y: float
-    length: float
-    width: float
-    heading: float
-    """Box in the ego frame (m, rad)."""
-    score: float
-    sources: tuple[int, ...]
+class FusedObject(DetectedObject):
+    """A :class:`DetectedObject` in the ego frame (m, rad), with the devices that saw it."""
+
+    sources: tuple[int, ...] = ()
     """Device ids whose boxes were merged into this one (the ego's id first when it saw it)."""
 
     def as_box(self) -> np.ndarray:
