@@ -58,7 +58,7 @@ from .errors import InputError
 
 __all__ = ["PATHS", "TAIL_FORMS", "PackedPwlqWeights", "PwlqGemm", "PwlqConv2d",
            "available_paths", "simd_path", "pack_pwlq_weights", "qgemm_accumulators", "qgemm",
-           "qconv2d",
+           "qconv2d", "quantize_linear",
            "qgemm_accumulators_reference", "qgemm_reference", "qconv2d_reference"]
 
 PATHS = ("scalar", "avx2", "avx512vnni", "neon_dot")
@@ -471,8 +471,8 @@ class PwlqConv2d:
         return tuple((size + 2 * pad - dil * (k - 1) - 1) // s + 1 for size, pad, dil, k, s in
                      zip((height, width), self.padding, self.dilation, kernel, self.stride))
 
-    def _input(self, X) -> tuple[np.ndarray, tuple[int, int]]:
-        X = _array("X", X, np.uint8, (4,), "(B, C_in, H, W)")
+    def _input(self, X, dtype=np.uint8) -> tuple[np.ndarray, tuple[int, int]]:
+        X = _array("X", X, dtype, (4,), "(B, C_in, H, W)")
         c_in = self.packed.shape[1] * self.packed.groups
         if X.shape[1] != c_in or 0 in X.shape[2:]:
             raise InputError(f"X: expected shape (B, {c_in}, H, W) (C_in = {self.packed.shape[1]} "
@@ -505,6 +505,40 @@ class PwlqConv2d:
                                  y, f.out_scale, f.out_zero_point, f.relu, path, threads)
         return y
 
+    def prepare_float(self, *, clip: tuple[float, float] | None = None, relu: bool = False,
+                      path: str | None = None, num_threads: int | None = None):
+        """A callable ``f(X, residual=None)`` for float32 ``(B, C_in, H, W)`` C-contiguous
+        inputs that returns what ``self(quantize_linear(X, sx, zx, clip))`` returns, with the
+        quantization done inside the kernel: ONNX QuantizeLinear with this layer's ``(sx, zx)``
+        (``x / sx``, a true float32 division; round half to even; ``+ zx``; saturate to 0..255)
+        after ``clip(x, lo, hi)`` when ``clip = (lo, hi)`` (the Clip before QuantizeLinear of
+        activations under 8 bits). Float output only: ``residual`` (float32, the output's
+        shape) is added to ``y`` as it is stored (a following Add, fused), then ``relu`` applies
+        ``maximum(y, 0)`` (a following Relu, fused), in float32 and in that order. Everything
+        is bound once, so a call costs one C++ call; it checks the input's rank, channels and
+        size and raises ``ValueError`` (a wrong dtype or layout raises ``TypeError``: nothing is
+        converted)."""
+        lo, hi, has_clip = _clip_range(clip)
+        f = self.affine
+        if relu and f.out_scale is not None:
+            raise InputError("relu: fuses a Relu into the float output; a requantized layer "
+                             "clamps with its own relu flag")
+        kh, kw = self.packed.shape[2:]
+        requant = f.out_scale is not None
+        return _kernels.PreparedQConv2d(
+            self.packed.native, kh, kw, *self.stride, *self.padding, *self.dilation, f.sx,
+            has_clip, lo, hi, f.sx, f.zx, self._params, requant,
+            f.out_scale if requant else 1.0, f.out_zero_point if requant else 0,
+            f.relu if requant else bool(relu), _resolve_path(path), _threads(num_threads))
+
+    def from_float(self, X: np.ndarray, *, clip: tuple[float, float] | None = None,
+                   relu: bool = False, path: str | None = None,
+                   num_threads: int | None = None) -> np.ndarray:
+        """float32 ``(B, C_in, H, W)`` -> as :meth:`__call__`, quantized inside the kernel: see
+        :meth:`prepare_float` (build that once for repeated calls)."""
+        X, _ = self._input(X, np.float32)
+        return self.prepare_float(clip=clip, relu=relu, path=path, num_threads=num_threads)(X)
+
     def reference(self, X: np.ndarray) -> np.ndarray:
         """The NumPy twin of ``self(X)``: im2col (padded with ``zx``) and an int64 GEMM per
         group, then the same float32 epilogue."""
@@ -526,6 +560,33 @@ class PwlqConv2d:
         a_c, a_t, a_s = (np.concatenate(parts, axis=2) for parts in acc)
         y = _epilogue_reference(a_c, a_t, a_s, np.concatenate(r, axis=2), packed, f)  # (B, M, N)
         return np.ascontiguousarray(y.transpose(0, 2, 1).reshape(X.shape[0], c_out, *out))
+
+
+def _clip_range(clip) -> tuple[float, float, bool]:
+    """(lo, hi, given) of an optional ``(lo, hi)`` clip of float inputs."""
+    if clip is None:
+        return 0.0, 0.0, False
+    try:
+        lo, hi = (float(v) for v in clip)
+    except (TypeError, ValueError):
+        raise InputError(f"clip: expected None or a (low, high) pair of numbers, received "
+                         f"{clip!r}") from None
+    if not lo <= hi:
+        raise InputError(f"clip: expected low <= high, received {clip!r}")
+    return lo, hi, True
+
+
+def quantize_linear(x: np.ndarray, scale: float, zero_point: int,
+                    clip: tuple[float, float] | None = None) -> np.ndarray:
+    """ONNX QuantizeLinear to uint8 in float32, the NumPy twin of the kernels' input
+    quantization: ``saturate(round_half_even(x / scale) + zero_point)``, after
+    ``clip(x, lo, hi)`` when ``clip = (lo, hi)``."""
+    if clip is not None:
+        lo, hi, _ = _clip_range(clip)
+        x = np.clip(x, np.float32(lo), np.float32(hi))
+    q = np.rint(np.divide(x, np.float32(scale), dtype=np.float32))
+    q += np.float32(zero_point)
+    return np.clip(q, 0, 255).astype(np.uint8)
 
 
 def qconv2d(X: np.ndarray, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None, p=None,

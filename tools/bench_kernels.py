@@ -28,7 +28,8 @@ times the thread count is the denominator used for "fraction of peak" (with one 
 numerator is in CPU time too); both are recorded.
 
 Writes ``reports/kernels/bench.json`` (all timings), ``reports/kernels/perf.json`` (the summary
-rows for the README table, see ``sdk.tools.perf_table``) and ``reports/kernels/bench.png``.
+rows for the README table, see ``sdk.tools.perf_table``), ``reports/kernels/perf.md`` (those rows
+as Markdown) and ``reports/kernels/bench.png``.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ import numpy as np
 
 from sdk import _kernels
 from sdk import kernels_int as ki
+
+from .perf_table import render
 
 COMMAND = "python -m sdk.tools.bench_kernels"
 # (name, M, K, N)
@@ -331,6 +334,16 @@ def plot(results: list[dict], thread_counts: list[int], path: Path, host: dict) 
     plt.close(fig)
 
 
+def write_markdown(out: Path) -> None:
+    """``out/perf.md``: the summary rows of ``perf.json`` as a table."""
+    perf = json.loads((out / "perf.json").read_text())
+    text = (f"# PWLQ integer GEMM vs ONNX Runtime MatMulInteger\n\nReproduce: "
+            f"`{perf.get('command', 'python -m sdk.tools.bench_kernels')}`. Contenders are timed "
+            f"in interleaved rounds on a machine shared with other jobs: the ratios are the "
+            f"result; bench.json holds every timing.\n\n{render([('kernels', perf)])}\n")
+    (out / "perf.md").write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=9, help="interleaved timing rounds")
@@ -344,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     for row in report["rows"]:
         met = {True: "met", False: "NOT met", None: ""}[row["met"]]
         print(f"{row['what']}: {row['value']} {row['unit']} {met}")
-    print(f"wrote {args.out}/bench.json, perf.json, bench.png in {time.perf_counter() - t0:.0f} s")
+    write_markdown(args.out)
+    print(f"wrote {args.out}/bench.json, perf.json, perf.md, bench.png in "
+          f"{time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "prism/cpu_features.hpp"
@@ -163,12 +164,12 @@ void qgemm(U8Array x, const Packed& w, float sx, int zx, const EpilogueArrays& p
     prism::qgemm_requantized(src, m, *w, e, rq, pq, o);
 }
 
-void qconv2d(U8Array x, const Packed& w, std::int64_t kernel_h, std::int64_t kernel_w,
-             std::int64_t stride_h, std::int64_t stride_w, std::int64_t pad_h, std::int64_t pad_w,
-             std::int64_t dilation_h, std::int64_t dilation_w, float sx, int zx,
-             const EpilogueArrays& params, std::optional<F32Array> y, std::optional<U8Array> q,
-             float out_scale, int out_zero_point, bool relu, const std::string& path,
-             int num_threads) {
+// The geometry of x (B, C_in, H, W) under w; checks x and the output's size.
+prism::Conv2dGeometry conv_geometry(const py::array& x, const Packed& w, std::int64_t kernel_h,
+                                    std::int64_t kernel_w, std::int64_t stride_h,
+                                    std::int64_t stride_w, std::int64_t pad_h, std::int64_t pad_w,
+                                    std::int64_t dilation_h, std::int64_t dilation_w,
+                                    bool has_y, bool has_q, py::ssize_t out_size) {
   if (x.ndim() != 4) throw std::invalid_argument("x must be (B, C_in, H, W)");
   prism::Conv2dGeometry g;
   g.batch = x.shape(0);
@@ -186,10 +187,21 @@ void qconv2d(U8Array x, const Packed& w, std::int64_t kernel_h, std::int64_t ker
   g.dilation_w = dilation_w;
   g.groups = w->groups;
   prism::check_conv2d(g, *w);
-  if (y.has_value() == q.has_value()) throw std::invalid_argument("give exactly one of y and q");
-  const py::ssize_t out_size = y ? y->size() : q->size();
+  if (has_y == has_q) throw std::invalid_argument("give exactly one of y and q");
   if (out_size != g.batch * g.out_channels * g.out_height() * g.out_width())
     throw std::invalid_argument("output must hold (B, C_out, H_out, W_out) values");
+  return g;
+}
+
+void qconv2d(U8Array x, const Packed& w, std::int64_t kernel_h, std::int64_t kernel_w,
+             std::int64_t stride_h, std::int64_t stride_w, std::int64_t pad_h, std::int64_t pad_w,
+             std::int64_t dilation_h, std::int64_t dilation_w, float sx, int zx,
+             const EpilogueArrays& params, std::optional<F32Array> y, std::optional<U8Array> q,
+             float out_scale, int out_zero_point, bool relu, const std::string& path,
+             int num_threads) {
+  const prism::Conv2dGeometry g =
+      conv_geometry(x, w, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h,
+                    dilation_w, y.has_value(), q.has_value(), y ? y->size() : q ? q->size() : 0);
   const prism::PwlqEpilogue e = params.get(sx, zx, w->channels);
   const prism::QgemmOptions o = options(path, num_threads);
   const std::uint8_t* src = x.data();
@@ -205,6 +217,86 @@ void qconv2d(U8Array x, const Packed& w, std::int64_t kernel_h, std::int64_t ker
   else
     prism::qconv2d_requantized(src, g, *w, e, rq, pq, o);
 }
+
+// A convolution layer prepared once for float32 inputs quantized inside the kernel
+// (prism::InputQuantization): a call checks x, allocates the output and runs, with no Python
+// between (the per-layer cost of a small network's convolutions is mostly call overhead).
+class PreparedConv {
+ public:
+  PreparedConv(Packed w, std::int64_t kernel_h, std::int64_t kernel_w, std::int64_t stride_h,
+               std::int64_t stride_w, std::int64_t pad_h, std::int64_t pad_w,
+               std::int64_t dilation_h, std::int64_t dilation_w, float in_scale, bool clip,
+               float clip_low, float clip_high, float sx, int zx, EpilogueArrays params,
+               bool requantize, float out_scale, int out_zero_point, bool relu,
+               const std::string& path, int num_threads)
+      : w_(std::move(w)), params_(std::move(params)), requantize_(requantize), relu_(relu),
+        options_(options(path, num_threads)) {
+    g_.out_channels = w_->channels;
+    g_.groups = w_->groups;
+    g_.kernel_h = kernel_h;
+    g_.kernel_w = kernel_w;
+    g_.stride_h = stride_h;
+    g_.stride_w = stride_w;
+    g_.pad_h = pad_h;
+    g_.pad_w = pad_w;
+    g_.dilation_h = dilation_h;
+    g_.dilation_w = dilation_w;
+    epilogue_ = params_.get(sx, zx, w_->channels);
+    input_.scale = in_scale;
+    input_.clip = clip;
+    input_.clip_low = clip_low;
+    input_.clip_high = clip_high;
+    requant_.scale = out_scale;
+    requant_.zero_point = out_zero_point;
+    requant_.relu = relu;
+  }
+
+  // x: float32 (B, C_in, H, W) C-contiguous -> float32 or uint8 (B, C_out, H_out, W_out);
+  // residual: None or float32 of the output's shape, added to a float output before the relu.
+  py::array operator()(F32Array x, std::optional<F32Array> residual) const {
+    if (x.ndim() != 4) throw std::invalid_argument("x must be (B, C_in, H, W)");
+    prism::Conv2dGeometry g = g_;
+    g.batch = x.shape(0);
+    g.in_channels = x.shape(1);
+    g.height = x.shape(2);
+    g.width = x.shape(3);
+    prism::check_conv2d(g, *w_);
+    const std::vector<py::ssize_t> shape{g.batch, g.out_channels, g.out_height(), g.out_width()};
+    const float* src = x.data();
+    prism::FloatOutputOps ops;
+    ops.relu = relu_;
+    if (residual) {
+      if (requantize_) throw std::invalid_argument("residual: the layer's output is requantized");
+      bool same = residual->ndim() == 4;
+      for (int i = 0; same && i < 4; ++i) same = residual->shape(i) == shape[i];
+      if (!same) throw std::invalid_argument("residual must have the output's shape (B, C_out, H_out, W_out)");
+      ops.residual = residual->data();
+    }
+    if (requantize_) {
+      U8Array q(shape);
+      std::uint8_t* pq = q.mutable_data();
+      py::gil_scoped_release release;
+      prism::qconv2d_from_float_requantized(src, input_, g, *w_, epilogue_, requant_, pq,
+                                            options_);
+      return std::move(q);
+    }
+    F32Array y(shape);
+    float* py = y.mutable_data();
+    py::gil_scoped_release release;
+    prism::qconv2d_from_float(src, input_, g, *w_, epilogue_, ops, py, options_);
+    return std::move(y);
+  }
+
+ private:
+  Packed w_;
+  EpilogueArrays params_;  // keeps the per-channel arrays that epilogue_ points into alive
+  prism::Conv2dGeometry g_;
+  prism::PwlqEpilogue epilogue_;
+  prism::InputQuantization input_;
+  prism::Requantization requant_;
+  bool requantize_, relu_;
+  prism::QgemmOptions options_;
+};
 
 // ---- Folded convolution, FP32 and integer (sdk/fold_conv.py documents and checks the inputs).
 
@@ -400,6 +492,19 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("q").noconvert() = py::none(), py::arg("out_scale") = 1.0f,
         py::arg("out_zero_point") = 0, py::arg("relu") = false, py::arg("path") = "auto",
         py::arg("num_threads") = 0, "See sdk.kernels_int.qconv2d.");
+  py::class_<PreparedConv>(m, "PreparedQConv2d",
+                           "See sdk.kernels_int.PwlqConv2d.prepare_float.")
+      .def(py::init<Packed, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                    std::int64_t, std::int64_t, std::int64_t, float, bool, float, float, float,
+                    int, EpilogueArrays, bool, float, int, bool, const std::string&, int>(),
+           py::arg("packed"), py::arg("kernel_h"), py::arg("kernel_w"), py::arg("stride_h"),
+           py::arg("stride_w"), py::arg("pad_h"), py::arg("pad_w"), py::arg("dilation_h"),
+           py::arg("dilation_w"), py::arg("in_scale"), py::arg("clip"), py::arg("clip_low"),
+           py::arg("clip_high"), py::arg("sx"), py::arg("zx"), py::arg("params"),
+           py::arg("requantize"), py::arg("out_scale"), py::arg("out_zero_point"),
+           py::arg("relu"), py::arg("path"), py::arg("num_threads"))
+      .def("__call__", &PreparedConv::operator(), py::arg("x").noconvert(),
+           py::arg("residual").noconvert() = py::none());
   py::class_<prism::PackedFoldWeights, PackedFold>(
       m, "PackedFoldWeights", "FP32 folded-convolution weights packed once (see sdk.fold_conv).")
       .def_readonly("in_channels", &prism::PackedFoldWeights::in_channels)

@@ -3,6 +3,7 @@
 #include "prism/qgemm.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -119,6 +120,20 @@ double vpdpbusd_per_second(double seconds) {
   return qgemm_path_unavailable_reason(QgemmPath::Avx512Vnni).empty()
              ? avx512vnni_peak_probe(seconds)
              : 0.0;
+}
+
+void quantize_linear(const IsaKernels& isa, const QuantizeArgs& a) {
+  if (isa.quantize) {
+    isa.quantize(a);
+    return;
+  }
+  for (std::int64_t i = 0; i < a.count; ++i) {
+    float x = a.x[i];
+    if (a.clip) x = std::min(std::max(x, a.clip_low), a.clip_high);
+    float q = std::nearbyint(x / a.scale) + a.zero_point;  // default rounding: half to even
+    q = std::min(std::max(q, 0.0f), 255.0f);
+    a.q[i] = static_cast<std::uint8_t>(static_cast<int>(q));
+  }
 }
 
 const IsaKernels& kernels_for(QgemmPath path) {
@@ -379,6 +394,24 @@ struct EpilogueConstants : EpilogueChannelConstants {
   }
 };
 
+// Calls fn(tile_row, output_row, count) for each run of output rows among the source's rows
+// [row0, row0 + n): tile row i is source row row0 + i (see RowSource::row_period).
+template <class Fn>
+void for_each_output_run(const RowSource& src, std::int64_t row0, std::int64_t n, Fn fn) {
+  const std::int64_t period = src.row_period();
+  if (period == 0) {
+    if (n > 0) fn(std::int64_t{0}, row0, n);
+    return;
+  }
+  const std::int64_t valid = src.row_valid();
+  for (std::int64_t m = row0, end = row0 + n; m < end;) {
+    const std::int64_t line = m / period, col = m % period;
+    const std::int64_t stop = std::min(end, (line + 1) * period);
+    if (col < valid) fn(m - row0, line * valid + col, std::min(stop, line * period + valid) - m);
+    m = stop;
+  }
+}
+
 struct Task {
   std::int64_t job;
   std::int64_t row0, row_groups;
@@ -405,8 +438,12 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
   const std::int64_t per_group = w.channels_per_group();
   const OutputSpec& out = job.out;
 
+  const RowSource& src = *job.source;
   if (out.kind == OutputSpec::Kind::Accumulators && task.panel0 == 0) {
-    for (std::int64_t r = 0; r < valid_rows; ++r) out.r[task.row0 + r] = row_sums[r];
+    for_each_output_run(src, task.row0, valid_rows,
+                        [&](std::int64_t t, std::int64_t o, std::int64_t n) {
+                          for (std::int64_t r = 0; r < n; ++r) out.r[o + r] = row_sums[t + r];
+                        });
   }
   for (std::int64_t p = task.panel0; p < task.panel1; ++p) {
     const std::int64_t c0 = p * kQgemmPanel;  // first channel of the panel within the group
@@ -428,15 +465,19 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
     const bool merged = w.tail_form == TailForm::Sparse;
 
     if (out.kind == OutputSpec::Kind::Accumulators) {
-      for (std::int64_t j = 0; j < nc; ++j) {
-        for (std::int64_t r = 0; r < valid_rows; ++r) {
-          const std::int64_t o = (task.row0 + r) * out.row_stride + (c0 + j) * out.channel_stride;
-          const std::int32_t t = has_tail ? acc_t[j * ld + r] : 0;
-          out.a_c[o] = merged ? acc[j * ld + r] - t : acc[j * ld + r];
-          out.a_t[o] = t;
-          out.a_s[o] = has_tail ? acc_s[j * ld + r] : 0;
+      for_each_output_run(src, task.row0, valid_rows,
+                          [&](std::int64_t t0, std::int64_t o0, std::int64_t n) {
+        for (std::int64_t j = 0; j < nc; ++j) {
+          for (std::int64_t r = 0; r < n; ++r) {
+            const std::int64_t i = j * ld + t0 + r;
+            const std::int64_t o = (o0 + r) * out.row_stride + (c0 + j) * out.channel_stride;
+            const std::int32_t t = has_tail ? acc_t[i] : 0;
+            out.a_c[o] = merged ? acc[i] - t : acc[i];
+            out.a_t[o] = t;
+            out.a_s[o] = has_tail ? acc_s[i] : 0;
+          }
         }
-      }
+      });
       continue;
     }
 
@@ -465,29 +506,46 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
       float* y = s.y.get(tile);
       e.y = y;
       isa.epilogue(e);
-      for (std::int64_t j = 0; j < nc; ++j) {
-        float* dst = out.y + task.row0 * out.row_stride + (c0 + j) * out.channel_stride;
-        if (out.row_stride == 1) {
-          std::memcpy(dst, y + j * ld, static_cast<std::size_t>(valid_rows) * sizeof(float));
-        } else if (isa.store_rows && nc == kQgemmPanel && out.channel_stride == 1) {
-          isa.store_rows(StoreRowsArgs{y, ld, valid_rows, dst, out.row_stride});
-          break;  // all 8 channels stored
-        } else {
-          for (std::int64_t r = 0; r < valid_rows; ++r) dst[r * out.row_stride] = y[j * ld + r];
+      for_each_output_run(src, task.row0, valid_rows,
+                          [&](std::int64_t t0, std::int64_t o0, std::int64_t n) {
+        for (std::int64_t j = 0; j < nc; ++j) {
+          float* dst = out.y + o0 * out.row_stride + (c0 + j) * out.channel_stride;
+          const float* tile_row = y + j * ld + t0;
+          if (out.residual || out.relu) {
+            const float* res =
+                out.residual ? out.residual + o0 * out.row_stride + (c0 + j) * out.channel_stride
+                             : nullptr;
+            for (std::int64_t r = 0; r < n; ++r) {
+              float v = tile_row[r];
+              if (res) v = v + res[r * out.row_stride];
+              dst[r * out.row_stride] = out.relu ? (v > 0.0f ? v : 0.0f) : v;
+            }
+          } else if (out.row_stride == 1) {
+            std::memcpy(dst, tile_row, static_cast<std::size_t>(n) * sizeof(float));
+          } else if (isa.store_rows && nc == kQgemmPanel && out.channel_stride == 1) {
+            isa.store_rows(StoreRowsArgs{tile_row, ld, n, dst, out.row_stride});
+            break;  // all 8 channels stored
+          } else {
+            for (std::int64_t r = 0; r < n; ++r) dst[r * out.row_stride] = tile_row[r];
+          }
         }
-      }
+      });
     } else {
       std::uint8_t* q = s.q.get(tile);
       e.q = q;
       isa.epilogue(e);
-      for (std::int64_t j = 0; j < nc; ++j) {
-        std::uint8_t* dst = out.q + task.row0 * out.row_stride + (c0 + j) * out.channel_stride;
-        if (out.row_stride == 1) {
-          std::memcpy(dst, q + j * ld, static_cast<std::size_t>(valid_rows));
-        } else {
-          for (std::int64_t r = 0; r < valid_rows; ++r) dst[r * out.row_stride] = q[j * ld + r];
+      for_each_output_run(src, task.row0, valid_rows,
+                          [&](std::int64_t t0, std::int64_t o0, std::int64_t n) {
+        for (std::int64_t j = 0; j < nc; ++j) {
+          std::uint8_t* dst = out.q + o0 * out.row_stride + (c0 + j) * out.channel_stride;
+          const std::uint8_t* tile_row = q + j * ld + t0;
+          if (out.row_stride == 1) {
+            std::memcpy(dst, tile_row, static_cast<std::size_t>(n));
+          } else {
+            for (std::int64_t r = 0; r < n; ++r) dst[r * out.row_stride] = tile_row[r];
+          }
         }
-      }
+      });
     }
   }
 }

@@ -215,7 +215,8 @@ void pack_matrix(const MatrixPackArgs& a) {
   }
 }
 
-const IsaKernels kAvx2{QgemmPath::Avx2, false, dense, tail, epilogue, pack_matrix, nullptr};
+const IsaKernels kAvx2{QgemmPath::Avx2, false, dense, tail, epilogue, pack_matrix, nullptr,
+                       nullptr,  nullptr};
 
 }  // namespace
 

@@ -256,6 +256,68 @@ void pack_matrix(const MatrixPackArgs& a) {
   }
 }
 
+// Implicit im2col (prism/qconv.hpp): per k-block, four taps × 16 consecutive rows are four
+// 16-byte loads, interleaved bytewise into rows of 4 k-values (two unpack levels). Row sums by
+// vpdpbusd against ones, as pack_matrix.
+inline __m512i interleave_taps(__m128i a, __m128i b, __m128i c, __m128i d) {
+  const __m128i ab_lo = _mm_unpacklo_epi8(a, b), ab_hi = _mm_unpackhi_epi8(a, b);
+  const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+  __m512i v = _mm512_castsi128_si512(_mm_unpacklo_epi16(ab_lo, cd_lo));  // rows 0..3
+  v = _mm512_inserti32x4(v, _mm_unpackhi_epi16(ab_lo, cd_lo), 1);        // rows 4..7
+  v = _mm512_inserti32x4(v, _mm_unpacklo_epi16(ab_hi, cd_hi), 2);        // rows 8..11
+  return _mm512_inserti32x4(v, _mm_unpackhi_epi16(ab_hi, cd_hi), 3);     // rows 12..15
+}
+
+void pack_taps(const TapPackArgs& a) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  const std::int64_t full = a.depth / kB;
+  for (std::int64_t g = 0; g < a.row_groups; ++g) {
+    const std::uint8_t* rows = a.planes + a.row0 + g * 16;
+    std::uint8_t* out = a.out + g * a.k_blocks * 64;
+    const std::int64_t* tap = a.tap_offset;
+    __m512i sums = _mm512_setzero_si512();
+    for (std::int64_t kb = 0; kb < full; ++kb, tap += kB) {
+      const __m512i v = interleave_taps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + tap[0])),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + tap[1])),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + tap[2])),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + tap[3])));
+      _mm512_storeu_si512(out + kb * 64, v);
+      PRISM_DPBUSD(sums, v, ones);
+    }
+    if (full < a.k_blocks) {  // the last partial block: zeros past K
+      __m128i t[kB];
+      for (int i = 0; i < kB; ++i) {
+        t[i] = full * kB + i < a.depth
+                   ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows + tap[i]))
+                   : _mm_setzero_si128();
+      }
+      const __m512i v = interleave_taps(t[0], t[1], t[2], t[3]);
+      _mm512_storeu_si512(out + full * 64, v);
+      PRISM_DPBUSD(sums, v, ones);
+    }
+    _mm512_storeu_si512(a.row_sums + g * 16, sums);
+  }
+}
+
+// ONNX QuantizeLinear, 16 values at a time: the same float32 operations as the portable loop
+// (true division, round half to even, add, saturate).
+void quantize(const QuantizeArgs& a) {
+  const __m512 scale = _mm512_set1_ps(a.scale), zp = _mm512_set1_ps(a.zero_point);
+  const __m512 clo = _mm512_set1_ps(a.clip_low), chi = _mm512_set1_ps(a.clip_high);
+  const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
+  for (std::int64_t i = 0; i < a.count; i += 16) {
+    const std::int64_t left = a.count - i;
+    const __mmask16 m = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    __m512 x = _mm512_maskz_loadu_ps(m, a.x + i);
+    if (a.clip) x = _mm512_min_ps(_mm512_max_ps(x, clo), chi);
+    __m512 q = _mm512_roundscale_ps(_mm512_div_ps(x, scale),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zp), zero), top);
+    _mm_mask_storeu_epi8(a.q + i, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(q)));
+  }
+}
+
 inline __m256 upper_half(__m512 v) {  // vextractf32x8 would need AVX-512 DQ
   return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
@@ -339,7 +401,8 @@ double peak_probe(double seconds) {
   return 12.0 * static_cast<double>(done) / elapsed;
 }
 
-const IsaKernels kAvx512Vnni{QgemmPath::Avx512Vnni, false, dense, tail, epilogue, pack_matrix, store_rows};
+const IsaKernels kAvx512Vnni{QgemmPath::Avx512Vnni, false,     dense,    tail, epilogue,
+                             pack_matrix,           store_rows, pack_taps, quantize};
 
 }  // namespace
 

@@ -127,7 +127,8 @@ void epilogue(const EpilogueArgs& a) {
   }
 }
 
-const IsaKernels kNeonDot{QgemmPath::NeonDot, true, dense, tail, epilogue, nullptr, nullptr};
+const IsaKernels kNeonDot{QgemmPath::NeonDot, true, dense, tail, epilogue, nullptr, nullptr,
+                          nullptr,  nullptr};
 
 }  // namespace
 

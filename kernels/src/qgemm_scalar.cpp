@@ -81,7 +81,8 @@ void epilogue(const EpilogueArgs& a) {
   }
 }
 
-const IsaKernels kScalar{QgemmPath::Scalar, false, dense, tail, epilogue, nullptr, nullptr};
+const IsaKernels kScalar{QgemmPath::Scalar, false, dense, tail, epilogue, nullptr, nullptr,
+                         nullptr, nullptr};
 
 }  // namespace
 

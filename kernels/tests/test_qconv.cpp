@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -178,6 +179,33 @@ void random_against_direct(std::mt19937& rng, const Case& c, double tail_fractio
         check(same, shape + " [" + prism::qgemm_path_name(path) + ", " +
                         std::to_string(threads) + " threads]");
       }
+      // A float input that QuantizeLinear (scale 0.25, zero point zx) maps back onto x exactly,
+      // plus ties (x − zx ± 0.5)·0.25 that round half to even; relu fused on the float output.
+      prism::InputQuantization iq;
+      iq.scale = 0.25f;
+      std::vector<float> xf(x.size());
+      std::vector<std::uint8_t> xq(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const float tie = (i % 3 == 0) ? 0.5f : 0.0f;
+        xf[i] = (static_cast<float>(x[i] - zx) + tie) * 0.25f;
+        const float q = std::nearbyint(xf[i] / 0.25f) + static_cast<float>(zx);
+        xq[i] = static_cast<std::uint8_t>(q < 0.0f ? 0.0f : q > 255.0f ? 255.0f : q);
+      }
+      std::vector<float> y_ref(want.size()), y(want.size(), -1.0f);
+      prism::qconv2d(xq.data(), g, w, e, y_ref.data(), {path, 1});
+      std::vector<float> residual(want.size());
+      for (std::size_t i = 0; i < residual.size(); ++i) residual[i] = 0.125f * float(i % 17) - 1.0f;
+      prism::FloatOutputOps ops;
+      ops.residual = residual.data();
+      ops.relu = true;
+      prism::qconv2d_from_float(xf.data(), iq, g, w, e, ops, y.data(), {path, 1});
+      bool same = true;
+      for (std::size_t i = 0; i < y.size(); ++i) {
+        const float sum = y_ref[i] + residual[i];
+        const float r = sum > 0.0f ? sum : 0.0f;
+        same = same && std::memcmp(&y[i], &r, sizeof(float)) == 0;
+      }
+      check(same, shape + " float input, residual, relu [" + prism::qgemm_path_name(path) + "]");
     }
   }
 }

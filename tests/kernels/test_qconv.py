@@ -173,3 +173,73 @@ def test_geometry_and_input_errors():
     np.testing.assert_array_equal(ki.qconv2d(big[:, :, ::2, ::2], packed, 1.0, 3, 0.5),
                                   ki.qconv2d(np.ascontiguousarray(big[:, :, ::2, ::2]), packed,
                                              1.0, 3, 0.5))
+
+
+# ---- float32 input quantized inside the kernel (PwlqConv2d.prepare_float / from_float) -------
+
+def float_input(rng, shape, sx):
+    """Float activations with exact rounding ties (k + 0.5)·sx, values past both saturation
+    ends and negative zeros mixed in, so QuantizeLinear's edge cases are all exercised."""
+    X = (rng.standard_normal(shape) * 120 * sx).astype(np.float32)
+    flat = X.reshape(-1)
+    n = flat.size
+    ties = rng.choice(n, size=max(1, n // 4), replace=False)
+    flat[ties] = (rng.integers(-140, 140, ties.size) + np.float32(0.5)) * np.float32(sx)
+    flat[rng.choice(n, size=max(1, n // 50), replace=False)] = -0.0
+    flat[rng.choice(n, size=max(1, n // 50), replace=False)] = 1e6
+    return X
+
+
+def test_quantize_linear_twin_is_onnx_quantize_linear():
+    x = np.array([-1e9, -0.5, -0.0, 0.0, 0.5, 1.5, 2.5, 3.49, 126.5, 127.5, 1e9], np.float32)
+    # ONNX QuantizeLinear, uint8: saturate(round_half_to_even(x / 1) + 128)
+    want = np.array([0, 128, 128, 128, 128, 130, 130, 131, 254, 255, 255], np.uint8)
+    np.testing.assert_array_equal(ki.quantize_linear(x, 1.0, 128), want)
+    np.testing.assert_array_equal(ki.quantize_linear(x, 1.0, 128, clip=(-2.0, 2.0)),
+                                  [126, 128, 128, 128, 128, 130, 130, 130, 130, 130, 130])
+
+
+@pytest.mark.parametrize("path", PATH_PARAMS)
+@pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
+def test_float_input_matches_quantize_then_twin(path, case):
+    rng = np.random.default_rng(7 + len(str(case)))
+    layer, X8 = make_case(rng, *case)
+    f = layer.affine
+    X = float_input(rng, X8.shape, f.sx)
+    want = layer.reference(ki.quantize_linear(X, f.sx, f.zx))
+    np.testing.assert_array_equal(layer.from_float(X, path=path).view(np.uint32),
+                                  want.view(np.uint32))
+    relu = layer.prepare_float(relu=True, path=path, num_threads=1)
+    np.testing.assert_array_equal(relu(X).view(np.uint32),
+                                  np.maximum(want, np.float32(0)).view(np.uint32))
+    clip = (-20 * f.sx, 30 * f.sx)
+    np.testing.assert_array_equal(
+        layer.from_float(X, clip=clip, path=path),
+        layer.reference(ki.quantize_linear(X, f.sx, f.zx, clip=clip)))
+    layer_q, _ = make_case(np.random.default_rng(3), *case, requant=True)
+    fq = layer_q.affine
+    np.testing.assert_array_equal(layer_q.prepare_float(path=path)(X),
+                                  layer_q.reference(ki.quantize_linear(X, fq.sx, fq.zx)))
+
+
+def test_prepared_float_layer_checks_its_input():
+    rng = np.random.default_rng(11)
+    layer, X8 = make_case(rng, *CASES[0])
+    run = layer.prepare_float()
+    X = float_input(rng, X8.shape, layer.affine.sx)
+    with pytest.raises(TypeError):
+        run(X.astype(np.float64))  # never converted
+    with pytest.raises(TypeError):
+        run(np.asfortranarray(X))
+    with pytest.raises(ValueError, match="in_channels|N="):
+        run(X[:, :8].copy())
+    with pytest.raises(ValueError, match=r"\(B, C_in, H, W\)"):
+        run(X[0])
+    with pytest.raises(InputError, match="X: expected dtype float32"):
+        layer.from_float(X8)
+    with pytest.raises(InputError, match="clip"):
+        layer.prepare_float(clip=(1.0, -1.0))
+    layer_q, _ = make_case(rng, *CASES[0], requant=True)
+    with pytest.raises(InputError, match="relu"):
+        layer_q.prepare_float(relu=True)
+    assert run(np.empty((0, *X.shape[1:]), np.float32)).shape == (0, 16, 28, 28)

@@ -248,6 +248,29 @@ struct StoreRowsArgs {
   std::int64_t row_stride;
 };
 
+// Packs rows [row0, row0 + 16·row_groups) of an implicit im2col matrix (see prism/qconv.hpp):
+// element (m, k) is planes[tap_offset[k] + m] for k < depth, 0 past K. `out` and `row_sums` as
+// MatrixPackArgs (x itself, not biased). The caller guarantees that every read is in bounds.
+struct TapPackArgs {
+  const std::uint8_t* planes;
+  const std::int64_t* tap_offset;  // [depth]
+  std::int64_t depth, k_blocks, row0, row_groups;
+  std::uint8_t* out;
+  std::int32_t* row_sums;
+};
+
+// ONNX QuantizeLinear to uint8 of `count` contiguous float32 values, in float32:
+//   q = saturate(round_half_even(x / scale) + zero_point)      (a true division)
+// after x = min(max(x, clip_low), clip_high) when `clip`.
+struct QuantizeArgs {
+  const float* x;
+  std::int64_t count;
+  float scale, zero_point;
+  bool clip;
+  float clip_low, clip_high;
+  std::uint8_t* q;
+};
+
 struct IsaKernels {
   QgemmPath path;
   bool biased_x;  // packed activations hold Xq − 128 as int8 (sdot paths)
@@ -256,7 +279,12 @@ struct IsaKernels {
   void (*epilogue)(const EpilogueArgs&);
   void (*pack_matrix)(const MatrixPackArgs&);  // null: the portable packer (qgemm.cpp)
   void (*store_rows)(const StoreRowsArgs&);    // null: the portable loop (qgemm.cpp)
+  void (*pack_taps)(const TapPackArgs&);       // null: the portable packer (qconv.cpp)
+  void (*quantize)(const QuantizeArgs&);       // null: the portable loop (qgemm.cpp)
 };
+
+// QuantizeLinear (QuantizeArgs) on the path's vector unit, or portably where it has none.
+void quantize_linear(const IsaKernels& isa, const QuantizeArgs& args);
 
 // nullptr where the path is not built into this binary (another architecture).
 const IsaKernels* scalar_kernels();
@@ -282,6 +310,11 @@ class RowSource {
   // form `isa` reads (x − 128 where isa.biased_x) and their sums into row_sums[16·row_groups].
   virtual void pack(std::int64_t row0, std::int64_t row_groups, std::uint8_t* out,
                     std::int32_t* row_sums, const IsaKernels& isa) const = 0;
+  // Rows come in periods of row_period() rows whose first row_valid() are output rows; the
+  // others (padding columns of an implicit im2col) are computed and dropped. 0: all are output
+  // rows, row m is output row m.
+  virtual std::int64_t row_period() const { return 0; }
+  virtual std::int64_t row_valid() const { return 0; }
 };
 
 // Where and how results go.
@@ -290,6 +323,10 @@ struct OutputSpec {
   // Element (row m, channel n) goes to base + m·row_stride + n·channel_stride.
   std::int64_t row_stride = 0, channel_stride = 0;
   float* y = nullptr;
+  // Kind::Float only, applied as y is stored, in this order: y = y + residual[same element]
+  // (when not null; an ONNX Add), then y = y > 0 ? y : 0 (when relu; NumPy's maximum(y, 0)).
+  const float* residual = nullptr;
+  bool relu = false;
   std::uint8_t* q = nullptr;
   std::int32_t *a_c = nullptr, *a_t = nullptr, *a_s = nullptr, *r = nullptr;
 };

@@ -3,10 +3,13 @@
 It executes the bundle's ``plan.json`` (written by ``sdk.deploy`` for quantized models): every
 quantized Conv/Gemm/MatMul runs as u8 activations × PWLQ (or uniform) int8 codes with int32
 center/tail/sign/box accumulators (``sdk.kernels_int``), prepacked once at activation from
-``tables.npz``; the float ops between them (ReLU, Add, pooling, reshapes) run in NumPy. Each
+``tables.npz``; the float ops between them (ReLU, Add, pooling, reshapes) run in NumPy, except
+a residual Add and a Relu right after a convolution, which its kernel applies as it stores the
+output (``_fuse_conv_epilogues``: the same float32 operations, no NumPy pass). Each
 layer's float epilogue performs the same float32 operations in the same order as the bundle's
 integer ONNX form (``Cast(acc)·scale`` per term, summed left to right, then bias), and the input
-quantization is ONNX QuantizeLinear's (divide, round half to even, add zero point, saturate), so
+quantization is ONNX QuantizeLinear's (divide, round half to even, add zero point, saturate;
+inside the convolution kernel for float32 activations, in NumPy for the GEMM layers), so
 the outputs match ONNX Runtime's integer form bit for bit wherever the float ops between layers
 are computed alike (see the tests for what is measured).
 
@@ -44,6 +47,54 @@ def _pads(attrs: dict, where: str) -> tuple[int, int]:
         raise BackendUnavailable(f"native backend: {where} has asymmetric or automatic padding "
                                  f"({attrs.get('auto_pad', pads)}), which the kernels do not take")
     return pads[0], pads[1]
+
+
+def _fuse_conv_epilogues(nodes: list[dict], outputs: list[str]) -> list[dict]:
+    """The plan with the float ops that follow a QConv merged into it where the kernel can apply
+    them as it stores y: ``Add(y, other)`` when the Add is y's only consumer, then ``Relu`` when
+    it is the only consumer of the result (the kernel computes ``y + other``, then
+    ``maximum(·, 0)``, in float32, as NumPy does). A merged node takes the position of the last
+    node it absorbs, so every input (``other`` may be computed after the QConv) exists by then.
+    No intermediate that is a graph output is absorbed."""
+    consumers: dict[str, list[int]] = {}
+    for i, node in enumerate(nodes):
+        for name in node["inputs"]:
+            consumers.setdefault(name, []).append(i)
+
+    def only_consumer(name: str, op: str) -> int | None:
+        use = consumers.get(name, [])
+        if len(use) == 1 and name not in outputs and nodes[use[0]]["op"] == op:
+            return use[0]
+        return None
+
+    placed: dict[int, dict] = {}  # position -> merged node
+    absorbed: set[int] = set()
+    for i, node in enumerate(nodes):
+        if node["op"] != "QConv" or len(node["outputs"]) != 1:
+            continue
+        merged, last, out = dict(node), i, node["outputs"][0]
+        add = only_consumer(out, "Add")
+        if (add is not None and add not in absorbed and len(nodes[add]["inputs"]) == 2
+                and nodes[add]["inputs"].count(out) == 1):
+            other = next(n for n in nodes[add]["inputs"] if n != out)
+            if not other.startswith("const:"):
+                merged["inputs"] = [*node["inputs"], other]
+                merged["fused_add"] = True
+                absorbed.add(add)
+                last, out = add, nodes[add]["outputs"][0]
+        relu = only_consumer(out, "Relu")
+        if relu is not None and nodes[relu]["inputs"] == [out]:
+            merged["fused_relu"] = True
+            absorbed.add(relu)
+            last, out = relu, nodes[relu]["outputs"][0]
+        merged["outputs"] = [out]
+        if last != i:
+            absorbed.add(i)
+            placed[last] = merged
+        else:
+            placed[i] = merged
+    return [placed.get(i, node) for i, node in enumerate(nodes)
+            if i in placed or i not in absorbed]
 
 
 class NativeBackend(Backend):
@@ -90,20 +141,21 @@ class NativeBackend(Backend):
         self.path = self.options.get("simd_path")
         self.input_names = list(plan.get("inputs", [plan["input"]]))  # extra inputs: cached features
         self.output_names = plan["outputs"]
-        self.steps = [self._step(node, tables) for node in plan["nodes"]]
+        nodes = _fuse_conv_epilogues(plan["nodes"], self.output_names)
+        self.steps = [self._step(node, tables) for node in nodes]
         # liveness: drop every intermediate after its last use, so activations do not pile up
         last_use: dict[str, int] = {}
-        for i, node in enumerate(plan["nodes"]):
+        for i, node in enumerate(nodes):
             for name in node["inputs"]:
                 last_use[name] = i
         self.release = [[n for n in node["inputs"] if last_use.get(n) == i and n not in self.output_names]
-                        for i, node in enumerate(plan["nodes"])]
+                        for i, node in enumerate(nodes)]
         self.active = True
 
     def _step(self, node: dict, tables) -> tuple[Callable, list[str], list[str]]:
         op, attrs = node["op"], node.get("attrs", {})
         if op in ("QConv", "QGemm", "QMatMul"):
-            fn = self._quantized(op, tables[node["layer"]], attrs)
+            fn = self._quantized(op, tables[node["layer"]], node)
         else:
             maker = getattr(self, f"_op_{op}", None)
             if maker is None:
@@ -111,7 +163,7 @@ class NativeBackend(Backend):
             fn = maker(attrs)
         return fn, node["inputs"], node["outputs"]
 
-    def _quantized(self, op: str, table, attrs: dict) -> Callable:
+    def _quantized(self, op: str, table, node: dict) -> Callable:
         from ...kernels_int import PwlqConv2d, PwlqGemm, pack_pwlq_weights
 
         if table.n_regions > 2:
@@ -120,6 +172,7 @@ class NativeBackend(Backend):
         if table.act_scheme != "uniform":
             raise BackendUnavailable(f"native backend: layer {table.name!r} quantizes activations "
                                      f"with {table.act_scheme!r}; the kernels take uniform u8")
+        attrs = node.get("attrs", {})
         center, tail, sign = _codes_by_region(table)
         groups = int(attrs.get("group", 1)) if op == "QConv" else 1
         packed = pack_pwlq_weights(center, tail, sign, groups=groups)
@@ -144,7 +197,29 @@ class NativeBackend(Backend):
             layer = PwlqConv2d(packed, stride=tuple(attrs.get("strides", (1, 1))),
                                padding=_pads(attrs, f"layer {table.name!r}"),
                                dilation=tuple(attrs.get("dilations", (1, 1))), **common)
-            return lambda x: layer(quantize(x), **run_opts)
+            relu = bool(node.get("fused_relu"))
+            # float32 activations are quantized inside the kernel (the same QuantizeLinear bits,
+            # without NumPy's passes over the tensor), with a following Add and Relu fused
+            fused = layer.prepare_float(clip=(float(lo), float(hi)) if bits < 8 else None,
+                                        relu=relu, **run_opts)
+
+            def _conv_output_shape(shape: tuple) -> tuple:  # the Add fuses without broadcasting
+                if shape not in out_shape:
+                    out_shape[shape] = (shape[0], packed.channels, *layer.output_size(*shape[2:]))
+                return out_shape[shape]
+
+            out_shape: dict[tuple, tuple] = {}  # input shape -> output shape
+
+            def conv(x, other=None):
+                if x.dtype == np.float32 and x.flags.c_contiguous and (
+                        other is None or (other.dtype == np.float32 and other.flags.c_contiguous
+                                          and other.shape == _conv_output_shape(x.shape))):
+                    return fused(x, other)
+                y = layer(quantize(x), **run_opts)
+                if other is not None:
+                    y = np.add(y, other, dtype=np.float32)
+                return np.maximum(y, np.float32(0)) if relu else y
+            return conv
         layer = PwlqGemm(packed, **common)
         return lambda x: layer(quantize(x), **run_opts)
 
