@@ -311,7 +311,7 @@ def render(res: dict) -> str:
         f"{l['coverage']['lut_decoded']} (no LUT support: {l['coverage']['lut_no_support']}).",
         "",
         *([f"The point CNN is {p['stats']['mae'] / PAPER['point_mae_px']:.0f}x the paper's error: see "
-           "'Accuracy gap' in `sdk.models.line_decoders` for what was ruled out.", ""]
+           "'Accuracy gap' in `sdk.models.line_decoders` (cause: y was ignored; fixed by the y code).", ""]
           if p["stats"]["mae"] > 2 * PAPER["point_mae_px"] else []),
         f"Points: {p['counts']['truth']} sources in {res['sizes']['point_scans']} scans, "
         f"{p['counts']['matched']} isolated and detected (ambiguous, within 6 px of another source: "

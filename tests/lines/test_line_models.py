@@ -32,6 +32,47 @@ def test_point_cnn_reads_y_only_at_the_first_fc_layer():
     assert not torch.allclose(net(moved), out)
 
 
+def test_point_cnn_y_code_size_and_validation():
+    flat = 50 * 4 * 13                               # conv features of an 8 x 27 patch
+    assert ld.PointCNN(rois=3, width=64, y_freqs=0).fc1.in_features == flat + 1
+    net = ld.PointCNN(rois=3, width=64, y_freqs=4, y_scale=2.0)
+    assert net.fc1.in_features == flat + 1 + 2 * 4
+    code = net.y_code(torch.tensor([[0.0], [0.5], [1.0]]))
+    torch.testing.assert_close(code[:, 0], torch.tensor([-2.0, 0.0, 2.0]))   # y_scale * t
+    torch.testing.assert_close(code[1, 5:], torch.full((4,), 2.0))            # cos(0) * y_scale
+    with pytest.raises(InputError, match="y_freqs"):
+        ld.PointCNN(rois=3, y_freqs=-1)
+    with pytest.raises(InputError, match="y_scale"):
+        ld.PointTrainConfig(y_scale=0.0)
+
+
+def test_point_cnn_learns_a_column_that_depends_on_y_alone():
+    """The failure the y code fixes: identical patches whose column is an even function of y
+    (as the conical-diffraction shift is) must be decoded from y through Eq. 13 training."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    width = 64
+    net = ld.PointCNN(rois=3, rows=8, width=width, hidden=32)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    patch = rng.random((3, 8, 27)).astype(np.float32)
+
+    def batch(n):
+        y = rng.uniform(0, 255, n).astype(np.float32)
+        t = 2 * y / 255 - 1
+        return y, (12 + 40 * t * t).astype(np.float32)
+
+    for _ in range(120):
+        y, xv = batch(64)
+        loss = ld.point_loss(net(ld._point_input(np.repeat(patch[None], 64, 0), y, 256)),
+                             torch.from_numpy(xv), 2.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    y, xv = batch(400)
+    err = np.abs(ld.point_predict(net.eval(), np.repeat(patch[None], 400, 0), y, 256) - xv)
+    assert err.mean() < 3.0, err.mean()
+
+
 def test_line_mlp_shape_and_scale():
     net = ld.LineMLP(rois=3, width=2056)
     assert net(torch.zeros(7, 10)).shape == (7, 1)
