@@ -4,15 +4,25 @@ reject gate over Modbus TCP — on a real line or on the simulated one.
     prism conveyor                                   # simulated belt + simulated PLC, 10 s
     prism conveyor --plc 192.168.0.10:502 --source 'genicam+linescan://...' --bundle c.prism
     prism conveyor --soak --duration 600             # benchmark: reports/conveyor/perf.{json,md,png}
+    prism conveyor --optics diffraction              # the belt rendered by the diffraction simulator
 
 On the simulated line (``--plc sim``) the PLC is ``firmware_bridge.plc.sim.PlcSimulator`` and the
 belt a ``GeometricConveyor`` (boxes and cylinders, some dented or bumped) feeding
 ``linescan+sim://`` under an encoder trigger; the run is scored against the scene: every defect
 must be fired at its gate count and no good object fired.
+
+``--optics diffraction`` runs the real optical path instead: the belt is a diffraction
+``ConveyorScene`` (``sdk.runtime.conveyor.optical.OpticalConveyor``, Q = 1024, three ROIs side by
+side in ``linescan+sim``, prerendered for the run because the renderer is slower than the line
+rate), each line is decoded by the distilled line-MLP LUT and triangulated into heights
+(``LutTriangulationExtractor``), and the gate counts are scored within ``OPTICAL_GATE_TOLERANCE_MM``
+of the scene's truth (the trailing edge is found where the decoded height crosses the tracker
+threshold, which height noise moves by a few lines).
 """
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import sys
@@ -22,11 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SimulatedLine", "score_run", "rss_mb", "main", "add_arguments", "run"]
+__all__ = ["SimulatedLine", "OpticalSimulatedLine", "optical_bundle", "score_run", "rss_mb", "main", "add_arguments",
+           "run"]
 
 COLUMNS = 64
 BELT_WIDTH_MM = 200.0
 MM_PER_COUNT = 0.5
+OPTICAL_GATE_TOLERANCE_MM = 6.0
+"""Belt travel a firing may be off the optical belt's truth gate count and still match: the
+trailing edge is where the decoded height on the back face crosses the tracker threshold, and the
+tilted plane descends that face ~0.3 mm per mm of travel, so ~1.5 mm of height noise moves the
+edge by ~5 mm (measured: +2..+5 counts at 1 mm per count)."""
 
 
 def rss_mb() -> float:
@@ -36,6 +52,23 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("VmRSS not found in /proc/self/status")
+
+
+def optical_bundle(lut: Path, progress: bool = True) -> Path:
+    """The classifier fine-tuned on height maps measured through the optical path with ``lut``
+    (``get_or_train_optical(OpticalTrainConfig())``: rendered, trained and cached on first use,
+    minutes) deployed as a ``cpu`` bundle."""
+    from sdk.models.conveyor_classifier import OpticalTrainConfig, deploy_classifier, get_or_train_optical
+    from sdk.models.train import cache_dir
+
+    config = OpticalTrainConfig(lut_key=Path(lut).stem)
+    path = cache_dir() / "bundles" / f"conveyor-optical-{config.key()}.cpu.prism"
+    if not (path / "manifest.json").exists():
+        model, meta = get_or_train_optical(config, lut, progress=progress)
+        deploy_classifier(model, path, metadata={"val_accuracy_optical": meta["val_accuracy"],
+                                                 "val_accuracy_optical_geometric_base":
+                                                     meta["val_accuracy_geometric_base"]})
+    return path
 
 
 def default_bundle(quantize: str | None = None, bits: int = 4, progress: bool = True, *,
@@ -113,23 +146,71 @@ class SimulatedLine:
         return firmware_bridge.open_source(self.source_uri, line_generator=self.belt.line_generator)
 
 
-def score_run(belt, plc_sim, gate_distance_counts: int) -> dict:
+class OpticalSimulatedLine:
+    """The simulated line through the optics: PLC on loopback, a diffraction-rendered belt
+    (``OpticalConveyor``) prerendered for ``duration_s`` at ``rate_hz``, and the LUT that decodes it.
+
+    ``lut``: a LineLUT .npz (default: ``default_line_lut()``, trained and distilled on first use).
+    """
+
+    def __init__(self, rate_hz: float, duration_s: float, seed: int = 0, *, lines_per_frame: int = 32,
+                 watchdog_s: float = 0.5, defect_rate: float = 0.4, lut: Path | None = None,
+                 progress: bool = True, mm_per_line: float | None = None, n_objects: int | None = None,
+                 albedo_range: tuple[float, float] | None = None):
+        from firmware_bridge.plc.sim import PlcSimulator
+        from sdk.runtime.conveyor.optical import OpticalConveyor, default_line_lut
+
+        self.rate_hz, self.lines_per_frame = rate_hz, lines_per_frame
+        self.plc = PlcSimulator(watchdog_s=watchdog_s)
+        if n_objects is None:  # mean pitch ~ 125 mm long + 200 mm gap - the plane's tilt; fill the run
+            mm = mm_per_line if mm_per_line is not None else 0.5 / 1743.0 * 1000
+            n_objects = int(math.ceil(rate_hz * duration_s * mm / 250)) + 2
+        self.belt = OpticalConveyor.random(n_objects, seed, line_rate_hz=rate_hz, mm_per_line=mm_per_line,
+                                           defect_rate=defect_rate, plc=self.plc, albedo_range=albedo_range)
+        self.lut = lut or default_line_lut(progress=progress)
+        self.belt.prerender(min(int(rate_hz * duration_s) + 1, self.belt.lines_for()), progress=progress)
+
+    @property
+    def source_uri(self) -> str:
+        return self.belt.source_uri(self.lines_per_frame)
+
+    def open_source(self):
+        import firmware_bridge
+
+        return firmware_bridge.open_source(self.source_uri, line_generator=self.belt.line_generator)
+
+    def config_overrides(self) -> dict:
+        """ScannerConfig fields the optical belt fixes (mm/count, column pitch, threshold, gap)."""
+        return self.belt.scanner_geometry()
+
+    @property
+    def gate_tolerance_counts(self) -> int:
+        """``OPTICAL_GATE_TOLERANCE_MM`` in encoder counts."""
+        return int(math.ceil(OPTICAL_GATE_TOLERANCE_MM / self.belt.mm_per_count))
+
+
+def score_run(belt, plc_sim, gate_distance_counts: int, tolerance_counts: int = 0) -> dict:
     """Score the PLC's firings against the scene: for every object whose gate count the belt
-    passed, a defect must have fired exactly at trailing edge + gate distance, a good one not."""
-    fired = {f.fired_at for f in plc_sim.firings}
+    passed, a defect must have fired at trailing edge + gate distance (within
+    ``tolerance_counts``; 0 = exactly), a good one not. ``belt.objects``: sorted by ``start``,
+    each with ``start``, ``end`` (first count past the trailing edge), ``defect`` (None = good)
+    and ``object_id`` (``GeometricConveyor`` or ``OpticalConveyor``)."""
+    fired = sorted(f.fired_at for f in plc_sim.firings)
     position = plc_sim.position
     out = {"objects_past_gate": 0, "defects": 0, "defects_rejected": 0, "good_rejected": 0,
            "firings": len(plc_sim.firings), "firings_unmatched": 0, "missed_defect_ids": [],
            "wrongly_rejected_ids": []}
-    matched = set()
+    matched: set[int] = set()  # indices into fired
     for obj in belt.objects:
         gate = obj.end - 1 + gate_distance_counts  # the last line inside the object is end - 1
-        if gate > position:
+        if gate + tolerance_counts > position:
             break
         out["objects_past_gate"] += 1
-        hit = gate in fired
+        near = [i for i in range(bisect.bisect_left(fired, gate - tolerance_counts), len(fired))
+                if fired[i] <= gate + tolerance_counts and i not in matched]
+        hit = bool(near)
         if hit:
-            matched.add(gate)
+            matched.add(min(near, key=lambda i: abs(fired[i] - gate)))
         if obj.defect is not None:
             out["defects"] += 1
             out["defects_rejected"] += hit
@@ -138,22 +219,31 @@ def score_run(belt, plc_sim, gate_distance_counts: int) -> dict:
         elif hit:
             out["good_rejected"] += 1
             out["wrongly_rejected_ids"].append(obj.object_id)
-    out["firings_unmatched"] = len(fired - matched)
+    out["firings_unmatched"] = len(fired) - len(matched)
+    out["tolerance_counts"] = tolerance_counts
     return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", help="line-scan source URI (default: the simulated belt's linescan+sim://)")
+    p.add_argument("--optics", choices=["geometric", "diffraction"], default="geometric",
+                   help="simulated belt: heights written into the rows (geometric, default) or rendered by the "
+                        "diffraction simulator and decoded by the line LUT (diffraction)")
+    p.add_argument("--lut", type=Path, help="--optics diffraction: line LUT .npz (default: the cached one)")
     p.add_argument("--plc", default="sim", help="HOST:PORT of the PLC (Modbus TCP), or 'sim' (default)")
-    p.add_argument("--bundle", type=Path, help="height-map classifier bundle (default: the cached conveyor model)")
+    p.add_argument("--bundle", type=Path, help="height-map classifier bundle (default: the cached conveyor model; "
+                                               "--optics diffraction: the one fine-tuned on optical maps)")
     p.add_argument("--quantize", choices=["pwlq", "uniform"], help="default model: post-training quantized")
     p.add_argument("--bits", type=int, default=4, help="--quantize: weight bits")
     p.add_argument("--dynamic", action="store_true",
                    help="default model: S2DNAS early exits (two stages; with --quantize every stage quantized)")
     p.add_argument("--gate-distance-mm", type=float, default=400.0, help="scan line -> reject gate, mm")
     p.add_argument("--margin-mm", type=float, default=10.0, help="a reject must reach the PLC this far ahead")
-    p.add_argument("--mm-per-count", type=float, default=MM_PER_COUNT, help="belt travel per encoder count")
-    p.add_argument("--column-pitch-mm", type=float, default=BELT_WIDTH_MM / COLUMNS)
+    p.add_argument("--mm-per-count", type=float,
+                   help=f"belt travel per encoder count (default {MM_PER_COUNT}; --optics diffraction: the belt's)")
+    p.add_argument("--column-pitch-mm", type=float,
+                   help=f"belt width per column (default {BELT_WIDTH_MM / COLUMNS}; "
+                        "--optics diffraction: the sensor's)")
     p.add_argument("--rate", type=float, default=1743.0, help="simulated line rate, lines/s (the paper's 1743)")
     p.add_argument("--duration", type=float, help="seconds (default 10; --soak: 600)")
     p.add_argument("--seed", type=int, default=0, help="simulated scene")
@@ -180,16 +270,29 @@ def run(args) -> dict:
     from sdk.runtime.conveyor import ConveyorScanner, EngineClassifier, HeightCodedExtractor, ScannerConfig
 
     duration = args.duration if args.duration is not None else (600.0 if args.soak else 10.0)
-    sim = SimulatedLine(args.rate, duration + 5, seed=args.seed) if args.plc == "sim" else None
-    if sim is None and args.source is None:
+    optical = getattr(args, "optics", "geometric") == "diffraction"
+    if args.plc != "sim" and args.source is None:
         raise SystemExit("prism conveyor: a real PLC needs --source (the line-scan camera URI)")
-    if sim is not None and args.source is not None:
+    if args.plc == "sim" and args.source is not None:
         raise SystemExit("prism conveyor: --source goes with a real PLC; the simulated line makes its own")
+    if optical and args.plc != "sim":
+        raise SystemExit("prism conveyor: --optics diffraction is the simulated optical belt; it needs --plc sim")
+    if optical and args.bundle is None and (args.quantize or args.dynamic):
+        raise SystemExit("prism conveyor: --quantize/--dynamic build the geometric model; with --optics diffraction "
+                         "pass --bundle (e.g. the optical classifier quantized with sdk.quantize)")
+    sim = None
+    if args.plc == "sim":
+        sim = (OpticalSimulatedLine(args.rate, duration + 2, seed=args.seed, lut=getattr(args, "lut", None),
+                                    progress=not args.quiet) if optical
+               else SimulatedLine(args.rate, duration + 5, seed=args.seed))
     host, port = (sim.plc.host, sim.plc.port) if sim else _parse_plc(args.plc)
-    config = ScannerConfig(gate_distance_counts=int(round(args.gate_distance_mm / args.mm_per_count)),
-                           margin_counts=int(round(args.margin_mm / args.mm_per_count)),
-                           mm_per_count=args.mm_per_count, column_pitch_mm=args.column_pitch_mm,
-                           unmeasured_policy=args.unmeasured_policy)
+    geometry = sim.config_overrides() if optical else {}
+    mm_per_count = args.mm_per_count or geometry.get("mm_per_count", MM_PER_COUNT)
+    geometry.update(mm_per_count=mm_per_count,
+                    column_pitch_mm=args.column_pitch_mm or geometry.get("column_pitch_mm", BELT_WIDTH_MM / COLUMNS))
+    config = ScannerConfig(gate_distance_counts=int(round(args.gate_distance_mm / mm_per_count)),
+                           margin_counts=int(round(args.margin_mm / mm_per_count)),
+                           unmeasured_policy=args.unmeasured_policy, **geometry)
     log_path = args.log or Path(tempfile.mkdtemp(prefix="prism-conveyor-")) / "run.jsonl"
     rss: list[tuple[float, float]] = []
     bar = None
@@ -209,11 +312,18 @@ def run(args) -> dict:
         sim.plc.start()
     try:
         # the PLC first: an unreachable PLC is reported before anything is trained or loaded
-        with PlcClient(host, port) as plc, sdk.load(bundle := args.bundle or default_bundle(
+        if args.bundle is not None:
+            bundle = args.bundle
+        elif optical:
+            bundle = optical_bundle(sim.lut, progress=not args.quiet)
+        else:
+            bundle = None
+        with PlcClient(host, port) as plc, sdk.load(bundle := bundle or default_bundle(
                 args.quantize, args.bits, progress=not args.quiet, dynamic=args.dynamic)) as engine:
             source = sim.open_source() if sim else firmware_bridge.open_source(args.source)
             try:
-                scanner = ConveyorScanner(source, HeightCodedExtractor(), EngineClassifier(engine), plc, config,
+                extractor = sim.belt.extractor(sim.lut) if optical else HeightCodedExtractor()
+                scanner = ConveyorScanner(source, extractor, EngineClassifier(engine), plc, config,
                                           log_path=log_path)
                 rss.append((0.0, rss_mb()))
                 stats = scanner.run(duration_s=duration, on_progress=progress)
@@ -225,14 +335,21 @@ def run(args) -> dict:
             bar.close()
         if sim is not None:
             sim.plc.close()
+    manifest = Path(bundle) / "manifest.json"
     result = {"bundle": str(bundle), "source": sim.source_uri if sim else args.source,
+              "classifier": json.loads(manifest.read_text()).get("metadata", {}) if manifest.exists() else {},
+              "optics": "diffraction" if optical else "geometric", "mm_per_count": mm_per_count,
               "plc": f"{host}:{port}" + (" (simulated)" if sim else ""), "duration_s": duration,
               "rate_hz": args.rate, "log": str(log_path), "stats": stats.to_dict(),
               "source_stats": {k: getattr(src, k) for k in ("lines_acquired", "lines_dropped", "last_line_id")
                                if hasattr(src, k)},
               "rss_mb": rss}
     if sim is not None:
-        result["score"] = score_run(sim.belt, sim.plc, config.gate_distance_counts)
+        result["score"] = score_run(sim.belt, sim.plc, config.gate_distance_counts,
+                                    sim.gate_tolerance_counts if optical else 0)
+    if optical:
+        result["prerendered_lines"] = sim.belt.prerendered
+        result["undecoded_sensor_rows"] = extractor.undecoded_columns
     result["stats_text"] = stats.format()
     return result
 
@@ -246,11 +363,14 @@ def soak_report(result: dict, args) -> dict:
     base = float(after[0, 1]) if len(after) else float("nan")
     growth = (float(after[-1, 1]) / base - 1) * 100 if len(after) else float("nan")
     lat = s["latency_ms"]["decision"]
-    budget_ms = args.gate_distance_mm / args.mm_per_count / args.rate * 1e3  # scan line -> gate
+    budget_ms = args.gate_distance_mm / result["mm_per_count"] / args.rate * 1e3  # scan line -> gate
     produced = result["source_stats"].get("last_line_id", -1) + 1
     perf = {
         "command": "prism conveyor --soak " + " ".join(f"--{k} {v}" for k, v in
-                                                      (("duration", result["duration_s"]), ("rate", args.rate))),
+                                                      (("optics", result["optics"]), ("duration", result["duration_s"]),
+                                                       ("rate", args.rate))),
+        "optics": result["optics"], "prerendered_lines": result.get("prerendered_lines"),
+        "undecoded_sensor_rows": result.get("undecoded_sensor_rows"),
         "rate_hz": args.rate, "duration_s": result["duration_s"],
         "lines_processed": s["lines"], "lines_produced": produced,
         "keep_up_ratio": s["lines_per_s"] / args.rate,
@@ -258,6 +378,7 @@ def soak_report(result: dict, args) -> dict:
         "uncounted_drops": s["lines_unaccounted"],
         "objects": s["objects"], "objects_per_min": s["objects_per_min"], "decisions": s["decisions"],
         "late_rejects": s["decisions"].get("late", 0), "score": result.get("score"),
+        "bundle": result["bundle"], "classifier": result.get("classifier", {}),
         "decision_latency_ms": lat, "gate_budget_ms": budget_ms,
         "latency_p99_vs_budget": lat.get("p99", float("nan")) / budget_ms,
         "stage_latency_ms": s["latency_ms"], "slack_counts": s["slack_counts"],
@@ -267,7 +388,8 @@ def soak_report(result: dict, args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "perf.json").write_text(json.dumps(perf, indent=2))
     md = [f"# Conveyor scanner soak ({perf['duration_s']:.0f} s at {args.rate:g} lines/s)", "",
-          f"`{perf['command']}` on the simulated belt + simulated PLC (Modbus TCP on loopback).", "",
+          f"`{perf['command']}` on the simulated belt ({perf['optics']} optics) + simulated PLC "
+          "(Modbus TCP on loopback).", "",
           "| metric | value |", "| --- | --- |",
           f"| lines processed / line ids up to the last read | {perf['lines_processed']} / {perf['lines_produced']} |",
           f"| keep-up ratio (processed lines/s ÷ camera line rate) | {perf['keep_up_ratio']:.4f} |",
@@ -285,6 +407,12 @@ def soak_report(result: dict, args) -> dict:
         sc = perf["score"]
         md.append(f"| defects rejected at their gate count / defects | {sc['defects_rejected']} / {sc['defects']} |")
         md.append(f"| good objects rejected | {sc['good_rejected']} |")
+        md.append(f"| firings matching no object's gate count (tolerance {sc.get('tolerance_counts', 0)} counts) | "
+                  f"{sc['firings_unmatched']} |")
+    clf = perf["classifier"]
+    if "val_accuracy_optical" in clf:
+        md.append(f"| classifier accuracy on held-out optical height maps: fine-tuned / geometric base (peer) | "
+                  f"{clf['val_accuracy_optical']:.3f} / {clf['val_accuracy_optical_geometric_base']:.3f} |")
     md += ["", "Per-stage latency (ms):", "", "| stage | n | p50 | p99 | max |", "| --- | --- | --- | --- | --- |"]
     md += [f"| {k} | {v.get('n', 0)} | {v.get('p50', 0):.3f} | {v.get('p99', 0):.3f} | {v.get('max', 0):.3f} |"
            for k, v in s["latency_ms"].items()]

@@ -80,23 +80,62 @@ class HeightCodedExtractor:
                 for k, i in enumerate(ids)]
 
 
+def _nanmedian_last(a: np.ndarray) -> np.ndarray:
+    """NaN-median over the last axis, NaN (no warning) where all entries are NaN."""
+    ok = np.isfinite(a).any(axis=-1)
+    out = np.full(a.shape[:-1], np.nan, np.float32)
+    if ok.any():
+        out[ok] = np.nanmedian(a[ok], axis=-1)
+    return out
+
+
 class LutTriangulationExtractor:
     """Diffraction line imaging: a LUT decoder and a triangulating rig turn each line into heights.
 
-    Written against the contract ``decoder.decode(scans (N, R, h, Q, 3) uint8).xv -> (N, Q)`` and
-    ``rig.triangulate(xv, yv) -> (X, Y, Z)`` (mm). ``to_scans(frame)`` cuts a frame into scans
-    (default: the ROIs side by side in ``frame.meta["rois"]`` -> (N, R, 1, Q, 3)); ``yv`` (Q,) is
-    the sensor coordinate of each column; height = ``belt_z_mm - Z`` (the rig looks down).
+    Written against ``decoder.decode(scans (N, R, h, Q, 3) uint8).xv -> (N, Q)`` (virtual
+    column of the light plane per sensor row y, NaN where undecodable; ``sdk.lines.LUTLineDecoder``)
+    and ``rig.triangulate(xv, yv) -> (X, Y, Z)`` in the rig's unit; ``rig_unit_mm`` converts it
+    (1000 for ``firmware_bridge.linescan.diffraction.LightPlaneRig``, which works in metres).
+    ``to_scans(frame)`` cuts a frame into scans (default: the ROIs side by side in
+    ``frame.meta["rois"]`` -> (N, R, 1, Q, 3), as ``linescan+sim`` with a
+    ``DiffractionLineGenerator`` delivers them: each ROI's rows already averaged into one);
+    ``yv`` (Q,) is the virtual row of each sensor row (``camera.G(arange(Q))``); height =
+    ``belt_z_mm - Z`` (the rig looks down at the belt ``belt_z_mm`` away).
+
+    ``bin_columns``: adjacent sensor rows merged into one profile column by their NaN-median (a
+    profile has ``Q // bin_columns`` columns; the column pitch grows by the same factor), which
+    also removes single-row decoding outliers; ``median_columns`` (odd) then takes a running
+    NaN-median over that many profile columns, so that a lone noisy column on the empty belt does
+    not open a phantom object (the tracker opens one on any column above its threshold).
+    ``undecoded_columns`` counts the sensor rows the decoder could not give an xv.
     """
 
     def __init__(self, decoder, rig, yv: np.ndarray, *, counts_per_line: int = 1, belt_z_mm: float = 0.0,
+                 rig_unit_mm: float = 1.0, bin_columns: int = 1, median_columns: int = 1,
                  to_scans: Callable[[Any], np.ndarray] | None = None):
+        if bin_columns < 1 or len(yv) % bin_columns:
+            raise ValueError(f"bin_columns={bin_columns} must be >= 1 and divide the {len(yv)} sensor rows (yv)")
+        if median_columns < 1 or median_columns % 2 == 0:
+            raise ValueError(f"median_columns must be an odd number >= 1, got {median_columns}")
+        if not rig_unit_mm > 0:
+            raise ValueError(f"rig_unit_mm must be positive, got {rig_unit_mm}")
         self.decoder, self.rig, self.yv = decoder, rig, np.asarray(yv, np.float32)
         self.counts_per_line, self.belt_z_mm = counts_per_line, belt_z_mm
+        self.rig_unit_mm, self.bin_columns, self.median_columns = float(rig_unit_mm), int(bin_columns), median_columns
         self.to_scans = to_scans or self._roi_scans
+        self.undecoded_columns = 0
+        """Sensor rows (summed over lines) for which the decoder gave no xv (NaN)."""
+
+    @property
+    def columns(self) -> int:
+        """Profile columns per line."""
+        return len(self.yv) // self.bin_columns
 
     @staticmethod
     def _roi_scans(frame) -> np.ndarray:
+        if "rois" not in frame.meta:
+            raise ValueError(f"frame {frame.frame_id} from {frame.source}: meta['rois'] missing; "
+                             "pass to_scans= for this layout")
         rois = [frame.data[:, r["column"]:r["column"] + r["width"]] for r in frame.meta["rois"]]
         widths = {r.shape[1] for r in rois}
         if len(widths) != 1:
@@ -104,14 +143,30 @@ class LutTriangulationExtractor:
                              "pass to_scans= for this layout")
         return np.stack(rois, axis=1)[:, :, None]  # (N, R, 1, Q, 3)
 
+    def heights(self, scans: np.ndarray) -> np.ndarray:
+        """Scans (N, R, h, Q, 3) -> heights above the belt (N, Q // bin_columns) float32 mm, NaN
+        where no sensor row of a column decoded."""
+        xv = np.asarray(self.decoder.decode(scans).xv, np.float32)
+        if xv.shape != (len(scans), len(self.yv)):
+            raise ValueError(f"decoder gave xv {xv.shape}, expected ({len(scans)}, {len(self.yv)}) "
+                             "(lines, sensor rows = len(yv))")
+        self.undecoded_columns += int(np.isnan(xv).sum())
+        _, _, z = self.rig.triangulate(xv, np.broadcast_to(self.yv, xv.shape))
+        h = (self.belt_z_mm - np.asarray(z, np.float64) * self.rig_unit_mm).astype(np.float32)
+        if self.bin_columns > 1:
+            h = _nanmedian_last(h.reshape(len(h), -1, self.bin_columns))
+        if self.median_columns > 1:
+            r = self.median_columns // 2
+            padded = np.pad(h, ((0, 0), (r, r)), constant_values=np.nan)
+            h = _nanmedian_last(np.lib.stride_tricks.sliding_window_view(padded, self.median_columns, axis=1))
+        return h
+
     def __call__(self, frame) -> list[LineProfile]:
         ids, valid = _line_meta(frame)
-        xv = np.asarray(self.decoder.decode(self.to_scans(frame)).xv, np.float32)
-        if xv.shape != (len(ids), len(self.yv)):
-            raise ValueError(f"frame {frame.frame_id}: decoder gave xv {xv.shape}, expected "
-                             f"({len(ids)}, {len(self.yv)}) (lines, columns)")
-        _, _, z = self.rig.triangulate(xv, np.broadcast_to(self.yv, xv.shape))
-        heights = (self.belt_z_mm - np.asarray(z, np.float32)).astype(np.float32)
+        try:
+            heights = self.heights(self.to_scans(frame))
+        except ValueError as e:
+            raise ValueError(f"frame {frame.frame_id}: {e}") from e
         t = frame.host_timestamp_ns
         return [LineProfile(int(i) * self.counts_per_line % _ENCODER_MODULUS, int(i), t, heights[k], bool(valid[k]))
                 for k, i in enumerate(ids)]
