@@ -14,13 +14,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 START, END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
 
 
 def collect(reports: Path) -> list[tuple[str, dict]]:
-    return [(p.parent.name, json.loads(p.read_text())) for p in sorted(reports.glob("*/perf.json"))]
+    """Every ``reports/*/perf.json`` with a ``rows`` list (reports of other shapes, e.g. a soak's
+    full result, are documented in their own perf.md and left out of the table, said on stderr)."""
+    out = []
+    for p in sorted(reports.glob("*/perf.json")):
+        res = json.loads(p.read_text())
+        if isinstance(res.get("rows"), list):
+            out.append((p.parent.name, res))
+        else:
+            print(f"perf_table: {p} has no 'rows' list; not in the table", file=sys.stderr)
+    return out
 
 
 def render(results: list[tuple[str, dict]]) -> str:
