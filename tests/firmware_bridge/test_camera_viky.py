@@ -164,9 +164,12 @@ def test_a_slow_reader_with_newest_wins_loses_counted_frames_only():
                 break
         camera.stop()
         stats = camera.stats
-    assert stats.dropped > 0 and stats.missing == 0
+    assert stats.dropped > 0
     assert stats.acquired == stats.delivered + stats.dropped  # every frame accounted for
     assert ids == sorted(ids) and ids[-1] - ids[0] + 1 > len(ids)  # newest wins: ids jump
+    # every gap in the ids is counted: dropped by the ring, or skipped by the device (a loaded
+    # machine can make the acquisition process miss frames too; those count as missing)
+    assert ids[-1] - ids[0] + 1 - len(ids) <= stats.dropped + stats.missing
 
 
 def test_block_policy_drops_nothing_in_the_ring_and_counts_what_the_device_skipped():
