@@ -122,3 +122,22 @@ def test_input_validation_is_the_engines(net, calib, tmp_path_factory):
     with sdk.load(bundle.path, backend="native") as native:
         with pytest.raises(ValueError, match="expected dtype float32"):
             native.infer(np.zeros((1, 1, 28, 28)))
+
+
+@pytest.mark.parametrize("path", [p for p, why in available_paths().items() if why is None])
+def test_resnet20_projection_shortcuts_fuse_bit_exact(calib, digits, tmp_path_factory, path):
+    """The zoo's ResNet-20 (1x1 stride-2 projection shortcuts: QConv -> Add -> Relu fused into
+    one kernel call) on every SIMD path equals ORT's integer form bit for bit."""
+    from sdk.models import build_model
+
+    torch.manual_seed(1)
+    model = build_model("resnet20").eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    _, bundle = _deploy(model, calib[:64], tmp_path_factory, scheme="pwlq", weight_bits=4)
+    x = digits[0][:5]
+    with sdk.load(bundle.path) as ort_engine, sdk.load(bundle.path, backend="native", simd_path=path) as native:
+        np.testing.assert_array_equal(native.infer(x), ort_engine.infer(x))
