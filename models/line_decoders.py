@@ -710,6 +710,24 @@ def _with_threads(config, fn):
         torch.set_num_threads(previous)
 
 
+def _get_or_train(kind: str, camera, config, train, architecture) -> tuple[nn.Module, dict[str, Any]]:
+    """The cached network ``kind`` ("point"/"line") for ``camera`` and ``config``, else
+    ``train(geometry) -> (model, metrics)`` under the config's thread setting, cached with its
+    ``architecture(geometry) -> {"name", "kwargs"}``. ``meta["cached"]`` tells which."""
+    stem = checkpoint_stem(kind, config, camera)
+    hit = _load(stem)
+    if hit is not None:
+        return hit[0], {**hit[1], "cached": True}
+    geo = camera_geometry(camera)
+    start = time.perf_counter()
+    model, metrics = _with_threads(config, lambda: train(geo))
+    meta = {"architecture": architecture(geo), "config": dataclasses.asdict(config), "config_key": stem.name,
+            "metrics": metrics, "seconds": time.perf_counter() - start, "torch_version": torch.__version__,
+            "recipe_version": RECIPE_VERSION[kind]}
+    _save(model, meta, stem)
+    return model, {**meta, "cached": False}
+
+
 def get_or_train_point(camera, config: PointTrainConfig | None = None,
                        progress: bool = True) -> tuple[PointCNN, dict[str, Any]]:
     """The cached point CNN for ``camera`` and ``config``, else simulate, train and cache it.
@@ -717,52 +735,27 @@ def get_or_train_point(camera, config: PointTrainConfig | None = None,
     Returns ``(model in eval mode, meta)``; ``meta["cached"]`` tells whether it was loaded.
     """
     config = config or PointTrainConfig()
-    stem = checkpoint_stem("point", config, camera)
-    hit = _load(stem)
-    if hit is not None:
-        return hit[0], {**hit[1], "cached": True}
-    geo = camera_geometry(camera)
-    start = time.perf_counter()
 
-    def run():
+    def train(geo):
         samples = _point_training_set(camera, config, progress)
         return train_point(samples, config, rois=geo["rois"], rows=geo["rows"], q=geo["q"],
                            width=geo["width"], progress=progress)
 
-    model, metrics = _with_threads(config, run)
-    meta = {"architecture": {"name": "PointCNN", "kwargs": {"rois": geo["rois"], "rows": geo["rows"],
-                                                            "width": geo["width"], "hidden": config.hidden,
-                                                            "chroma": config.chroma,
-                                                            "y_freqs": config.y_freqs,
-                                                            "y_scale": config.y_scale}},
-            "config": dataclasses.asdict(config), "config_key": stem.name, "metrics": metrics,
-            "seconds": time.perf_counter() - start, "torch_version": torch.__version__,
-            "recipe_version": RECIPE_VERSION["point"]}
-    _save(model, meta, stem)
-    return model, {**meta, "cached": False}
+    return _get_or_train("point", camera, config, train, lambda geo: {
+        "name": "PointCNN", "kwargs": {"rois": geo["rois"], "rows": geo["rows"], "width": geo["width"],
+                                       "hidden": config.hidden, "chroma": config.chroma,
+                                       "y_freqs": config.y_freqs, "y_scale": config.y_scale}})
 
 
 def get_or_train_line(camera, config: LineTrainConfig | None = None,
                       progress: bool = True) -> tuple[LineMLP, dict[str, Any]]:
     """The cached line MLP for ``camera`` and ``config``, else simulate, train and cache it."""
     config = config or LineTrainConfig()
-    stem = checkpoint_stem("line", config, camera)
-    hit = _load(stem)
-    if hit is not None:
-        return hit[0], {**hit[1], "cached": True}
-    geo = camera_geometry(camera)
-    start = time.perf_counter()
 
-    def run():
+    def train(geo):
         samples = _line_training_set(camera, config)
         return train_line(samples, config, rois=geo["rois"], q=geo["q"], width=geo["width"],
                           progress=progress)
 
-    model, metrics = _with_threads(config, run)
-    meta = {"architecture": {"name": "LineMLP", "kwargs": {"rois": geo["rois"], "width": geo["width"],
-                                                           "hidden": config.hidden}},
-            "config": dataclasses.asdict(config), "config_key": stem.name, "metrics": metrics,
-            "seconds": time.perf_counter() - start, "torch_version": torch.__version__,
-            "recipe_version": RECIPE_VERSION["line"]}
-    _save(model, meta, stem)
-    return model, {**meta, "cached": False}
+    return _get_or_train("line", camera, config, train, lambda geo: {
+        "name": "LineMLP", "kwargs": {"rois": geo["rois"], "width": geo["width"], "hidden": config.hidden}})
