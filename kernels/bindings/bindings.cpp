@@ -153,10 +153,7 @@ void qgemm(U8Array x, const Packed& w, float sx, int zx, const EpilogueArrays& p
   const std::uint8_t* src = x.data();
   float* py_out = y ? y->mutable_data() : nullptr;
   std::uint8_t* pq = q ? q->mutable_data() : nullptr;
-  prism::Requantization rq;
-  rq.scale = out_scale;
-  rq.zero_point = out_zero_point;
-  rq.relu = relu;
+  const prism::Requantization rq{out_scale, out_zero_point, relu};
   py::gil_scoped_release release;
   if (py_out)
     prism::qgemm(src, m, *w, e, py_out, o);
@@ -207,10 +204,7 @@ void qconv2d(U8Array x, const Packed& w, std::int64_t kernel_h, std::int64_t ker
   const std::uint8_t* src = x.data();
   float* py_out = y ? y->mutable_data() : nullptr;
   std::uint8_t* pq = q ? q->mutable_data() : nullptr;
-  prism::Requantization rq;
-  rq.scale = out_scale;
-  rq.zero_point = out_zero_point;
-  rq.relu = relu;
+  const prism::Requantization rq{out_scale, out_zero_point, relu};
   py::gil_scoped_release release;
   if (py_out)
     prism::qconv2d(src, g, *w, e, py_out, o);
@@ -406,10 +400,7 @@ void fold_qconv2d(U8Array x, const PackedFoldQ& w, std::int64_t dilation, std::i
     if (!params) throw std::invalid_argument("the float and requantized outputs need params");
     e = params->get(sx, zx, 4 * w->out_channels);
   }
-  prism::Requantization rq;
-  rq.scale = out_scale;
-  rq.zero_point = out_zero_point;
-  rq.relu = relu;
+  const prism::Requantization rq{out_scale, out_zero_point, relu};
   out.requant = &rq;
   const prism::FoldConvOptions o = fold_options(path, num_threads);
   const std::uint8_t* src = x.data();

@@ -18,16 +18,15 @@ from __future__ import annotations
 import copy
 import io
 import json
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
-from ...bundle import GraphSpec, TensorSpec
+from ...bundle import GraphSpec
 from ...errors import InputError, PrismError
 from ..export import ExportError, to_torch_input
-from .export import INPUT, LOGITS, StageGraph, manifest_section as dynamic_section
+from .export import StageGraph, export_stage, manifest_section as dynamic_section
 
 __all__ = ["package_quantized_dynamic", "restructure"]
 
@@ -57,25 +56,6 @@ def restructure(qmodel, net):
 
     return QuantizedModel(rebuild(qmodel.model), rebuild(qmodel.float_model), qmodel.tables,
                           qmodel.skipped, qmodel.weight_mse, qmodel.config)
-
-
-def _export_stage_float(net, j: int, x: torch.Tensor, opset: int):
-    """(float ONNX proto of stage j of ``net``, input names, output names)."""
-    import onnx
-
-    graph = StageGraph(net, j).eval()
-    feats = _features(net, j, x, graph.reuses)
-    in_names, out_names = [INPUT, *graph.reuses], [LOGITS, *graph.exports]
-    buf = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(graph, (x, *feats), buf, dynamo=False, opset_version=opset,
-                              input_names=in_names, output_names=out_names,
-                              dynamic_axes={n: {0: "batch"} for n in in_names + out_names})
-    except Exception as e:  # the exporter raises many types
-        raise ExportError(f"torch.onnx.export failed for stage {j}: {e}") from e
-    return onnx.load_from_string(buf.getvalue()), in_names, out_names
 
 
 @torch.no_grad()
@@ -129,6 +109,7 @@ def package_quantized_dynamic(qmodel, x, target, *, precision: str | None, form:
     from ..quant.export import FORMS
     from ..quant.onnx_graph import GraphRewriter, map_layers
     from ..quant.plan import plan_from_graph
+    import onnx
 
     own, form = _quant_precision_form(qmodel.config, target, precision, form)
     x = to_torch_input(x)
@@ -141,7 +122,9 @@ def package_quantized_dynamic(qmodel, x, target, *, precision: str | None, form:
     arrays = dict(pack_tables(qmodel))
     native_error = None
     for j in range(fnet.num_stages):
-        proto, in_names, out_names = _export_stage_float(fnet, j, x, target.opset)
+        exported = export_stage(fnet, j, x, opset=target.opset)  # float graph, checked on ORT
+        proto = onnx.load_from_string(exported.onnx_bytes)
+        in_names, out_names = [t.name for t in exported.inputs], [t.name for t in exported.outputs]
         tables = _stage_tables(qmodel, j)
         weights = {n: fnet.get_submodule(n).weight.detach().cpu().float().numpy() for n in tables}
         mapping = map_layers(proto, tables, weights)
@@ -155,14 +138,8 @@ def package_quantized_dynamic(qmodel, x, target, *, precision: str | None, form:
         data = proto.SerializeToString()
         diffs.append(_verify(data, snet, j, x, in_names, out_names, own, form))
         files[f"stage{j}.onnx"] = data
-        feats = _features(fnet, j, x, in_names[1:])
-        with torch.no_grad():
-            outs = StageGraph(fnet, j).eval()(x, *feats)
-        graphs.append(GraphSpec(
-            f"stage{j}", f"stage{j}.onnx",
-            tuple(TensorSpec(n, ("batch", *t.shape[1:]), "float32") for n, t in zip(in_names, (x, *feats))),
-            tuple(TensorSpec(n, ("batch", *t.shape[1:]), "float32") for n, t in zip(out_names, outs)),
-            {"stage": j, "macs": int(fnet.stage_macs[j]), "form": form}))
+        graphs.append(GraphSpec(f"stage{j}", f"stage{j}.onnx", exported.inputs, exported.outputs,
+                                {"stage": j, "macs": int(fnet.stage_macs[j]), "form": form}))
         if native_error is None:
             try:
                 plan, consts = plan_from_graph(float_graph, mapping)
