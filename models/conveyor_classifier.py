@@ -36,7 +36,7 @@ from .train import cache_dir
 
 __all__ = ["ConveyorNet", "ConveyorTrainConfig", "height_map_dataset", "train", "get_or_train",
            "quantize_classifier", "deploy_classifier", "CLASSES", "OpticalTrainConfig",
-           "optical_height_map_dataset", "get_or_train_optical", "accuracy"]
+           "optical_height_map_dataset", "optical_maps", "get_or_train_optical", "accuracy"]
 
 CLASSES = ("ok", "defect")
 RECIPE_VERSION = 1
@@ -216,9 +216,9 @@ class OpticalTrainConfig:
     ``seed``), ``val_objects`` validation objects (seed ``seed + 10_000``), ``mm_per_line`` of
     travel per rendered line; ``lut_key``: the LUT file's name (part of the cache key)."""
 
-    objects: int = 360
+    objects: int = 640
     val_objects: int = 100
-    epochs: int = 30
+    epochs: int = 40
     lr: float = 1e-3
     batch_size: int = 32
     seed: int = 0
@@ -229,6 +229,29 @@ class OpticalTrainConfig:
     def key(self) -> str:
         blob = json.dumps({**dataclasses.asdict(self), "recipe": RECIPE_VERSION}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def optical_maps(config: "OpticalTrainConfig", lut, split: str, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``optical_height_map_dataset`` of ``config``'s ``split`` ("train": ``objects`` at seed
+    ``seed``; "val": ``val_objects`` at ``seed + 10_000``) measured with ``lut``, cached as
+    ``cache_dir()/datasets/conveyor-optical-<key>-<split>.npz`` (rendering costs minutes; the
+    fine-tune, the quantizer's calibration and the exit search all read the same maps)."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split: expected 'train' or 'val', got {split!r}")
+    n, seed = (config.objects, config.seed) if split == "train" else (config.val_objects, config.seed + 10_000)
+    blob = json.dumps({"lut": config.lut_key or Path(lut).stem, "objects": n, "seed": seed,
+                       "mm_per_line": config.mm_per_line, "recipe": RECIPE_VERSION}, sort_keys=True).encode()
+    path = cache_dir() / "datasets" / f"conveyor-optical-maps-{hashlib.sha256(blob).hexdigest()[:16]}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["maps"], z["labels"], json.loads(str(z["counts"]))
+    maps, labels, counts = optical_height_map_dataset(n, seed, lut=lut, mm_per_line=config.mm_per_line,
+                                                      progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, maps=maps, labels=labels, counts=json.dumps(counts))
+    tmp.replace(path)
+    return maps, labels, counts
 
 
 def get_or_train_optical(config: OpticalTrainConfig, lut, progress: bool = True) -> tuple[ConveyorNet, dict]:
@@ -246,10 +269,8 @@ def get_or_train_optical(config: OpticalTrainConfig, lut, progress: bool = True)
         return model.eval(), {**json.loads(js.read_text()), "cached": True, "checkpoint": str(stem)}
     t0 = time.perf_counter()
     base, _ = get_or_train(config.base, progress)
-    x, y, train_counts = optical_height_map_dataset(config.objects, config.seed, lut=lut,
-                                                    mm_per_line=config.mm_per_line, progress=progress)
-    xv, yv, val_counts = optical_height_map_dataset(config.val_objects, config.seed + 10_000, lut=lut,
-                                                    mm_per_line=config.mm_per_line, progress=progress)
+    x, y, train_counts = optical_maps(config, lut, "train", progress)
+    xv, yv, val_counts = optical_maps(config, lut, "val", progress)
     base_val = accuracy(base, xv, yv)
     model = ConveyorNet(config.base.width)
     model.load_state_dict(base.state_dict())

@@ -12,17 +12,20 @@ belt a ``GeometricConveyor`` (boxes and cylinders, some dented or bumped) feedin
 must be fired at its gate count and no good object fired.
 
 ``--optics diffraction`` runs the real optical path instead: the belt is a diffraction
-``ConveyorScene`` (``sdk.runtime.conveyor.optical.OpticalConveyor``, Q = 1024, three ROIs side by
+``ConveyorScene`` (``sdk.runtime.conveyor.optical.OpticalConveyor``, Q = 1024, four ROIs side by
 side in ``linescan+sim``, prerendered for the run because the renderer is slower than the line
 rate), each line is decoded by the distilled line-MLP LUT and triangulated into heights
 (``LutTriangulationExtractor``), and the gate counts are scored within ``OPTICAL_GATE_TOLERANCE_MM``
 of the scene's truth (the trailing edge is found where the decoded height crosses the tracker
-threshold, which height noise moves by a few lines).
+threshold, which height noise moves by a few lines). Its classifier is the one fine-tuned on
+optical height maps; ``--quantize``/``--dynamic`` compress that one (calibration and exit search on
+the optical training maps).
 """
 from __future__ import annotations
 
 import argparse
 import bisect
+import dataclasses
 import json
 import math
 import sys
@@ -54,20 +57,57 @@ def rss_mb() -> float:
     raise RuntimeError("VmRSS not found in /proc/self/status")
 
 
-def optical_bundle(lut: Path, progress: bool = True) -> Path:
+def _compress(model, maps: np.ndarray, labels: np.ndarray, calib: np.ndarray, *, quantize: str | None, bits: int,
+              dynamic: bool, seed: int, progress: bool):
+    """``model`` made a two-stage S2DNAS network (``sdk.make_dynamic``, small search on ``maps``)
+    if ``dynamic``, then post-training quantized (``quantize``: "pwlq"/"uniform", ``bits``)
+    calibrated on ``calib``; (N, H, W) float32 height maps throughout."""
+    import torch
+
+    import sdk
+
+    if dynamic:
+        # the stages are retrained from the static weights: SGD at lr 0.01 (0.1, the paper's
+        # ImageNet/CIFAR rate, leaves these small maps' stages at chance)
+        model = sdk.make_dynamic(model, (maps[:, None], labels), stages=2, candidates=4,
+                                 finetune_epochs=0.5, epochs=15, lr=0.01, seed=seed, progress=progress)
+    if quantize:
+        model = sdk.quantize(model, torch.from_numpy(np.ascontiguousarray(calib[:, None])), scheme=quantize,
+                             weight_bits=bits, progress=progress)
+    return model
+
+
+def _bundle_name(stem: str, quantize: str | None, bits: int, dynamic: bool) -> str:
+    return f"{stem}.cpu{'.dynamic' if dynamic else ''}{f'.{quantize}{bits}' if quantize else ''}.prism"
+
+
+def optical_bundle(lut: Path, quantize: str | None = None, bits: int = 4, progress: bool = True, *,
+                   dynamic: bool = False, config=None) -> Path:
     """The classifier fine-tuned on height maps measured through the optical path with ``lut``
     (``get_or_train_optical(OpticalTrainConfig())``: rendered, trained and cached on first use,
-    minutes) deployed as a ``cpu`` bundle."""
-    from sdk.models.conveyor_classifier import OpticalTrainConfig, deploy_classifier, get_or_train_optical
+    minutes) deployed as a ``cpu`` bundle; ``quantize``/``dynamic`` as in ``default_bundle``, the
+    exit search and the calibration on the optical training maps (``optical_maps``, cached). The
+    manifest's metadata holds the accuracy on the held-out optical maps (static bundles).
+    ``config``: the ``OpticalTrainConfig`` (default: the recipe's)."""
+    from sdk.models.conveyor_classifier import (OpticalTrainConfig, accuracy, deploy_classifier,
+                                                get_or_train_optical, optical_maps)
     from sdk.models.train import cache_dir
 
-    config = OpticalTrainConfig(lut_key=Path(lut).stem)
-    path = cache_dir() / "bundles" / f"conveyor-optical-{config.key()}.cpu.prism"
+    config = dataclasses.replace(config or OpticalTrainConfig(), lut_key=Path(lut).stem)
+    path = cache_dir() / "bundles" / _bundle_name(f"conveyor-optical-{config.key()}", quantize, bits, dynamic)
     if not (path / "manifest.json").exists():
         model, meta = get_or_train_optical(config, lut, progress=progress)
-        deploy_classifier(model, path, metadata={"val_accuracy_optical": meta["val_accuracy"],
-                                                 "val_accuracy_optical_geometric_base":
-                                                     meta["val_accuracy_geometric_base"]})
+        metadata = {"val_accuracy_optical": meta["val_accuracy"],
+                    "val_accuracy_optical_geometric_base": meta["val_accuracy_geometric_base"]}
+        if quantize or dynamic:
+            maps, labels, _ = optical_maps(config, lut, "train", progress)
+            model = _compress(model, maps, labels, maps, quantize=quantize, bits=bits, dynamic=dynamic,
+                              seed=config.seed, progress=progress)
+            if not dynamic:
+                val_maps, val_labels, _ = optical_maps(config, lut, "val", progress)
+                metadata["val_accuracy_optical_fp32"] = metadata["val_accuracy_optical"]
+                metadata["val_accuracy_optical"] = accuracy(model, val_maps, val_labels)
+        deploy_classifier(model, path, metadata=metadata)
     return path
 
 
@@ -77,35 +117,20 @@ def default_bundle(quantize: str | None = None, bits: int = 4, progress: bool = 
     ``quantize="pwlq"|"uniform"``: its ``bits``-bit post-training quantized version;
     ``dynamic``: made a two-stage S2DNAS network first (``sdk.make_dynamic``, small search on
     height maps of a scene the classifier was not trained on), every stage quantized if asked."""
-    import torch
-
-    from sdk.models.conveyor_classifier import (ConveyorTrainConfig, deploy_classifier, get_or_train,
-                                                height_map_dataset, quantize_classifier)
+    from sdk.models.conveyor_classifier import ConveyorTrainConfig, deploy_classifier, get_or_train, height_map_dataset
     from sdk.models.train import cache_dir
 
     config = ConveyorTrainConfig()
-    precision = f".{quantize}{bits}" if quantize else ""
-    kind = ".dynamic" if dynamic else ""
-    path = cache_dir() / "bundles" / f"conveyor-{config.key()}.cpu{kind}{precision}.prism"
+    path = cache_dir() / "bundles" / _bundle_name(f"conveyor-{config.key()}", quantize, bits, dynamic)
     if not (path / "manifest.json").exists():
         model, meta = get_or_train(config, progress=progress)
-        if dynamic:
-            import sdk
-
+        if quantize or dynamic:
             kw = dict(columns=config.columns, belt_width_mm=config.belt_width_mm,
                       mm_per_count=config.mm_per_count, map_shape=config.map_shape)
-            maps, labels = height_map_dataset(1500, config.seed + 30_000, **kw)
-            # the stages are retrained from the static weights: SGD at lr 0.01 (0.1, the paper's
-            # ImageNet/CIFAR rate, leaves these small maps' stages at chance)
-            model = sdk.make_dynamic(model, (maps[:, None], labels), stages=2, candidates=4,
-                                     finetune_epochs=0.5, epochs=15, lr=0.01, seed=config.seed,
-                                     progress=progress)
-            if quantize:
-                calib, _ = height_map_dataset(512, config.seed + 20_000, **kw)
-                model = sdk.quantize(model, torch.from_numpy(calib[:, None]), scheme=quantize,
-                                     weight_bits=bits, progress=progress)
-        elif quantize:
-            model = quantize_classifier(model, config, scheme=quantize, bits=bits, progress=progress)
+            maps, labels = height_map_dataset(1500, config.seed + 30_000, **kw) if dynamic else (None, None)
+            calib = height_map_dataset(512, config.seed + 20_000, **kw)[0] if quantize else None
+            model = _compress(model, maps, labels, calib, quantize=quantize, bits=bits, dynamic=dynamic,
+                              seed=config.seed, progress=progress)
         deploy_classifier(model, path, metadata={"val_accuracy_fp32": meta["val_accuracy"]})
     return path
 
@@ -233,7 +258,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plc", default="sim", help="HOST:PORT of the PLC (Modbus TCP), or 'sim' (default)")
     p.add_argument("--bundle", type=Path, help="height-map classifier bundle (default: the cached conveyor model; "
                                                "--optics diffraction: the one fine-tuned on optical maps)")
-    p.add_argument("--quantize", choices=["pwlq", "uniform"], help="default model: post-training quantized")
+    p.add_argument("--quantize", choices=["pwlq", "uniform"], help="default model (geometric or optical): post-training quantized")
     p.add_argument("--bits", type=int, default=4, help="--quantize: weight bits")
     p.add_argument("--dynamic", action="store_true",
                    help="default model: S2DNAS early exits (two stages; with --quantize every stage quantized)")
@@ -277,9 +302,6 @@ def run(args) -> dict:
         raise SystemExit("prism conveyor: --source goes with a real PLC; the simulated line makes its own")
     if optical and args.plc != "sim":
         raise SystemExit("prism conveyor: --optics diffraction is the simulated optical belt; it needs --plc sim")
-    if optical and args.bundle is None and (args.quantize or args.dynamic):
-        raise SystemExit("prism conveyor: --quantize/--dynamic build the geometric model; with --optics diffraction "
-                         "pass --bundle (e.g. the optical classifier quantized with sdk.quantize)")
     sim = None
     if args.plc == "sim":
         sim = (OpticalSimulatedLine(args.rate, duration + 2, seed=args.seed, lut=getattr(args, "lut", None),
@@ -315,7 +337,8 @@ def run(args) -> dict:
         if args.bundle is not None:
             bundle = args.bundle
         elif optical:
-            bundle = optical_bundle(sim.lut, progress=not args.quiet)
+            bundle = optical_bundle(sim.lut, args.quantize, args.bits, progress=not args.quiet,
+                                    dynamic=args.dynamic)
         else:
             bundle = None
         with PlcClient(host, port) as plc, sdk.load(bundle := bundle or default_bundle(

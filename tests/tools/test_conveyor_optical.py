@@ -128,3 +128,30 @@ def test_optical_height_maps_match_the_scene_objects_one_to_one(lut):
     assert labels.tolist() == [int(t.defect is not None) for t in truth]
     assert maps.shape == (4, 32, 32) and maps.dtype == np.float32
     assert np.all(maps.max(axis=(1, 2)) > 0.1)  # heights / 50 mm: every object stands out of the belt
+
+
+def test_optical_classifier_quantizes_on_optical_maps_without_an_explicit_bundle(lut):
+    """``prism conveyor --optics diffraction --quantize pwlq`` needs no --bundle: the optical
+    fine-tune is PWLQ-quantized, calibrated on the (cached) optical training maps, and its bundle
+    records the accuracy on the held-out optical maps beside the FP32 one."""
+    import sdk
+    from sdk.models.conveyor_classifier import ConveyorTrainConfig, OpticalTrainConfig, optical_maps
+    from sdk.tools.conveyor import optical_bundle
+
+    cfg = OpticalTrainConfig(objects=6, val_objects=4, epochs=2,
+                             base=ConveyorTrainConfig(samples=1200, epochs=10, width=8))
+    path = optical_bundle(lut, "pwlq", 4, progress=False, config=cfg)
+    assert path.name.endswith(".cpu.pwlq4.prism")
+    bundle = sdk.load(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+        assert manifest["precision"] == "pwlq4"
+        meta = manifest["metadata"]
+        assert 0.0 <= meta["val_accuracy_optical"] <= 1.0 and 0.0 <= meta["val_accuracy_optical_fp32"] <= 1.0
+        maps, labels, counts = optical_maps(cfg, lut, "val", progress=False)  # cached by the fine-tune
+        logits = bundle.infer(np.ascontiguousarray(maps[:, None]))
+        assert logits.shape == (len(maps), 2)
+        assert counts["matched"] == len(labels) == len(maps)
+    finally:
+        bundle.close()
+    assert optical_bundle(lut, "pwlq", 4, progress=False, config=cfg) == path  # cached

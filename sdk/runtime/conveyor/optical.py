@@ -34,26 +34,55 @@ import numpy as np
 
 from .scanner import LutTriangulationExtractor
 
-__all__ = ["OPTICAL_Q", "GAP_MM", "DIM_SEAM_XV", "optical_camera", "line_train_config", "default_line_lut",
-           "TruthObject", "OpticalConveyor"]
+__all__ = ["OPTICAL_Q", "OPTICAL_ROIS", "GAP_MM", "DIM_RESPONSE_FLOOR", "optical_camera", "dim_xv_bands",
+           "line_train_config", "default_line_lut", "TruthObject", "OpticalConveyor"]
 
 OPTICAL_Q = 1024
-"""Sensor rows per ROI: 3 ROIs side by side fit the linescan sim's 4096-px sensor."""
+"""Sensor rows per ROI: 4 ROIs side by side fill the linescan sim's 4096-px sensor (its 4 regions)."""
+OPTICAL_ROIS = 4
+"""ROIs of the conveyor camera. With the paper's 3 the bands of neighbouring ROIs meet where both
+see a band end (ROI 0 near 440 nm, ROI 1 near 660 nm): at xv ≈ 650–800 the best ROI collects 5 %
+of the peak white-LED response, the stripe of 10–50 mm tops read 10–15 DN there and went
+undecoded (3-ROI soak: 9/13 defects rejected, 2 good objects rejected). A fourth ROI on the same
+sensor puts a band centre on every seam: over the belt's xv ≈ 550–1050 the weakest column keeps
+15 % of the peak (``dim_xv_bands`` is empty there). The paper itself trades ROIs for accuracy
+(§4, §8; its 3D scans use five)."""
 GAP_MM = 40.0
 """Belt travel without data that closes an object: the tilted plane leaves dark, undecodable
 stretches on back faces and in notches, which must not split an object."""
-DIM_SEAM_XV = (650.0, 800.0)
-"""Virtual columns where ROI 0's red end meets ROI 1's blue end on ``optical_camera()``: the
-stripe there reads ~10–15 DN on a 0.3-albedo surface, under the line decoder's 15 DN intensity
-threshold, so those rows are undecoded (NaN) unless the surface is bright (measured on the
-simulator, seed 3: a 53 mm cylinder crest at xv ≈ 787 decoded only on its flanks)."""
+DIM_RESPONSE_FLOOR = 0.1
+"""White-LED response (sum of R, G, B quantum efficiency × spectrum, peak ≈ 0.9) under which the
+best ROI reads a virtual column too dimly to decode on a mid-albedo surface: the 3-ROI camera's
+seam (≈ 0.05 at xv ≈ 730) reads 10–15 DN there, under the line decoder's threshold."""
 
 
-def optical_camera():
-    """The paper's diffraction camera with Q = 1024 rows per ROI (``DiffractionCamera``)."""
+def optical_camera(rois: int = OPTICAL_ROIS):
+    """The paper's diffraction camera with ``rois`` ROIs of Q = 1024 rows (``DiffractionCamera``);
+    the exit angles tile the visible band across the virtual width."""
     from firmware_bridge.linescan.diffraction import DiffractionCamera
 
-    return DiffractionCamera.paper_conditions().with_(Q=OPTICAL_Q)
+    return DiffractionCamera.paper_conditions().with_(Q=OPTICAL_Q, rois=rois)
+
+
+def dim_xv_bands(camera, spectrum: str = "white_led", floor: float = DIM_RESPONSE_FLOOR,
+                 step_px: float = 2.0) -> list[tuple[float, float]]:
+    """Virtual-column intervals [(xv_lo, xv_hi)] where the best of ``camera``'s ROIs collects less
+    than ``floor`` of ``spectrum``'s light (sum over R, G, B of c_σ(λ)·s(λ), Eq. 8) on the centre
+    row: where a stripe is dim in every ROI. Computed from the optics, not measured."""
+    from firmware_bridge.linescan.diffraction.optics import spectral_response
+    from firmware_bridge.linescan.diffraction.spectra import SPECTRA
+
+    if spectrum not in SPECTRA:
+        raise ValueError(f"unknown spectrum {spectrum!r}; known: {', '.join(SPECTRA)}")
+    xv = np.arange(0.0, camera.W, step_px)
+    y = camera.G_inv(camera.H_v / 2)
+    best = np.zeros_like(xv)
+    for r in range(camera.rois):
+        lam = camera.wavelength_nm(xv, y, r)
+        best = np.maximum(best, (spectral_response(lam) * SPECTRA[spectrum](lam)[:, None]).sum(-1))
+    dim = np.concatenate([[False], best < floor, [False]])
+    edges = np.flatnonzero(np.diff(dim.astype(np.int8)))
+    return [(float(xv[a]), float(xv[b - 1])) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def line_train_config(small: bool = False):
@@ -110,12 +139,10 @@ class TruthObject:
     defect: str | None
     """The defect's kind (dent, notch, missing_corner) or None."""
     crest_xv: float
-    """Virtual column where the plane lights the object's top: in ``DIM_SEAM_XV`` the crest is dim."""
-
-    @property
-    def crest_in_dim_seam(self) -> bool:
-        """Whether the crest's stripe lands in ``DIM_SEAM_XV`` (its top may be undecoded)."""
-        return DIM_SEAM_XV[0] <= self.crest_xv <= DIM_SEAM_XV[1]
+    """Virtual column where the plane lights the object's top."""
+    crest_in_dim_seam: bool = False
+    """Whether the crest's stripe lands in one of the camera's ``dim_xv_bands`` (its top may be
+    undecoded)."""
 
 
 class OpticalConveyor:
@@ -148,10 +175,10 @@ class OpticalConveyor:
         than the scene's default so that the tilted plane never sees two objects on one line.
         ``albedo_range``: redraw the objects' albedos (seeded) from it; None keeps the scene's
         0.3–0.95, whose darkest objects leave most of the stripe under the decoder's intensity
-        threshold where their tops fall in ``DIM_SEAM_XV`` (measured in a 20 s soak at seed 0:
+        threshold where their tops fall in a dim band (measured with 3 ROIs in a 20 s soak at seed 0:
         such objects lose >40 mm stretches and split in two), hence 0.5–0.95 by default.
         ``aim_xv_frac``: the light plane meets the belt at xv = aim_xv_frac·W (the scene's 0.3:
-        belt at xv ≈ 617, a 100 mm top at ≈ 965). Tops whose stripe lands in ``DIM_SEAM_XV``
+        belt at xv ≈ 617, a 100 mm top at ≈ 965). With 3 ROIs, tops whose stripe lands in the seam
         (10–50 mm tall at 0.3) are dim and partly undecoded. Aiming at 0.4 moves the belt itself
         to xv ≈ 820, where the 0.25-albedo belt is too dark to decode (two thirds of its rows
         NaN, the rest noisy enough to keep objects open), so 0.3 stays the default."""
@@ -194,6 +221,7 @@ class OpticalConveyor:
         from firmware_bridge.linescan.diffraction import Box
 
         n, c = self.scene.rig.plane()
+        dim = dim_xv_bands(self.camera)
         out = []
         for k, obj in enumerate(self.scene.objects):
             z_top = self.scene.belt_depth_m - obj.max_height_m
@@ -205,7 +233,8 @@ class OpticalConveyor:
                                    start=int(math.ceil(first)), end=int(math.floor(last)) + 1,
                                    length_mm=(u1 - u0) * 1000, height_mm=obj.max_height_m * 1000,
                                    defect=obj.defects[0].kind if obj.defects else None,
-                                   crest_xv=float(crest_xv)))
+                                   crest_xv=float(crest_xv),
+                                   crest_in_dim_seam=any(lo - 20 <= crest_xv <= hi + 20 for lo, hi in dim)))
         out.sort(key=lambda o: o.start)
         for a, b in zip(out, out[1:]):
             if b.start <= a.end:
