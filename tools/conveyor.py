@@ -269,6 +269,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--column-pitch-mm", type=float,
                    help=f"belt width per column (default {BELT_WIDTH_MM / COLUMNS}; "
                         "--optics diffraction: the sensor's)")
+    p.add_argument("--edge-lead-mm", type=float,
+                   help="travel by which the profile loses an object before its trailing edge passes the scan "
+                        "line (a light plane tilted along the travel; default 0; --optics diffraction: the rig's)")
     p.add_argument("--rate", type=float, default=1743.0, help="simulated line rate, lines/s (the paper's 1743)")
     p.add_argument("--duration", type=float, help="seconds (default 10; --soak: 600)")
     p.add_argument("--seed", type=int, default=0, help="simulated scene")
@@ -310,6 +313,10 @@ def run(args) -> dict:
     host, port = (sim.plc.host, sim.plc.port) if sim else _parse_plc(args.plc)
     geometry = sim.config_overrides() if optical else {}
     mm_per_count = args.mm_per_count or geometry.get("mm_per_count", MM_PER_COUNT)
+    if args.edge_lead_mm is not None:
+        if not (math.isfinite(args.edge_lead_mm) and args.edge_lead_mm >= 0):
+            raise SystemExit(f"prism conveyor: --edge-lead-mm must be >= 0, got {args.edge_lead_mm}")
+        geometry["edge_lead_counts"] = int(round(args.edge_lead_mm / mm_per_count))
     geometry.update(mm_per_count=mm_per_count,
                     column_pitch_mm=args.column_pitch_mm or geometry.get("column_pitch_mm", BELT_WIDTH_MM / COLUMNS))
     config = ScannerConfig(gate_distance_counts=int(round(args.gate_distance_mm / mm_per_count)),

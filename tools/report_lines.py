@@ -246,17 +246,24 @@ def evaluate_roi_sweep(line_cfg, n_scans: int, seed: int, rois=ROI_SWEEP, bin_px
         err = np.abs(xv - ds.xv)[ok]
         bins = np.clip((ds.xv[ok] // bin_px).astype(np.int64), 0, camera.W // bin_px)
         n_bins = camera.W // bin_px + 1
-        per_bin = np.bincount(bins, err, n_bins) / np.maximum(np.bincount(bins, None, n_bins), 1)
+        n_dec = np.bincount(bins, None, n_bins)
+        per_bin = np.bincount(bins, err, n_bins) / np.maximum(n_dec, 1)
         decoded = np.bincount(np.clip((ds.xv[has] // bin_px).astype(np.int64), 0, n_bins - 1),
                               ok[has].astype(np.float64), n_bins)
         total = np.bincount(np.clip((ds.xv[has] // bin_px).astype(np.int64), 0, n_bins - 1), None, n_bins)
+        empty = total == 0  # no test line crossed these columns: no figure rather than a zero
         out["rois"][str(r)] = {"stats": _stats(err), "rows_with_truth": int(has.sum()), "decoded": int(ok.sum()),
-                               "mae_per_bin": per_bin.tolist(),
-                               "decoded_fraction_per_bin": (decoded / np.maximum(total, 1)).tolist(),
+                               "mae_per_bin": [None if k == 0 else float(v) for k, v in zip(n_dec, per_bin)],
+                               "decoded_fraction_per_bin": [None if e else float(v) for e, v in
+                                                            zip(empty, decoded / np.maximum(total, 1))],
                                "exit_angles_deg": list(camera.exit_angles_deg),
                                "val_mae_px": meta.get("metrics", {}).get("val_mae_px"),
                                "cached": meta.get("cached"), "seconds": meta.get("seconds")}
     return out
+
+
+def _nan(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], np.float64)
 
 
 def plot_roi_sweep(sweep: dict, path: Path) -> None:
@@ -265,8 +272,8 @@ def plot_roi_sweep(sweep: dict, path: Path) -> None:
     w = sweep["bin_px"]
     for r, v in sweep["rois"].items():
         x = (np.arange(len(v["mae_per_bin"])) + 0.5) * w
-        a.plot(x, v["mae_per_bin"], label=f"{r} ROIs: MAE {v['stats']['mae']:.2f} px")
-        b.plot(x, np.asarray(v["decoded_fraction_per_bin"]) * 100, label=f"{r} ROIs")
+        a.plot(x, _nan(v["mae_per_bin"]), ".-", label=f"{r} ROIs: MAE {v['stats']['mae']:.2f} px")
+        b.plot(x, _nan(v["decoded_fraction_per_bin"]) * 100, ".-", label=f"{r} ROIs")
     a.axhline(PAPER["line_mae_px"], color="k", ls=":", label="paper 2.27 px")
     a.set_ylabel("line MLP MAE (px)")
     a.set_yscale("log")
@@ -351,10 +358,10 @@ def _render_roi_sweep(sweep: dict | None) -> list[str]:
             "| ROIs | MAE | std | median | p95 | rows decoded / with truth | worst 64-px column bin (MAE) | paper |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r, v in sweep["rois"].items():
-        st, per = v["stats"], np.asarray(v["mae_per_bin"])
-        dec = np.asarray(v["decoded_fraction_per_bin"])
-        inner = slice(2, len(per) - 2)  # the FOV's outer 128 px see a single band end by construction
-        worst = int(np.argmax(per[inner])) + 2
+        st, per = v["stats"], _nan(v["mae_per_bin"])
+        dec = _nan(v["decoded_fraction_per_bin"])
+        inner = per[2:len(per) - 2]  # the FOV's outer 128 px see a single band end by construction
+        worst = int(np.nanargmax(inner)) + 2
         rows.append(f"| {r} | {_f(st['mae'])} | {_f(st['std'])} | {_f(st['median'])} | {_f(st['p95'])} | "
                     f"{v['decoded']} / {v['rows_with_truth']} | xv {worst * sweep['bin_px']}–"
                     f"{(worst + 1) * sweep['bin_px']}: {_f(per[worst])} px, {dec[worst] * 100:.0f} % decoded | "

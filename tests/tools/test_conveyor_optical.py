@@ -25,6 +25,8 @@ LUT decodes xv to ~11 px (~4 mm of height at 0.6 m) with a bias, and a cylinder'
 sensor rows wide, so the binned median loses some."""
 EDGE_TOL_COUNTS = 6
 """Trailing edge (where the decoded height crosses the tracker threshold) vs the scene's: 6 mm."""
+EDGE_LEAD_TOL_COUNTS = 3
+"""Firing count vs the true gate count once the plane's edge lead is compensated."""
 LEAD_TOL_COUNTS = 25
 """Leading edge: a cylinder's top reaches full height only on its crest rows, and a crest in the
 dim seam is decoded late."""
@@ -93,6 +95,12 @@ def test_optical_chain_measures_objects_and_rejects_defects_at_their_gate_count(
     gates = {t.end - 1 + GATE_COUNTS for t in truth if t.defect}
     for f in line.plc.firings:
         assert min(abs(f.fired_at - g) for g in gates) <= tol
+    # the tilted plane's edge lead is compensated: the firing count is the trailing edge's, not
+    # the line where the back face fell under the height threshold (~6 counts earlier here)
+    lead = line.config_overrides()["edge_lead_counts"]
+    assert lead >= 4
+    for f in line.plc.firings:
+        assert min(abs(f.fired_at - g) for g in gates) <= EDGE_LEAD_TOL_COUNTS, (f.fired_at, sorted(gates))
 
 
 def test_score_run_tolerance_matches_each_firing_once():

@@ -1,6 +1,6 @@
 """The conveyor through the real optical path: a diffraction-simulated belt, its LUT, the extractor.
 
-    camera = optical_camera()                                   # paper conditions, Q = 1024
+    camera = optical_camera()                                   # paper conditions, 4 ROIs of Q = 1024
     lut = default_line_lut(camera)                              # line MLP trained + distilled (cached)
     line = OpticalConveyor.random(8, seed=0, camera=camera, line_rate_hz=1743, plc=plc)
     line.prerender(line.lines_for(), progress=True)             # the renderer is slower than 1743 lines/s
@@ -211,11 +211,20 @@ class OpticalConveyor:
         slope = float(np.polyfit(y, self.camera.G(y), 1)[0])
         return slope * self.scene.belt_depth_m * 1000 / self.camera.f_px * bin_columns
 
+    def edge_lead_counts(self) -> int:
+        """Counts between the line on which the tilted plane meets a back face at the tracker's
+        height threshold and the line on which it meets the same edge at belt level (the truth
+        ``end``): the tracker closes an object that much early (~5 mm of travel at 6 mm)."""
+        lead = self.scene.scan_index_under_plane(0.0, 0.0) - self.scene.scan_index_under_plane(
+            0.0, self.min_height_mm / 1000)
+        return int(round(abs(float(lead))))
+
     def scanner_geometry(self, bin_columns: int = 4) -> dict:
         """``ScannerConfig`` / ``ObjectTracker`` fields this belt fixes: mm_per_count,
-        column_pitch_mm, min_height_mm, gap_lines (``GAP_MM`` of travel)."""
+        column_pitch_mm, min_height_mm, gap_lines (``GAP_MM`` of travel), edge_lead_counts."""
         return {"mm_per_count": self.mm_per_count, "column_pitch_mm": self.column_pitch_mm(bin_columns),
-                "min_height_mm": self.min_height_mm, "gap_lines": int(math.ceil(GAP_MM / self.mm_per_count))}
+                "min_height_mm": self.min_height_mm, "gap_lines": int(math.ceil(GAP_MM / self.mm_per_count)),
+                "edge_lead_counts": self.edge_lead_counts()}
 
     def _truth(self) -> list[TruthObject]:
         from firmware_bridge.linescan.diffraction import Box

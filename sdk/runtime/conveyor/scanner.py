@@ -219,6 +219,11 @@ class ScannerConfig:
     batch: int = 16
     read_timeout_s: float = 0.5
     max_source_restarts: int = 3
+    edge_lead_counts: int = 0
+    """Counts by which the tracker sees an object's trailing edge before the edge itself passes
+    the scan line: a light plane tilted along the travel meets the back face at the height
+    threshold (``min_height_mm``) that much before it meets the edge at belt level. The reject
+    is scheduled at last_count + edge_lead_counts + gate_distance_counts."""
 
     def __post_init__(self) -> None:
         if self.unmeasured_policy not in ("reject", "accept"):
@@ -336,7 +341,8 @@ class ConveyorScanner:
                                      min_height_mm=c.min_height_mm, gap_lines=c.gap_lines,
                                      max_lines=c.max_lines, map_shape=c.map_shape)
         self.encoder = EncoderTracker(jump_tolerance=c.jump_tolerance_counts)
-        self.scheduler = RejectScheduler(c.gate_distance_counts, c.margin_counts, plc.send_reject)
+        self.scheduler = RejectScheduler(c.gate_distance_counts + c.edge_lead_counts, c.margin_counts,
+                                         plc.send_reject)
         self._log = _RunLog(log_path)
         self._queue: collections.deque[TrackedObject] = collections.deque()
         self._cond = threading.Condition()
@@ -568,7 +574,8 @@ def replay(log_path: str | Path, classifier: Callable[[np.ndarray], np.ndarray] 
     config = records[0]["config"]
     objects: dict[int, dict] = {}
     pending_send: list[bool] = []
-    scheduler = RejectScheduler(config["gate_distance_counts"], config["margin_counts"],
+    scheduler = RejectScheduler(config["gate_distance_counts"] + config.get("edge_lead_counts", 0),
+                                config["margin_counts"],
                                 lambda gate: pending_send.pop())
     decisions, mismatches = [], []
     for r in records[1:]:
