@@ -1,27 +1,31 @@
 """PWLQ integer kernels: W·A8 GEMM and 2-D convolution with int32 accumulators.
 
-The arithmetic is Sect. 4 of the PWLQ paper (Eqs. 11-13). Activations ``X`` are uint8 with a
-per-layer scale ``sx`` and zero point ``zx`` (``x̂ = sx·(X − zx)``). The weights of output channel
-``n`` are given as three int8 code tensors with disjoint support:
+The arithmetic is Sect. 4 of the PWLQ paper (Eqs. 11-13), in folded form. Activations ``X`` are
+uint8 with a per-layer scale ``sx`` and zero point ``zx`` (``x̂ = sx·(X − zx)``). The weights of
+output channel ``n`` are given as two int8 code tensors:
 
-- ``center`` (Wc): center-region codes, 0 in the tail; ``ŵ = s1[n]·Wc``;
-- ``tail`` (Wt): signed tail codes, 0 in the center; ``ŵ = s2[n]·Wt + p[n]·S``;
-- ``sign`` (S): the sign of every tail weight, ``{−1, 0, +1}`` (±1 even where ``Wt = 0``).
+- ``center`` (W0): the center-region codes, *folded*: ``Q·sign`` at every tail weight
+  (``Q = 2^(b−1) − 1``);
+- ``tail`` (W1): the signed tail codes ``sign·q``, 0 in the center;
 
-Uniform int8 weights are ``center`` alone. Per row ``m`` and channel ``n`` the kernels form, exactly
-in int32, ``A_c = Σ X·Wc``, ``A_t = Σ X·Wt``, ``A_s = Σ X·S`` and ``R = Σ X`` over the
-reduction axis, and then, in float32 and in this order (no fused multiply-add)::
+and ``ŵ = s1[n]·W0 + s2[n]·W1``. That is the paper's tail weight ``sign·(s2·q + p)`` because the
+quantizer defines the tail offset as ``p = Q·s1`` exactly (:mod:`sdk.formats.layer_table`), so the
+tail-offset (sign) accumulator of Eq. 12 is not needed (``LayerQuantTable.folded_codes`` gives
+W0 and W1). The kernels put no condition on the two tensors. Uniform int8 weights are ``center``
+alone. Per row ``m`` and channel ``n`` the kernels form, exactly in int32, ``A_c = Σ X·W0``,
+``A_t = Σ X·W1`` and ``R = Σ X`` over the reduction axis, and then, in float32 and in this order
+(no fused multiply-add)::
 
-    ac, at, as = A_c − zx·ΣWc[n], A_t − zx·ΣWt[n], A_s − zx·ΣS[n]      (int32)
+    ac, at     = A_c − zx·ΣW0[n], A_t − zx·ΣW1[n]                         (int32)
     r          = R[m] − zx·K                                              (int32)
-    y = (((f(ac)·αc[n] + f(at)·αt[n]) + f(as)·αs[n]) + f(r)·γ[n]) + β[n]
+    y = ((f(ac)·αc[n] + f(at)·αt[n]) + f(r)·γ[n]) + β[n]
 
 with ``f`` the int32 → float32 conversion (round to nearest even), ``αc = sx·s1·a``,
-``αt = sx·s2·a``, ``αs = sx·p·a``, ``γ = c·sx`` computed in float64 and rounded once to float32,
-and ``β = bias``. That is the paper's ``y = sx·(s1·ac + s2·at + p·as)·a + c·sx·r + bias``, where
-``(a, c)`` is the per-channel bias correction (``a = 1``, ``c = 0`` when off). Without a tail the
-``at`` and ``as`` terms are skipped. The requantized output (``out_scale``/``out_zero_point``
-given) keeps consecutive layers integer::
+``αt = sx·s2·a``, ``γ = c·sx`` computed in float64 and rounded once to float32, and
+``β = bias``. That is ``y = sx·(s1·ac + s2·at)·a + c·sx·r + bias``, where ``(a, c)`` is the
+per-channel bias correction (``a = 1``, ``c = 0`` when off). Without a tail the ``at`` term is
+skipped. The requantized output (``out_scale``/``out_zero_point`` given) keeps consecutive layers
+integer::
 
     q = clamp(round_half_even(y / so) + zo, zo if relu else 0, 255)      (float32, then uint8)
 
@@ -31,16 +35,16 @@ path and thread count. Against the exact real-valued formula the float output ca
 rounding: a few ulp of the largest term, more only where the terms cancel.
 
 How the integers are computed (``tail_form="sparse"``, the default): one dense u8×s8 GEMM with
-the merged codes ``Wc + Wt`` (disjoint supports, so still int8) gives ``A_c + A_t``; a sparse
-pass over the 4-deep k-blocks that hold tail weights gives ``A_t`` and ``A_s``. ``"dense"`` runs
-three dense GEMMs instead (the naive form, kept for comparison). Instruction-set paths, chosen at
+W0 gives ``A_c``; a sparse pass over the 4-deep k-blocks that hold non-zero tail codes gives
+``A_t`` (one dot product per block). ``"dense"`` runs two dense GEMMs instead (the naive form,
+kept for comparison). Instruction-set paths, chosen at
 run time (:func:`simd_path`) or forced with ``path=``: ``"avx512vnni"`` (vpdpbusd),
 ``"avx2"`` (vpmaddubsw, with a saturation-free split for codes beyond ±64), ``"neon_dot"``
 (sdot on ``X − 128`` with an exact ``128·ΣW`` correction) and the portable ``"scalar"``.
 
 Input rules (as :mod:`sdk.preprocess`): activation and code tensors must already have the right
 dtype (uint8 / int8) and are never cast; a C-contiguous array goes to C++ without a copy and any
-other layout is copied once. Per-channel parameters (``s1``, ``s2``, ``p``, ``a``, ``c``,
+other layout is copied once. Per-channel parameters (``s1``, ``s2``, ``a``, ``c``,
 ``bias``) are small and are converted to float32 vectors; a number broadcasts to every channel.
 Every violation raises :class:`~sdk.errors.InputError` (a ``ValueError``) naming the array, what
 was expected and what was received.
@@ -117,10 +121,6 @@ def _array(name: str, value, dtype, ndim: tuple[int, ...], expected: str) -> np.
     return value if value.flags.c_contiguous else np.ascontiguousarray(value)
 
 
-def _first_index(mask: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.argwhere(mask)[0])
-
-
 @dataclass(frozen=True, eq=False)
 class PackedPwlqWeights:
     """PWLQ weight codes packed once (at load time) for the integer kernels.
@@ -128,16 +128,15 @@ class PackedPwlqWeights:
     Build with :func:`pack_pwlq_weights`. Keeps read-only copies of the codes for the NumPy twins.
 
     Attributes:
-        center, tail, sign: int8 code tensors, ``(N, K)`` for a GEMM or
-            ``(C_out, C_in/groups, KH, KW)`` for a convolution; ``tail``/``sign`` are ``None``
-            for uniform weights.
+        center, tail: int8 code tensors W0 (folded) and W1, ``(N, K)`` for a GEMM or
+            ``(C_out, C_in/groups, KH, KW)`` for a convolution; ``tail`` is ``None`` for uniform
+            weights.
         groups: convolution groups (1 for a GEMM).
         tail_form: ``"sparse"``, ``"dense"`` or ``"none"`` (no tail).
     """
 
     center: np.ndarray
     tail: np.ndarray | None
-    sign: np.ndarray | None
     groups: int
     tail_form: str
     native: object
@@ -157,39 +156,31 @@ class PackedPwlqWeights:
         """Fraction of (channel, 4-deep k-block) pairs the sparse tail pass visits."""
         return self.native.tail_block_density
 
-    def codes_2d(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(Wc, Wt, S)`` as ``(N, K)`` int8 (zeros for a missing tail)."""
-        wc = self.center.reshape(self.channels, self.depth)
+    def codes_2d(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W0, W1)`` as ``(N, K)`` int8 (zeros for a missing tail)."""
+        w0 = self.center.reshape(self.channels, self.depth)
         if self.tail is None:
-            zero = np.zeros_like(wc)
-            return wc, zero, zero
-        return wc, self.tail.reshape(wc.shape), self.sign.reshape(wc.shape)
+            return w0, np.zeros_like(w0)
+        return w0, self.tail.reshape(w0.shape)
 
 
-def pack_pwlq_weights(center: np.ndarray, tail: np.ndarray | None = None,
-                      sign: np.ndarray | None = None, *, groups: int = 1,
+def pack_pwlq_weights(center: np.ndarray, tail: np.ndarray | None = None, *, groups: int = 1,
                       tail_form: str = "sparse") -> PackedPwlqWeights:
     """Validate PWLQ code tensors and pack them for :func:`qgemm` / :func:`qconv2d`.
 
     Args:
-        center: int8 ``(N, K)`` (GEMM) or ``(C_out, C_in/groups, KH, KW)`` (convolution).
-        tail, sign: int8, same shape as ``center``; both ``None`` for uniform int8 weights.
+        center: int8 W0 ``(N, K)`` (GEMM) or ``(C_out, C_in/groups, KH, KW)`` (convolution):
+            the center codes, folded (``Q·sign`` at every tail weight; see the module doc).
+        tail: int8 W1, same shape as ``center``; ``None`` for uniform int8 weights.
         groups: convolution groups (4-D weights only; ``C_out`` must be a multiple).
-        tail_form: ``"sparse"`` (merged dense GEMM + sparse tail pass, the fast form) or
-            ``"dense"`` (three dense GEMMs, the naive form).
+        tail_form: ``"sparse"`` (dense GEMM with W0 + sparse tail pass, the fast form) or
+            ``"dense"`` (two dense GEMMs, the naive form).
 
     Raises:
-        InputError: wrong dtype or shape, ``sign`` outside ``{−1, 0, 1}``, overlapping regions (a
-            center code where ``sign ≠ 0``, a tail code where ``sign = 0``, a tail code whose sign
-            differs from ``sign``), ``K > 65536``; the message names the array and the first
-            offending index.
+        InputError: wrong type, dtype or shape, ``K > 65536``; the message names the array.
     """
     expected = "(N, K) or (C_out, C_in/groups, KH, KW)"
     center = _array("center", center, np.int8, (2, 4), expected)
-    if (tail is None) != (sign is None):
-        raise InputError("tail, sign: give both (PWLQ weights) or neither (uniform weights), "
-                         f"received tail={'None' if tail is None else 'an array'} and "
-                         f"sign={'None' if sign is None else 'an array'}")
     if tail_form not in TAIL_FORMS:
         raise InputError(f"tail_form: expected one of {', '.join(TAIL_FORMS)}, "
                          f"received {tail_form!r}")
@@ -206,26 +197,12 @@ def pack_pwlq_weights(center: np.ndarray, tail: np.ndarray | None = None,
         raise InputError(f"center: K={depth} exceeds {MAX_DEPTH}, the int32 accumulator limit")
     if tail is not None:
         tail = _array("tail", tail, np.int8, (center.ndim,), str(center.shape))
-        sign = _array("sign", sign, np.int8, (center.ndim,), str(center.shape))
-        for name, arr in (("tail", tail), ("sign", sign)):
-            if arr.shape != center.shape:
-                raise InputError(f"{name}: expected the shape of center {center.shape}, "
-                                 f"received {arr.shape}")
-        checks = (
-            ("sign", (sign < -1) | (sign > 1), "is not -1, 0 or +1"),
-            ("center", (sign != 0) & (center != 0), "is a center code where sign != 0 "
-             "(the regions must be disjoint)"),
-            ("tail", (sign == 0) & (tail != 0), "is a tail code where sign == 0"),
-            ("tail", (tail != 0) & (np.sign(tail) != sign), "disagrees with sign"),
-        )
-        for name, bad, what in checks:
-            if bad.any():
-                idx = _first_index(bad)
-                value = {"sign": sign, "center": center, "tail": tail}[name][idx]
-                raise InputError(f"{name}{list(idx)} = {int(value)} {what}")
+        if tail.shape != center.shape:
+            raise InputError(f"tail: expected the shape of center {center.shape}, "
+                             f"received {tail.shape}")
     n = center.shape[0]
     native = _kernels.pack_pwlq_weights(
-        center, tail, sign, channels=n, depth=depth, groups=int(groups),
+        center, tail, channels=n, depth=depth, groups=int(groups),
         tail_form=tail_form if tail is not None else "none")
 
     def frozen(a):
@@ -235,7 +212,7 @@ def pack_pwlq_weights(center: np.ndarray, tail: np.ndarray | None = None,
         a.flags.writeable = False
         return a
 
-    return PackedPwlqWeights(frozen(center), frozen(tail), frozen(sign), int(groups),
+    return PackedPwlqWeights(frozen(center), frozen(tail), int(groups),
                              native.tail_form, native, n, depth)
 
 
@@ -287,9 +264,10 @@ def _channel_vector(name: str, value, n: int, default: float) -> np.ndarray:
     return arr
 
 
-def _affine(packed: PackedPwlqWeights, sx, zx, s1, s2, p, a, c, bias, out_scale,
+def _affine(packed: PackedPwlqWeights, sx, zx, s1, s2, a, c, bias, out_scale,
             out_zero_point, relu) -> _Affine:
-    return epilogue_params(packed.channels, sx, zx, s1, s2, p, a, c, bias, out_scale,
+    """The qgemm/qconv epilogue: fold_conv's ``p`` (unfolded tail offset) is zero here."""
+    return epilogue_params(packed.channels, sx, zx, s1, s2, None, a, c, bias, out_scale,
                            out_zero_point, relu)
 
 
@@ -344,18 +322,18 @@ def qgemm_accumulators(X: np.ndarray, packed: PackedPwlqWeights, *, path: str | 
         num_threads: ``None`` (automatic) or the thread count.
 
     Returns:
-        ``(A_c, A_t, A_s, R)``: int32 ``(M, N)`` ``Σ X·Wc``, ``Σ X·Wt``, ``Σ X·S`` and int32
-        ``(M,)`` ``Σ X`` (zeros for ``A_t``/``A_s`` without a tail).
+        ``(A_c, A_t, R)``: int32 ``(M, N)`` ``Σ X·W0``, ``Σ X·W1`` and int32 ``(M,)`` ``Σ X``
+        (zeros for ``A_t`` without a tail).
     """
     packed = _check_packed(packed, conv=False)
     X = _gemm_input(X, packed)
     path, threads = _resolve_path(path), _threads(num_threads)
     m, n = X.shape[0], packed.channels
-    a_c, a_t, a_s = (np.empty((m, n), dtype=np.int32) for _ in range(3))
+    a_c, a_t = (np.empty((m, n), dtype=np.int32) for _ in range(2))
     r = np.empty(m, dtype=np.int32)
     if m:
-        _kernels.qgemm_accumulators(X, packed.native, a_c, a_t, a_s, r, path, threads)
-    return a_c, a_t, a_s, r
+        _kernels.qgemm_accumulators(X, packed.native, a_c, a_t, r, path, threads)
+    return a_c, a_t, r
 
 
 class PwlqGemm:
@@ -367,18 +345,19 @@ class PwlqGemm:
     Args:
         packed: ``(N, K)`` weights from :func:`pack_pwlq_weights`.
         sx, zx: activation scale (> 0) and zero point (0..255).
-        s1, s2, p: center scale, tail scale and tail offset (breakpoint); numbers or ``(N,)``.
+        s1, s2: center and tail scale (the steps of W0 and W1); numbers or ``(N,)``. There is
+            no offset argument: the tail offset p = Q·s1 is folded into W0.
         a, c: per-channel bias correction (default 1 and 0).
         bias: per-channel bias (default 0).
         out_scale, out_zero_point: requantize to uint8 (both or neither).
         relu: with requantization, clamp below at ``out_zero_point``.
     """
 
-    def __init__(self, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None, p=None,
+    def __init__(self, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None,
                  a=None, c=None, bias=None, out_scale: float | None = None,
                  out_zero_point: int | None = None, relu: bool = False):
         self.packed = _check_packed(packed, conv=False)
-        self.affine = _affine(self.packed, sx, zx, s1, s2, p, a, c, bias, out_scale,
+        self.affine = _affine(self.packed, sx, zx, s1, s2, a, c, bias, out_scale,
                               out_zero_point, relu)
         f = self.affine
         self._params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.p, f.a, f.c, f.bias)
@@ -409,11 +388,11 @@ class PwlqGemm:
     def reference(self, X: np.ndarray) -> np.ndarray:
         """The NumPy twin of ``self(X)`` (see :func:`qgemm_reference`)."""
         X = _gemm_input(X, self.packed)
-        a_c, a_t, a_s, r = _accumulators_reference(X, self.packed)
-        return _epilogue_reference(a_c, a_t, a_s, r[:, None], self.packed, self.affine)
+        a_c, a_t, r = _accumulators_reference(X, self.packed)
+        return _epilogue_reference(a_c, a_t, r[:, None], self.packed, self.affine)
 
 
-def qgemm(X: np.ndarray, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None, p=None,
+def qgemm(X: np.ndarray, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None,
           a=None, c=None, bias=None, out_scale: float | None = None,
           out_zero_point: int | None = None, relu: bool = False, *, path: str | None = None,
           num_threads: int | None = None) -> np.ndarray:
@@ -422,7 +401,7 @@ def qgemm(X: np.ndarray, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=N
     Arguments as :class:`PwlqGemm` and its call. Returns float32 ``(M, N)``, or uint8 ``(M, N)``
     when requantized. For repeated calls with the same layer, build a :class:`PwlqGemm` once.
     """
-    layer = PwlqGemm(packed, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point, relu)
+    layer = PwlqGemm(packed, sx, zx, s1, s2, a, c, bias, out_scale, out_zero_point, relu)
     return layer(X, path=path, num_threads=num_threads)
 
 
@@ -453,14 +432,14 @@ class PwlqConv2d:
             ``k = (c·KH + kh)·KW + kw`` over the group's input channels.
     """
 
-    def __init__(self, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None, p=None,
+    def __init__(self, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None,
                  a=None, c=None, bias=None, out_scale: float | None = None,
                  out_zero_point: int | None = None, relu: bool = False, *, stride=1, padding=0,
                  dilation=1):
         self.packed = _check_packed(packed, conv=True)
         self.stride, self.padding = _pair("stride", stride, 1), _pair("padding", padding, 0)
         self.dilation = _pair("dilation", dilation, 1)
-        self.affine = _affine(self.packed, sx, zx, s1, s2, p, a, c, bias, out_scale,
+        self.affine = _affine(self.packed, sx, zx, s1, s2, a, c, bias, out_scale,
                               out_zero_point, relu)
         f = self.affine
         self._params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.p, f.a, f.c, f.bias)
@@ -547,7 +526,7 @@ class PwlqConv2d:
         groups, (c_out, c_in_g, kh, kw) = packed.groups, packed.shape
         n_g = c_out // groups
         codes = [w.astype(np.int64) for w in packed.codes_2d()]
-        acc: list[list[np.ndarray]] = [[], [], []]
+        acc: list[list[np.ndarray]] = [[], []]
         r = []
         for grp in range(groups):
             cols = im2col_reference(X[:, grp * c_in_g:(grp + 1) * c_in_g], (kh, kw), self.stride,
@@ -557,8 +536,8 @@ class PwlqConv2d:
                 parts.append(cols @ w[channels].T)  # (B, M, N_g)
             # Each group's channels see the sum of the group's own input window.
             r.append(np.repeat(cols.sum(axis=2, keepdims=True), n_g, axis=2))
-        a_c, a_t, a_s = (np.concatenate(parts, axis=2) for parts in acc)
-        y = _epilogue_reference(a_c, a_t, a_s, np.concatenate(r, axis=2), packed, f)  # (B, M, N)
+        a_c, a_t = (np.concatenate(parts, axis=2) for parts in acc)
+        y = _epilogue_reference(a_c, a_t, np.concatenate(r, axis=2), packed, f)  # (B, M, N)
         return np.ascontiguousarray(y.transpose(0, 2, 1).reshape(X.shape[0], c_out, *out))
 
 
@@ -589,7 +568,7 @@ def quantize_linear(x: np.ndarray, scale: float, zero_point: int,
     return np.clip(q, 0, 255).astype(np.uint8)
 
 
-def qconv2d(X: np.ndarray, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None, p=None,
+def qconv2d(X: np.ndarray, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None,
             a=None, c=None, bias=None, out_scale: float | None = None,
             out_zero_point: int | None = None, relu: bool = False, *, stride=1, padding=0,
             dilation=1, path: str | None = None, num_threads: int | None = None) -> np.ndarray:
@@ -597,7 +576,7 @@ def qconv2d(X: np.ndarray, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2
 
     Returns float32 ``(B, C_out, H_out, W_out)``, or uint8 when requantized.
     """
-    layer = PwlqConv2d(packed, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point, relu,
+    layer = PwlqConv2d(packed, sx, zx, s1, s2, a, c, bias, out_scale, out_zero_point, relu,
                        stride=stride, padding=padding, dilation=dilation)
     return layer(X, path=path, num_threads=num_threads)
 
@@ -612,31 +591,28 @@ def qgemm_accumulators_reference(X: np.ndarray, packed: PackedPwlqWeights):
 
 
 def _accumulators_reference(X: np.ndarray, packed: PackedPwlqWeights):
-    wc, wt, s = (w.astype(np.int64) for w in packed.codes_2d())
+    w0, w1 = (w.astype(np.int64) for w in packed.codes_2d())
     x = X.astype(np.int64)
-    sums = (x @ wc.T, x @ wt.T, x @ s.T, x.sum(axis=1))
+    sums = (x @ w0.T, x @ w1.T, x.sum(axis=1))
     return tuple(v.astype(np.int32) for v in sums)  # |values| < 2**31 for K <= 65536
 
 
-def _epilogue_reference(a_c, a_t, a_s, r, packed: PackedPwlqWeights, f: _Affine) -> np.ndarray:
+def _epilogue_reference(a_c, a_t, r, packed: PackedPwlqWeights, f: _Affine) -> np.ndarray:
     """The documented float32 epilogue on integer sums: ``a_*`` ``(..., M, N)``, ``r`` the
     matching ``(..., M, 1)`` or ``(..., M, N)`` window sums."""
-    wc, wt, s = (w.astype(np.int64) for w in packed.codes_2d())
+    w0, w1 = (w.astype(np.int64) for w in packed.codes_2d())
     zx = np.int64(f.zx)
     f32 = np.float32
     sx = np.float64(f.sx)
     a64 = f.a.astype(np.float64)
     alpha_c = ((sx * f.s1.astype(np.float64)) * a64).astype(f32)
     alpha_t = ((sx * f.s2.astype(np.float64)) * a64).astype(f32)
-    alpha_s = ((sx * f.p.astype(np.float64)) * a64).astype(f32)
     gamma = (f.c.astype(np.float64) * sx).astype(f32)
-    ac = (a_c.astype(np.int64) - zx * wc.sum(axis=1)).astype(f32)
+    ac = (a_c.astype(np.int64) - zx * w0.sum(axis=1)).astype(f32)
     y = ac * alpha_c
     if packed.has_tail:
-        at = (a_t.astype(np.int64) - zx * wt.sum(axis=1)).astype(f32)
-        as_ = (a_s.astype(np.int64) - zx * s.sum(axis=1)).astype(f32)
+        at = (a_t.astype(np.int64) - zx * w1.sum(axis=1)).astype(f32)
         y = y + at * alpha_t
-        y = y + as_ * alpha_s
     rr = (r.astype(np.int64) - zx * packed.depth).astype(f32)
     y = y + rr * gamma
     y = y + f.bias
@@ -650,10 +626,10 @@ def _epilogue_reference(a_c, a_t, a_s, r, packed: PackedPwlqWeights, f: _Affine)
 
 
 def qgemm_reference(X: np.ndarray, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None,
-                    p=None, a=None, c=None, bias=None, out_scale: float | None = None,
+                    a=None, c=None, bias=None, out_scale: float | None = None,
                     out_zero_point: int | None = None, relu: bool = False) -> np.ndarray:
     """NumPy twin of :func:`qgemm`: same arguments (no ``path``/``num_threads``), same bits."""
-    return PwlqGemm(packed, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point,
+    return PwlqGemm(packed, sx, zx, s1, s2, a, c, bias, out_scale, out_zero_point,
                     relu).reference(X)
 
 
@@ -676,9 +652,9 @@ def im2col_reference(X: np.ndarray, kernel: tuple[int, int], stride: tuple[int, 
 
 
 def qconv2d_reference(X: np.ndarray, packed: PackedPwlqWeights, sx: float, zx: int, s1, s2=None,
-                      p=None, a=None, c=None, bias=None, out_scale: float | None = None,
+                      a=None, c=None, bias=None, out_scale: float | None = None,
                       out_zero_point: int | None = None, relu: bool = False, *, stride=1,
                       padding=0, dilation=1) -> np.ndarray:
     """NumPy twin of :func:`qconv2d`: same arguments (no ``path``/``num_threads``), same bits."""
-    return PwlqConv2d(packed, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point, relu,
+    return PwlqConv2d(packed, sx, zx, s1, s2, a, c, bias, out_scale, out_zero_point, relu,
                       stride=stride, padding=padding, dilation=dilation).reference(X)

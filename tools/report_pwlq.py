@@ -824,7 +824,9 @@ def render_markdown(results: dict, plan: Plan) -> str:
         f"PWLQ without bias correction (as in the paper's Table 1) with 1, 2 and 3 breakpoints; one breakpoint "
         f"with the default closed form (`gaussian_closed`) and with the empirical MSE search, 2 and 3 "
         "breakpoints with the empirical search (the closed forms exist for one breakpoint only). "
-        "An accumulator per region: 1/2/3 breakpoints need 3/5/7 accumulators (paper Table 1).",
+        "The paper's integer form (Table 1) needs 2R - 1 accumulators for R = breakpoints + 1 regions (one per "
+        "region and one sign term per tail region: 3/5/7); Prism folds the tail offsets into the lower regions' "
+        "codes (offset_r = Q (s_0 + ... + s_{r-1}) exactly), so it runs one per region: 2/3/4.",
         "",
         _table1(models, plan),
         "",
@@ -940,11 +942,11 @@ def _table2_notes(models: dict, plan: Plan) -> str:
 
 def _table1(models: dict, plan: Plan) -> str:
     bits = plan.table1_bits
-    head = ["network (FP32 %)", "breakpoints", "method", "accumulators"] + [f"{b}-bit" for b in bits]
+    head = ["network (FP32 %)", "breakpoints", "method", "accumulators (paper / folded)"] + [f"{b}-bit" for b in bits]
     rows = []
     for m in models.values():
         for n, method in plan.table1_variants:
-            rows.append([f"{m['title']} ({_pct(m['fp32_accuracy'])})", n, f"`{method}`", 2 * n + 1] +
+            rows.append([f"{m['title']} ({_pct(m['fp32_accuracy'])})", n, f"`{method}`", f"{2 * n + 1} / {n + 1}"] +
                         [_cell(m["runs"][Setting.pwlq(b, False, n, method).key]) for b in bits])
     return _table(head, rows)
 
@@ -1103,7 +1105,7 @@ def _size_text(models: dict) -> str:
                 "FP32 weight bytes", "packed codes + region bytes", "packed weights %", "tables .npz % of FP32 weights"],
                rows),
         "",
-        "The integer ONNX keeps one int8 tensor per region accumulator (codes and region signs, paper Eqs. 11-13), so "
+        "The integer ONNX keeps one int8 tensor per region accumulator (the folded codes, paper Eqs. 11-13), so "
         "it is not the compact form; the packed tables are what a native PWLQ kernel reads.",
         "",
         "Deployed form: the integer ONNX of the same 4-bit PWLQ+BC model run by ONNX Runtime (CPU) on the test split:",

@@ -82,19 +82,17 @@ const char* tail_form_name(prism::TailForm form) {
   return "none";
 }
 
-Packed pack_pwlq(I8Array center, std::optional<I8Array> tail, std::optional<I8Array> sign,
-                 std::int64_t channels, std::int64_t depth, std::int64_t groups,
-                 const std::string& form) {
+Packed pack_pwlq(I8Array center, std::optional<I8Array> tail, std::int64_t channels,
+                 std::int64_t depth, std::int64_t groups, const std::string& form) {
   const auto size = static_cast<py::ssize_t>(channels * depth);
-  if (center.size() != size || (tail && tail->size() != size) || (sign && sign->size() != size))
-    throw std::invalid_argument("center, tail and sign must hold N*K codes each");
+  if (center.size() != size || (tail && tail->size() != size))
+    throw std::invalid_argument("center and tail must hold N*K codes each");
   const std::int8_t* c = center.data();
   const std::int8_t* t = tail ? tail->data() : nullptr;
-  const std::int8_t* s = sign ? sign->data() : nullptr;
   const prism::TailForm f = parse_tail_form(form);
   py::gil_scoped_release release;
   return std::make_shared<prism::PackedPwlqWeights>(
-      prism::pack_pwlq_weights(c, t, s, channels, depth, f, groups));
+      prism::pack_pwlq_weights(c, t, channels, depth, f, groups));
 }
 
 prism::QgemmOptions options(const std::string& path, int num_threads) {
@@ -124,20 +122,19 @@ struct EpilogueArrays {
   }
 };
 
-void qgemm_accumulators(U8Array x, const Packed& w, I32Array a_c, I32Array a_t, I32Array a_s,
-                        I32Array r, const std::string& path, int num_threads) {
+void qgemm_accumulators(U8Array x, const Packed& w, I32Array a_c, I32Array a_t, I32Array r,
+                        const std::string& path, int num_threads) {
   if (x.ndim() != 2 || x.shape(1) != w->depth) throw std::invalid_argument("x must be (M, K)");
   const std::int64_t m = x.shape(0), n = w->channels;
-  for (I32Array* o : {&a_c, &a_t, &a_s})
+  for (I32Array* o : {&a_c, &a_t})
     if (o->ndim() != 2 || o->shape(0) != m || o->shape(1) != n)
       throw std::invalid_argument("accumulators must be (M, N) int32");
   if (r.ndim() != 1 || r.shape(0) != m) throw std::invalid_argument("r must be (M,) int32");
   const prism::QgemmOptions o = options(path, num_threads);
   const std::uint8_t* src = x.data();
-  std::int32_t *pc = a_c.mutable_data(), *pt = a_t.mutable_data(), *ps = a_s.mutable_data(),
-               *pr = r.mutable_data();
+  std::int32_t *pc = a_c.mutable_data(), *pt = a_t.mutable_data(), *pr = r.mutable_data();
   py::gil_scoped_release release;
-  prism::qgemm_accumulators(src, m, *w, pc, pt, ps, pr, o);
+  prism::qgemm_accumulators(src, m, *w, pc, pt, pr, o);
 }
 
 void qgemm(U8Array x, const Packed& w, float sx, int zx, const EpilogueArrays& params,
@@ -442,7 +439,7 @@ PYBIND11_MODULE(_kernels, m) {
                              [](const prism::PackedPwlqWeights& w) { return tail_form_name(w.tail_form); })
       .def_property_readonly("tail_block_density", &prism::PackedPwlqWeights::tail_block_density)
       .def_property_readonly("nbytes", [](const prism::PackedPwlqWeights& w) {
-        return w.dense.size() + w.dense_tail.size() + w.dense_sign.size() +
+        return w.dense.size() + w.dense_tail.size() +
                w.tail_blocks.size() * sizeof(prism::QgemmTailBlock) +
                w.tail_start.size() * sizeof(std::int64_t);
       });
@@ -464,11 +461,10 @@ PYBIND11_MODULE(_kernels, m) {
   }, py::arg("seconds") = 0.2, "Measured vpdpbusd zmm throughput per CPU-second of one thread (0 without VNNI).");
   m.def("qgemm_best_path", []() { return std::string(prism::qgemm_path_name(prism::qgemm_best_path())); });
   m.def("pack_pwlq_weights", &pack_pwlq, py::arg("center").noconvert(),
-        py::arg("tail").noconvert() = py::none(), py::arg("sign").noconvert() = py::none(),
-        py::arg("channels"), py::arg("depth"), py::arg("groups") = 1,
+        py::arg("tail").noconvert() = py::none(), py::arg("channels"), py::arg("depth"), py::arg("groups") = 1,
         py::arg("tail_form") = "sparse", "See sdk.kernels_int.pack_pwlq_weights.");
   m.def("qgemm_accumulators", &qgemm_accumulators, py::arg("x").noconvert(), py::arg("packed"),
-        py::arg("a_c").noconvert(), py::arg("a_t").noconvert(), py::arg("a_s").noconvert(),
+        py::arg("a_c").noconvert(), py::arg("a_t").noconvert(),
         py::arg("r").noconvert(), py::arg("path") = "auto", py::arg("num_threads") = 0,
         "See sdk.kernels_int.qgemm_accumulators.");
   m.def("qgemm", &qgemm, py::arg("x").noconvert(), py::arg("packed"), py::arg("sx"),

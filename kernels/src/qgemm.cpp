@@ -29,7 +29,7 @@ void EpilogueChannelConstants::fill(std::int64_t n, const std::int32_t* sum_cent
   for (std::int64_t i = 0; i < n; ++i) {
     zero_c[i] = e.zx * sum_center[i];
     zero_t[i] = e.zx * sum_tail[i];
-    zero_s[i] = e.zx * sum_sign[i];
+    zero_s[i] = sum_sign ? e.zx * sum_sign[i] : 0;
     const double a = e.a ? e.a[i] : 1.0;
     alpha_c[i] = static_cast<float>(sx * e.s1[i] * a);
     alpha_t[i] = static_cast<float>(sx * (e.s2 ? e.s2[i] : 0.0f) * a);
@@ -154,12 +154,6 @@ double PackedPwlqWeights::tail_block_density() const {
 
 namespace {
 
-int sign_of(int v) { return (v > 0) - (v < 0); }
-
-std::string at(std::int64_t n, std::int64_t k) {
-  return "[" + std::to_string(n) + ", " + std::to_string(k) + "]";
-}
-
 // Writes one (N, K) code tensor into panels; returns nothing, fills sums per panel lane.
 void fill_panels(const PackedPwlqWeights& w, std::vector<std::int8_t>& panels,
                  std::vector<std::int32_t>& lane_sums, std::int64_t n, std::int64_t k,
@@ -176,8 +170,8 @@ void fill_panels(const PackedPwlqWeights& w, std::vector<std::int8_t>& panels,
 }  // namespace
 
 PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t* tail,
-                                    const std::int8_t* sign, std::int64_t channels,
-                                    std::int64_t depth, TailForm form, std::int64_t groups) {
+                                    std::int64_t channels, std::int64_t depth, TailForm form,
+                                    std::int64_t groups) {
   if (channels <= 0 || depth <= 0) {
     throw std::invalid_argument("pack_pwlq_weights: N and K must be positive, got N=" +
                                 std::to_string(channels) + " K=" + std::to_string(depth));
@@ -191,10 +185,7 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
     throw std::invalid_argument("pack_pwlq_weights: N=" + std::to_string(channels) +
                                 " is not a multiple of groups=" + std::to_string(groups));
   }
-  if (!center || (tail == nullptr) != (sign == nullptr)) {
-    throw std::invalid_argument(
-        "pack_pwlq_weights: center is required; tail and sign are both given or both absent");
-  }
+  if (!center) throw std::invalid_argument("pack_pwlq_weights: center (W0) is required");
   const bool has_tail = tail != nullptr;
   if (has_tail && form == TailForm::None) form = TailForm::Sparse;
   if (!has_tail) form = TailForm::None;
@@ -213,12 +204,9 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
   w.dense_sums.assign(lanes, 0);
   w.sum_center.assign(channels, 0);
   w.sum_tail.assign(channels, 0);
-  w.sum_sign.assign(channels, 0);
   if (form == TailForm::Dense) {
     w.dense_tail.assign(panel_total, 0);
-    w.dense_sign.assign(panel_total, 0);
     w.dense_tail_sums.assign(lanes, 0);
-    w.dense_sign_sums.assign(lanes, 0);
   }
   if (form == TailForm::Sparse) w.tail_start.assign(channels + 1, 0);
 
@@ -228,52 +216,25 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
       const std::int64_t i = n * depth + k;
       const int c = center[i];
       const int t = has_tail ? tail[i] : 0;
-      const int s = has_tail ? sign[i] : 0;
-      if (s < -1 || s > 1) {
-        throw std::invalid_argument("pack_pwlq_weights: sign" + at(n, k) + " = " +
-                                    std::to_string(s) + " is not -1, 0 or +1");
-      }
-      if (s != 0 && c != 0) {
-        throw std::invalid_argument("pack_pwlq_weights: weight" + at(n, k) +
-                                    " is in both regions (center code " + std::to_string(c) +
-                                    ", sign " + std::to_string(s) + ")");
-      }
-      if (s == 0 && t != 0) {
-        throw std::invalid_argument("pack_pwlq_weights: tail code" + at(n, k) + " = " +
-                                    std::to_string(t) + " where sign is 0");
-      }
-      if (t != 0 && sign_of(t) != s) {
-        throw std::invalid_argument("pack_pwlq_weights: tail code" + at(n, k) + " = " +
-                                    std::to_string(t) + " disagrees with sign " +
-                                    std::to_string(s));
-      }
       max_abs = std::max({max_abs, c < 0 ? -c : c, t < 0 ? -t : t});
       w.sum_center[n] += c;
       w.sum_tail[n] += t;
-      w.sum_sign[n] += s;
-      if (form == TailForm::Dense) {
-        fill_panels(w, w.dense, w.dense_sums, n, k, c);
-        fill_panels(w, w.dense_tail, w.dense_tail_sums, n, k, t);
-        fill_panels(w, w.dense_sign, w.dense_sign_sums, n, k, s);
-      } else {
-        fill_panels(w, w.dense, w.dense_sums, n, k, c + t);  // disjoint: c + t is still int8
-      }
+      fill_panels(w, w.dense, w.dense_sums, n, k, c);
+      if (form == TailForm::Dense) fill_panels(w, w.dense_tail, w.dense_tail_sums, n, k, t);
     }
     if (form == TailForm::Sparse) {
       for (std::int64_t kb = 0; kb < w.k_blocks; ++kb) {
-        std::uint8_t codes[4] = {0, 0, 0, 0}, signs[4] = {0, 0, 0, 0};
+        std::uint8_t codes[4] = {0, 0, 0, 0};
         bool any = false;
         for (std::int64_t i = 0; i < kQgemmKBlock && kb * kQgemmKBlock + i < depth; ++i) {
           const std::int64_t src = n * depth + kb * kQgemmKBlock + i;
           codes[i] = static_cast<std::uint8_t>(tail[src]);
-          signs[i] = static_cast<std::uint8_t>(sign[src]);
-          any = any || sign[src] != 0;
+          any = any || tail[src] != 0;
         }
         if (!any) continue;
         QgemmTailBlock b;
         b.k_block = static_cast<std::int32_t>(kb);
         std::memcpy(&b.codes, codes, 4);
-        std::memcpy(&b.signs, signs, 4);
         w.tail_blocks.push_back(b);
       }
       w.tail_start[n + 1] = static_cast<std::int64_t>(w.tail_blocks.size());
@@ -366,7 +327,7 @@ class AlignedBuffer {
 // Per-thread scratch, reused across calls.
 struct Scratch {
   AlignedBuffer<std::uint8_t> rows;
-  AlignedBuffer<std::int32_t> row_sums, acc, acc_t, acc_s;
+  AlignedBuffer<std::int32_t> row_sums, acc, acc_t;
   AlignedBuffer<float> y;
   AlignedBuffer<std::uint8_t> q;
 };
@@ -384,7 +345,7 @@ struct EpilogueConstants : EpilogueChannelConstants {
   // Refills the constants for one call (the vectors keep their capacity between calls).
   void reset(const PackedPwlqWeights& w, const PwlqEpilogue& e, const Requantization* rq) {
     const std::int64_t n = w.channels;
-    fill(n, w.sum_center.data(), w.sum_tail.data(), w.sum_sign.data(), e);
+    fill(n, w.sum_center.data(), w.sum_tail.data(), nullptr, e);
     row_zero = e.zx * static_cast<std::int32_t>(w.depth);
     if (rq) {
       out_scale = rq->scale;
@@ -433,7 +394,6 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
   std::int32_t* acc = s.acc.get(tile);
   const bool has_tail = w.tail_form != TailForm::None;
   std::int32_t* acc_t = has_tail ? s.acc_t.get(tile) : nullptr;
-  std::int32_t* acc_s = has_tail ? s.acc_s.get(tile) : nullptr;
   const bool wide = w.max_abs_code > 64;
   const std::int64_t per_group = w.channels_per_group();
   const OutputSpec& out = job.out;
@@ -455,14 +415,11 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
     isa.dense(DenseArgs{x, w.dense.data() + poff, wide, lane_sums, acc, ld});
     if (w.tail_form == TailForm::Sparse) {
       isa.tail(TailArgs{x, nc, w.tail_start.data() + gc0, w.tail_blocks.data(), wide,
-                        w.sum_tail.data() + gc0, w.sum_sign.data() + gc0, acc_t, acc_s, ld});
+                        w.sum_tail.data() + gc0, acc_t, ld});
     } else if (w.tail_form == TailForm::Dense) {
       isa.dense(DenseArgs{x, w.dense_tail.data() + poff, wide,
                           w.dense_tail_sums.data() + panel * kQgemmPanel, acc_t, ld});
-      isa.dense(DenseArgs{x, w.dense_sign.data() + poff, wide,
-                          w.dense_sign_sums.data() + panel * kQgemmPanel, acc_s, ld});
     }
-    const bool merged = w.tail_form == TailForm::Sparse;
 
     if (out.kind == OutputSpec::Kind::Accumulators) {
       for_each_output_run(src, task.row0, valid_rows,
@@ -471,10 +428,8 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
           for (std::int64_t r = 0; r < n; ++r) {
             const std::int64_t i = j * ld + t0 + r;
             const std::int64_t o = (o0 + r) * out.row_stride + (c0 + j) * out.channel_stride;
-            const std::int32_t t = has_tail ? acc_t[i] : 0;
-            out.a_c[o] = merged ? acc[i] - t : acc[i];
-            out.a_t[o] = t;
-            out.a_s[o] = has_tail ? acc_s[i] : 0;
+            out.a_c[o] = acc[i];
+            out.a_t[o] = has_tail ? acc_t[i] : 0;
           }
         }
       });
@@ -484,8 +439,6 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
     EpilogueArgs e{};
     e.acc = acc;
     e.acc_t = acc_t;
-    e.acc_s = acc_s;
-    e.merged = merged;
     e.row_sums = row_sums;
     e.row_zero = ec->row_zero;
     e.channels = nc;
@@ -493,10 +446,8 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
     e.ld = ld;
     e.zero_c = ec->zero_c.data() + gc0;
     e.zero_t = ec->zero_t.data() + gc0;
-    e.zero_s = ec->zero_s.data() + gc0;
     e.alpha_c = ec->alpha_c.data() + gc0;
     e.alpha_t = ec->alpha_t.data() + gc0;
-    e.alpha_s = ec->alpha_s.data() + gc0;
     e.gamma = ec->gamma.data() + gc0;
     e.beta = ec->beta.data() + gc0;
     e.out_scale = ec->out_scale;
@@ -658,7 +609,7 @@ std::vector<qgemm_detail::GemmJob> gemm_job(const qgemm_detail::RowSource& src,
 }  // namespace
 
 void qgemm_accumulators(const std::uint8_t* x, std::int64_t rows, const PackedPwlqWeights& w,
-                        std::int32_t* a_c, std::int32_t* a_t, std::int32_t* a_s, std::int32_t* r,
+                        std::int32_t* a_c, std::int32_t* a_t, std::int32_t* r,
                         const QgemmOptions& options) {
   check_gemm(w, rows);
   qgemm_detail::MatrixRows src(x, rows, w.depth);
@@ -666,7 +617,6 @@ void qgemm_accumulators(const std::uint8_t* x, std::int64_t rows, const PackedPw
   out.kind = qgemm_detail::OutputSpec::Kind::Accumulators;
   out.a_c = a_c;
   out.a_t = a_t;
-  out.a_s = a_s;
   out.r = r;
   qgemm_detail::run_gemm_jobs(gemm_job(src, w, out), w, nullptr, nullptr, options);
 }

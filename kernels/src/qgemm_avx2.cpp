@@ -77,23 +77,19 @@ void dense(const DenseArgs& a) {
 
 template <bool Wide>
 inline void tail_group(const std::uint8_t* x, const QgemmTailBlock* b, const QgemmTailBlock* end,
-                       std::int32_t* out_t, std::int32_t* out_s) {
+                       std::int32_t* out_t) {
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256i t0 = _mm256_setzero_si256(), t1 = t0, s0 = t0, s1 = t0;
+  __m256i t0 = _mm256_setzero_si256(), t1 = t0;
   for (; b < end; ++b) {
     const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64));
     const __m256i x1 =
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64 + 32));
-    const __m256i codes = _mm256_set1_epi32(b->codes), signs = _mm256_set1_epi32(b->signs);
+    const __m256i codes = _mm256_set1_epi32(b->codes);
     t0 = _mm256_add_epi32(t0, dot4<Wide>(x0, codes, ones));
     t1 = _mm256_add_epi32(t1, dot4<Wide>(x1, codes, ones));
-    s0 = _mm256_add_epi32(s0, dot4<false>(x0, signs, ones));  // |sign| ≤ 1 never saturates
-    s1 = _mm256_add_epi32(s1, dot4<false>(x1, signs, ones));
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_t), t0);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_t + 8), t1);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_s), s0);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_s + 8), s1);
 }
 
 void tail(const TailArgs& a) {
@@ -103,11 +99,10 @@ void tail(const TailArgs& a) {
     for (std::int64_t g = 0; g < a.x.row_groups; ++g) {
       const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
       std::int32_t* ot = a.out_t + j * a.ld + g * 16;
-      std::int32_t* os = a.out_s + j * a.ld + g * 16;
       if (a.wide_codes)
-        tail_group<true>(x, b, end, ot, os);
+        tail_group<true>(x, b, end, ot);
       else
-        tail_group<false>(x, b, end, ot, os);
+        tail_group<false>(x, b, end, ot);
     }
   }
 }
@@ -120,23 +115,16 @@ void epilogue(const EpilogueArgs& a) {
   for (std::int64_t j = 0; j < a.channels; ++j) {
     const __m256i zc = _mm256_set1_epi32(a.zero_c[j]);
     const __m256i zt = _mm256_set1_epi32(a.zero_t[j]);
-    const __m256i zs = _mm256_set1_epi32(a.zero_s[j]);
     const __m256 alc = _mm256_set1_ps(a.alpha_c[j]), alt = _mm256_set1_ps(a.alpha_t[j]);
-    const __m256 als = _mm256_set1_ps(a.alpha_s[j]), gam = _mm256_set1_ps(a.gamma[j]);
+    const __m256 gam = _mm256_set1_ps(a.gamma[j]);
     const __m256 bet = _mm256_set1_ps(a.beta[j]);
     for (std::int64_t r = 0; r < a.rows; r += 8) {
       const std::int64_t i = j * a.ld + r;
-      __m256i ac = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc + i));
-      __m256 y;
+      const __m256i ac = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc + i));
+      __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ac, zc)), alc);
       if (a.acc_t) {
         const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc_t + i));
-        const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc_s + i));
-        if (a.merged) ac = _mm256_sub_epi32(ac, t);
-        y = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ac, zc)), alc);
         y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(t, zt)), alt));
-        y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(s, zs)), als));
-      } else {
-        y = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ac, zc)), alc);
       }
       const __m256i rr = _mm256_sub_epi32(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.row_sums + r)), row_zero);

@@ -84,43 +84,30 @@ void dense(const DenseArgs& a) {
     dense_tile<1>(a.x.data + g * stride, a.x.k_blocks, a.panel, a.out + g * 16, a.ld);
 }
 
-// One channel's tail over G row groups. Two accumulator sets (even and odd blocks) double the
-// independent dependency chains, since a channel has only a few tail blocks.
+// One channel's tail over G row groups: one vpdpbusd per block and row group. Two accumulator
+// sets (even and odd blocks) double the independent dependency chains, since a channel has only a
+// few tail blocks.
 template <int G>
 inline void tail_tile(const std::uint8_t* x, std::int64_t k_blocks, const QgemmTailBlock* b,
-                      const QgemmTailBlock* end, std::int32_t* out_t, std::int32_t* out_s) {
+                      const QgemmTailBlock* end, std::int32_t* out_t) {
   const std::int64_t stride = k_blocks * 64;
   const __m512i z = _mm512_setzero_si512();
-  // t<row group><set>, s<row group><set>. Pinned to registers: without that GCC 12 moves the
-  // first set through a scratch register around every vpdpbusd.
+  // t<row group><set>. Pinned to registers: without that GCC 12 moves the first set through a
+  // scratch register around every vpdpbusd.
   register __m512i ta0 __asm__("zmm16") = z, ta1 __asm__("zmm17") = z;
   register __m512i tb0 __asm__("zmm18") = z, tb1 __asm__("zmm19") = z;
   register __m512i tc0 __asm__("zmm20") = z, tc1 __asm__("zmm21") = z;
-  register __m512i sa0 __asm__("zmm22") = z, sa1 __asm__("zmm23") = z;
-  register __m512i sb0 __asm__("zmm24") = z, sb1 __asm__("zmm25") = z;
-  register __m512i sc0 __asm__("zmm26") = z, sc1 __asm__("zmm27") = z;
 #define PRISM_BLOCK(blk, set)                                              \
   {                                                                        \
     const __m512i codes = _mm512_set1_epi32((blk).codes);                  \
-    const __m512i signs = _mm512_set1_epi32((blk).signs);                  \
     const std::uint8_t* xb = x + (blk).k_block * 64;                       \
-    const __m512i x0 = _mm512_loadu_si512(xb);                             \
-    PRISM_DPBUSD(ta##set, x0, codes);                     \
-    PRISM_DPBUSD(sa##set, x0, signs);                     \
-    if constexpr (G >= 2) {                                                \
-      const __m512i x1 = _mm512_loadu_si512(xb + stride);                  \
-      PRISM_DPBUSD(tb##set, x1, codes);                   \
-      PRISM_DPBUSD(sb##set, x1, signs);                   \
-    }                                                                      \
-    if constexpr (G >= 3) {                                                \
-      const __m512i x2 = _mm512_loadu_si512(xb + 2 * stride);              \
-      PRISM_DPBUSD(tc##set, x2, codes);                   \
-      PRISM_DPBUSD(sc##set, x2, signs);                   \
-    }                                                                      \
+    PRISM_DPBUSD(ta##set, _mm512_loadu_si512(xb), codes);                  \
+    if constexpr (G >= 2) PRISM_DPBUSD(tb##set, _mm512_loadu_si512(xb + stride), codes); \
+    if constexpr (G >= 3) PRISM_DPBUSD(tc##set, _mm512_loadu_si512(xb + 2 * stride), codes); \
   }
   // An odd count is padded with a block of zero codes (no-op products) so that the loop body
   // is the only use of the accumulators: GCC then keeps them in registers without copies.
-  const QgemmTailBlock none{0, 0, 0};
+  const QgemmTailBlock none{0, 0};
   for (; b < end; b += 2) {
     const QgemmTailBlock& odd = b + 1 < end ? b[1] : none;
     PRISM_BLOCK(b[0], 0)
@@ -128,15 +115,8 @@ inline void tail_tile(const std::uint8_t* x, std::int64_t k_blocks, const QgemmT
   }
 #undef PRISM_BLOCK
   _mm512_storeu_si512(out_t, _mm512_add_epi32(ta0, ta1));
-  _mm512_storeu_si512(out_s, _mm512_add_epi32(sa0, sa1));
-  if constexpr (G >= 2) {
-    _mm512_storeu_si512(out_t + 16, _mm512_add_epi32(tb0, tb1));
-    _mm512_storeu_si512(out_s + 16, _mm512_add_epi32(sb0, sb1));
-  }
-  if constexpr (G >= 3) {
-    _mm512_storeu_si512(out_t + 32, _mm512_add_epi32(tc0, tc1));
-    _mm512_storeu_si512(out_s + 32, _mm512_add_epi32(sc0, sc1));
-  }
+  if constexpr (G >= 2) _mm512_storeu_si512(out_t + 16, _mm512_add_epi32(tb0, tb1));
+  if constexpr (G >= 3) _mm512_storeu_si512(out_t + 32, _mm512_add_epi32(tc0, tc1));
 }
 
 void tail(const TailArgs& a) {
@@ -145,14 +125,13 @@ void tail(const TailArgs& a) {
     const QgemmTailBlock* b = a.blocks + a.start[j];
     const QgemmTailBlock* end = a.blocks + a.start[j + 1];
     std::int32_t* out_t = a.out_t + j * a.ld;
-    std::int32_t* out_s = a.out_s + j * a.ld;
     std::int64_t g = 0;
     for (; g + 3 <= a.x.row_groups; g += 3)
-      tail_tile<3>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16, out_s + g * 16);
+      tail_tile<3>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16);
     if (a.x.row_groups - g == 2)
-      tail_tile<2>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16, out_s + g * 16);
+      tail_tile<2>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16);
     else if (a.x.row_groups - g == 1)
-      tail_tile<1>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16, out_s + g * 16);
+      tail_tile<1>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16);
   }
 }
 
@@ -165,23 +144,16 @@ void epilogue(const EpilogueArgs& a) {
   for (std::int64_t j = 0; j < a.channels; ++j) {
     const __m512i zc = _mm512_set1_epi32(a.zero_c[j]);
     const __m512i zt = _mm512_set1_epi32(a.zero_t[j]);
-    const __m512i zs = _mm512_set1_epi32(a.zero_s[j]);
     const __m512 alc = _mm512_set1_ps(a.alpha_c[j]), alt = _mm512_set1_ps(a.alpha_t[j]);
-    const __m512 als = _mm512_set1_ps(a.alpha_s[j]), gam = _mm512_set1_ps(a.gamma[j]);
+    const __m512 gam = _mm512_set1_ps(a.gamma[j]);
     const __m512 bet = _mm512_set1_ps(a.beta[j]);
     for (std::int64_t r = 0; r < a.rows; r += 16) {
       const std::int64_t i = j * a.ld + r;
-      __m512i ac = _mm512_loadu_si512(a.acc + i);
-      __m512 y;
+      const __m512i ac = _mm512_loadu_si512(a.acc + i);
+      __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ac, zc)), alc);
       if (a.acc_t) {
         const __m512i t = _mm512_loadu_si512(a.acc_t + i);
-        const __m512i s = _mm512_loadu_si512(a.acc_s + i);
-        if (a.merged) ac = _mm512_sub_epi32(ac, t);
-        y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ac, zc)), alc);
         y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(t, zt)), alt));
-        y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s, zs)), als));
-      } else {
-        y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ac, zc)), alc);
       }
       const __m512i rr = _mm512_sub_epi32(_mm512_loadu_si512(a.row_sums + r), row_zero);
       y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(rr), gam));

@@ -57,28 +57,21 @@ void dense(const DenseArgs& a) {
 void tail(const TailArgs& a) {
   for (std::int64_t j = 0; j < a.channels; ++j) {
     const int32x4_t fix_t = vdupq_n_s32(128 * a.tail_sums[j]);
-    const int32x4_t fix_s = vdupq_n_s32(128 * a.sign_sums[j]);
     for (std::int64_t g = 0; g < a.x.row_groups; ++g) {
       const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
-      int32x4_t at[4], as[4];
-      for (int q = 0; q < 4; ++q) at[q] = as[q] = vdupq_n_s32(0);
+      int32x4_t at[4];
+      for (int q = 0; q < 4; ++q) at[q] = vdupq_n_s32(0);
       for (std::int64_t e = a.start[j]; e < a.start[j + 1]; ++e) {
         const QgemmTailBlock& b = a.blocks[e];
         const int8x16_t codes = vreinterpretq_s8_s32(vdupq_n_s32(b.codes));
-        const int8x16_t signs = vreinterpretq_s8_s32(vdupq_n_s32(b.signs));
         const std::int8_t* xs = reinterpret_cast<const std::int8_t*>(x + b.k_block * 64);
         for (int q = 0; q < 4; ++q) {
           const int8x16_t xv = vld1q_s8(xs + 16 * q);
           at[q] = vdotq_s32(at[q], xv, codes);
-          as[q] = vdotq_s32(as[q], xv, signs);
         }
       }
       std::int32_t* ot = a.out_t + j * a.ld + g * 16;
-      std::int32_t* os = a.out_s + j * a.ld + g * 16;
-      for (int q = 0; q < 4; ++q) {
-        vst1q_s32(ot + 4 * q, vaddq_s32(at[q], fix_t));
-        vst1q_s32(os + 4 * q, vaddq_s32(as[q], fix_s));
-      }
+      for (int q = 0; q < 4; ++q) vst1q_s32(ot + 4 * q, vaddq_s32(at[q], fix_t));
     }
   }
 }
@@ -91,22 +84,16 @@ void epilogue(const EpilogueArgs& a) {
   const int32x4_t row_zero = vdupq_n_s32(a.row_zero);
   for (std::int64_t j = 0; j < a.channels; ++j) {
     const int32x4_t zc = vdupq_n_s32(a.zero_c[j]), zt = vdupq_n_s32(a.zero_t[j]);
-    const int32x4_t zs = vdupq_n_s32(a.zero_s[j]);
     const float32x4_t alc = vdupq_n_f32(a.alpha_c[j]), alt = vdupq_n_f32(a.alpha_t[j]);
-    const float32x4_t als = vdupq_n_f32(a.alpha_s[j]), gam = vdupq_n_f32(a.gamma[j]);
+    const float32x4_t gam = vdupq_n_f32(a.gamma[j]);
     const float32x4_t bet = vdupq_n_f32(a.beta[j]);
     for (std::int64_t r = 0; r < a.rows; r += 4) {
       const std::int64_t i = j * a.ld + r;
-      int32x4_t ac = vld1q_s32(a.acc + i);
-      float32x4_t y;
+      const int32x4_t ac = vld1q_s32(a.acc + i);
+      float32x4_t y = vmulq_f32(vcvtq_f32_s32(vsubq_s32(ac, zc)), alc);
       if (a.acc_t) {
-        const int32x4_t t = vld1q_s32(a.acc_t + i), s = vld1q_s32(a.acc_s + i);
-        if (a.merged) ac = vsubq_s32(ac, t);
-        y = vmulq_f32(vcvtq_f32_s32(vsubq_s32(ac, zc)), alc);
+        const int32x4_t t = vld1q_s32(a.acc_t + i);
         y = vaddq_f32(y, vmulq_f32(vcvtq_f32_s32(vsubq_s32(t, zt)), alt));
-        y = vaddq_f32(y, vmulq_f32(vcvtq_f32_s32(vsubq_s32(s, zs)), als));
-      } else {
-        y = vmulq_f32(vcvtq_f32_s32(vsubq_s32(ac, zc)), alc);
       }
       const int32x4_t rr = vsubq_s32(vld1q_s32(a.row_sums + r), row_zero);
       y = vaddq_f32(y, vmulq_f32(vcvtq_f32_s32(rr), gam));

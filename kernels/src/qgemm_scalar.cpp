@@ -41,15 +41,13 @@ void tail(const TailArgs& a) {
   const std::int64_t rows = a.x.row_groups * kG;
   for (std::int64_t j = 0; j < a.channels; ++j) {
     std::int32_t* out_t = a.out_t + j * a.ld;
-    std::int32_t* out_s = a.out_s + j * a.ld;
-    for (std::int64_t r = 0; r < rows; ++r) out_t[r] = out_s[r] = 0;
+    for (std::int64_t r = 0; r < rows; ++r) out_t[r] = 0;
     for (std::int64_t e = a.start[j]; e < a.start[j + 1]; ++e) {
       const QgemmTailBlock& b = a.blocks[e];
       for (std::int64_t r = 0; r < rows; ++r) {
         const std::uint8_t* x =
             a.x.data + (r / kG) * a.x.k_blocks * 64 + b.k_block * 64 + (r % kG) * kB;
         out_t[r] += dot4(x, b.codes);
-        out_s[r] += dot4(x, b.signs);
       }
     }
   }
@@ -59,14 +57,8 @@ void epilogue(const EpilogueArgs& a) {
   for (std::int64_t j = 0; j < a.channels; ++j) {
     for (std::int64_t r = 0; r < a.rows; ++r) {
       const std::int64_t i = j * a.ld + r;
-      std::int32_t ac = a.acc[i];
-      if (a.merged) ac -= a.acc_t[i];
-      ac -= a.zero_c[j];
-      float y = static_cast<float>(ac) * a.alpha_c[j];
-      if (a.acc_t) {
-        y = y + static_cast<float>(a.acc_t[i] - a.zero_t[j]) * a.alpha_t[j];
-        y = y + static_cast<float>(a.acc_s[i] - a.zero_s[j]) * a.alpha_s[j];
-      }
+      float y = static_cast<float>(a.acc[i] - a.zero_c[j]) * a.alpha_c[j];
+      if (a.acc_t) y = y + static_cast<float>(a.acc_t[i] - a.zero_t[j]) * a.alpha_t[j];
       y = y + static_cast<float>(a.row_sums[r] - a.row_zero) * a.gamma[j];
       y = y + a.beta[j];
       if (!a.q) {

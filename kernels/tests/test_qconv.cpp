@@ -39,7 +39,7 @@ void hand_computed_padded_3x3() {
   // the sum over its window of (x − 5), padding contributing (5 − 5) = 0.
   const std::vector<std::uint8_t> x = {6, 7, 8, 9};  // x − zx = 1, 2, 3, 4
   const std::vector<std::int8_t> center(9, 1);
-  const auto w = prism::pack_pwlq_weights(center.data(), nullptr, nullptr, 1, 9);
+  const auto w = prism::pack_pwlq_weights(center.data(), nullptr, 1, 9);
   prism::Conv2dGeometry g;
   g.in_channels = 1;
   g.height = g.width = 2;
@@ -60,7 +60,7 @@ void hand_computed_padded_3x3() {
   // Stride 2 without padding on a 3x3 input with a 1x1 kernel picks the corners.
   const std::vector<std::uint8_t> x3 = {1, 2, 3, 4, 5, 6, 7, 8, 9};
   const std::vector<std::int8_t> one = {2};
-  const auto w1 = prism::pack_pwlq_weights(one.data(), nullptr, nullptr, 1, 1);
+  const auto w1 = prism::pack_pwlq_weights(one.data(), nullptr, 1, 1);
   g.height = g.width = 3;
   g.kernel_h = g.kernel_w = 1;
   g.pad_h = g.pad_w = 0;
@@ -96,13 +96,15 @@ void random_against_direct(std::mt19937& rng, const Case& c, double tail_fractio
   g.groups = c.groups;
   const std::int64_t cin_g = c.cin / c.groups, cout_g = c.cout / c.groups;
   const std::int64_t depth = cin_g * c.kh * c.kw;
-  std::vector<std::int8_t> center(c.cout * depth), tail(c.cout * depth), sign(c.cout * depth);
+  // Folded PWLQ codes (Q = 7): W0 holds the center codes and 7·sign at every tail weight.
+  std::vector<std::int8_t> center(c.cout * depth), tail(c.cout * depth);
   std::uniform_int_distribution<int> code(-7, 7), byte(0, 255);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   for (std::int64_t i = 0; i < c.cout * depth; ++i) {
     if (u(rng) < tail_fraction) {
-      sign[i] = u(rng) < 0.5 ? -1 : 1;
-      tail[i] = static_cast<std::int8_t>(sign[i] * (std::abs(code(rng))));
+      const int sign = u(rng) < 0.5 ? -1 : 1;
+      center[i] = static_cast<std::int8_t>(7 * sign);
+      tail[i] = static_cast<std::int8_t>(sign * (std::abs(code(rng))));
     } else {
       center[i] = static_cast<std::int8_t>(code(rng));
     }
@@ -127,15 +129,14 @@ void random_against_direct(std::mt19937& rng, const Case& c, double tail_fractio
   for (std::int64_t b = 0; b < c.batch; ++b)
     for (std::int64_t n = 0; n < c.cout; ++n) {
       const std::int64_t grp = n / cout_g;
-      std::int32_t sum_c = 0, sum_t = 0, sum_s = 0;
+      std::int32_t sum_c = 0, sum_t = 0;
       for (std::int64_t k = 0; k < depth; ++k) {
         sum_c += center[n * depth + k];
         sum_t += tail[n * depth + k];
-        sum_s += sign[n * depth + k];
       }
       for (std::int64_t y = 0; y < oh; ++y)
         for (std::int64_t xo = 0; xo < ow; ++xo) {
-          std::int64_t ac = 0, at = 0, as = 0, r = 0;
+          std::int64_t ac = 0, at = 0, r = 0;
           for (std::int64_t ci = 0; ci < cin_g; ++ci)
             for (std::int64_t i = 0; i < c.kh; ++i)
               for (std::int64_t j = 0; j < c.kw; ++j) {
@@ -146,7 +147,6 @@ void random_against_direct(std::mt19937& rng, const Case& c, double tail_fractio
                 const std::int64_t k = (ci * c.kh + i) * c.kw + j;
                 ac += v * center[n * depth + k];
                 at += v * tail[n * depth + k];
-                as += v * sign[n * depth + k];
                 r += v;
               }
           const double sx = e.sx;
@@ -154,8 +154,6 @@ void random_against_direct(std::mt19937& rng, const Case& c, double tail_fractio
                       static_cast<float>(sx * s1[n] * a[n]);
           out = out + static_cast<float>(static_cast<std::int32_t>(at) - zx * sum_t) *
                           static_cast<float>(sx * s2[n] * a[n]);
-          out = out + static_cast<float>(static_cast<std::int32_t>(as) - zx * sum_s) *
-                          static_cast<float>(sx * p[n] * a[n]);
           out = out + static_cast<float>(static_cast<std::int32_t>(r) - zx * depth) *
                           static_cast<float>(cc[n] * sx);
           want[((b * c.cout + n) * oh + y) * ow + xo] = out + bias[n];
@@ -168,8 +166,8 @@ void random_against_direct(std::mt19937& rng, const Case& c, double tail_fractio
                             " stride=" + std::to_string(c.sh) + " pad=" + std::to_string(c.ph) +
                             " dil=" + std::to_string(c.dh) + " groups=" + std::to_string(c.groups);
   for (auto form : {prism::TailForm::Sparse, prism::TailForm::Dense}) {
-    const auto w = prism::pack_pwlq_weights(center.data(), tail.data(), sign.data(), c.cout, depth,
-                                            form, c.groups);
+    const auto w = prism::pack_pwlq_weights(center.data(), tail.data(), c.cout, depth, form,
+                                            c.groups);
     for (QgemmPath path : available_paths()) {
       for (int threads : {1, 2}) {
         std::vector<float> y(want.size(), -1.0f);
@@ -212,7 +210,7 @@ void random_against_direct(std::mt19937& rng, const Case& c, double tail_fractio
 
 void geometry_errors() {
   const std::vector<std::int8_t> center(9, 1);
-  const auto w = prism::pack_pwlq_weights(center.data(), nullptr, nullptr, 1, 9);
+  const auto w = prism::pack_pwlq_weights(center.data(), nullptr, 1, 9);
   prism::Conv2dGeometry g;
   g.in_channels = 1;
   g.height = g.width = 2;

@@ -46,23 +46,23 @@ const std::vector<QgemmPath>& available_paths() {
   return paths;
 }
 
-// PWLQ weights as the three code tensors.
+// PWLQ weights as the two folded code tensors: W0 (center codes, max_code·sign at every tail
+// weight) and W1 (tail codes).
 struct Codes {
   std::int64_t n, k;
-  std::vector<std::int8_t> center, tail, sign;
+  std::vector<std::int8_t> center, tail;
 };
 
 Codes random_codes(std::mt19937& rng, std::int64_t n, std::int64_t k, int max_code,
                    double tail_fraction) {
-  Codes w{n, k, std::vector<std::int8_t>(n * k), std::vector<std::int8_t>(n * k),
-          std::vector<std::int8_t>(n * k)};
+  Codes w{n, k, std::vector<std::int8_t>(n * k), std::vector<std::int8_t>(n * k)};
   std::uniform_int_distribution<int> code(-max_code, max_code);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   for (std::int64_t i = 0; i < n * k; ++i) {
     if (u(rng) < tail_fraction) {
       const int s = u(rng) < 0.5 ? -1 : 1;
       const int mag = std::abs(code(rng));  // may be 0: a tail weight at the breakpoint
-      w.sign[i] = static_cast<std::int8_t>(s);
+      w.center[i] = static_cast<std::int8_t>(s * max_code);
       w.tail[i] = static_cast<std::int8_t>(s * mag);
     } else {
       w.center[i] = static_cast<std::int8_t>(code(rng));
@@ -72,27 +72,25 @@ Codes random_codes(std::mt19937& rng, std::int64_t n, std::int64_t k, int max_co
 }
 
 struct Reference {
-  std::vector<std::int32_t> a_c, a_t, a_s, r;
+  std::vector<std::int32_t> a_c, a_t, r;
 };
 
 Reference naive_accumulators(const std::vector<std::uint8_t>& x, std::int64_t m, const Codes& w) {
   Reference ref{std::vector<std::int32_t>(m * w.n), std::vector<std::int32_t>(m * w.n),
-                std::vector<std::int32_t>(m * w.n), std::vector<std::int32_t>(m)};
+                std::vector<std::int32_t>(m)};
   for (std::int64_t i = 0; i < m; ++i) {
     std::int64_t r = 0;
     for (std::int64_t k = 0; k < w.k; ++k) r += x[i * w.k + k];
     ref.r[i] = static_cast<std::int32_t>(r);
     for (std::int64_t n = 0; n < w.n; ++n) {
-      std::int64_t c = 0, t = 0, s = 0;
+      std::int64_t c = 0, t = 0;
       for (std::int64_t k = 0; k < w.k; ++k) {
         const std::int64_t xv = x[i * w.k + k];
         c += xv * w.center[n * w.k + k];
         t += xv * w.tail[n * w.k + k];
-        s += xv * w.sign[n * w.k + k];
       }
       ref.a_c[i * w.n + n] = static_cast<std::int32_t>(c);
       ref.a_t[i * w.n + n] = static_cast<std::int32_t>(t);
-      ref.a_s[i * w.n + n] = static_cast<std::int32_t>(s);
     }
   }
   return ref;
@@ -106,7 +104,7 @@ struct Scales {
     e.zx = zx;
     e.s1 = s1.data();
     e.s2 = s2.data();
-    e.p = p.data();
+    e.p = p.data();  // not read by qgemm (folded form): random values must not matter
     e.a = a.data();
     e.c = c.data();
     e.bias = bias.data();
@@ -137,21 +135,14 @@ float reference_y(const Reference& ref, std::int64_t m, std::int64_t n, std::int
     for (std::int64_t k = 0; k < w.k; ++k) v += w.center[n * w.k + k];
     return v;
   }();
-  std::int32_t sum_t = 0, sum_s = 0;
-  for (std::int64_t k = 0; k < w.k; ++k) {
-    sum_t += w.tail[n * w.k + k];
-    sum_s += w.sign[n * w.k + k];
-  }
+  std::int32_t sum_t = 0;
+  for (std::int64_t k = 0; k < w.k; ++k) sum_t += w.tail[n * w.k + k];
   const double sxd = sx;
   const float alc = static_cast<float>(sxd * s.s1[n] * s.a[n]);
   const float alt = static_cast<float>(sxd * s.s2[n] * s.a[n]);
-  const float als = static_cast<float>(sxd * s.p[n] * s.a[n]);
   const float gam = static_cast<float>(s.c[n] * sxd);
   float y = static_cast<float>(ac) * alc;
-  if (has_tail) {
-    y = y + static_cast<float>(ref.a_t[i] - zx * sum_t) * alt;
-    y = y + static_cast<float>(ref.a_s[i] - zx * sum_s) * als;
-  }
+  if (has_tail) y = y + static_cast<float>(ref.a_t[i] - zx * sum_t) * alt;
   y = y + static_cast<float>(ref.r[m] - zx * static_cast<std::int32_t>(w.k)) * gam;
   return y + s.bias[n];
 }
@@ -165,30 +156,29 @@ std::uint8_t reference_q(float y, const prism::Requantization& rq) {
 }
 
 void hand_computed_case() {
-  // X (2, 5); channel 0: center codes; channel 1: two tail weights (codes 2 and 0 with signs
-  // +1 and -1: the second sits exactly at the breakpoint, |t| = 0) and one center code.
+  // X (2, 5); channel 0: center codes; channel 1 (Q = 7): two tail weights (codes 2 and 0 with
+  // signs +1 and -1: the second sits exactly at the breakpoint, |t| = 0), folded into W0 as
+  // ±7, and one center code.
   const std::vector<std::uint8_t> x = {1, 2, 3, 4, 5, 10, 0, 255, 1, 2};
-  const std::vector<std::int8_t> center = {1, -1, 2, 0, 3, 0, 0, 4, 0, 0};
+  const std::vector<std::int8_t> center = {1, -1, 2, 0, 3, 7, -7, 4, 0, 0};
   const std::vector<std::int8_t> tail = {0, 0, 0, 0, 0, 2, 0, 0, 0, 0};
-  const std::vector<std::int8_t> sign = {0, 0, 0, 0, 0, 1, -1, 0, 0, 0};
   for (auto form : {prism::TailForm::Sparse, prism::TailForm::Dense}) {
-    const auto w = prism::pack_pwlq_weights(center.data(), tail.data(), sign.data(), 2, 5, form);
+    const auto w = prism::pack_pwlq_weights(center.data(), tail.data(), 2, 5, form);
     for (QgemmPath path : available_paths()) {
-      std::vector<std::int32_t> a_c(4), a_t(4), a_s(4), r(2);
-      prism::qgemm_accumulators(x.data(), 2, w, a_c.data(), a_t.data(), a_s.data(), r.data(),
-                                {path, 1});
+      std::vector<std::int32_t> a_c(4), a_t(4), r(2);
+      prism::qgemm_accumulators(x.data(), 2, w, a_c.data(), a_t.data(), r.data(), {path, 1});
       const std::string tag = std::string(" [") + prism::qgemm_path_name(path) + "]";
-      // Row 0: A_c = (1 - 2 + 6 + 15, 12), A_t = (0, 2), A_s = (0, 1 - 2), R = 15.
-      // Row 1: A_c = (10 + 510 + 6, 4·255), A_t = (0, 20), A_s = (0, 10), R = 268.
-      check(a_c == std::vector<std::int32_t>({20, 12, 526, 1020}), "hand A_c" + tag);
+      // Row 0: A_c = (1 - 2 + 6 + 15, 7 - 14 + 12), A_t = (0, 2), R = 15.
+      // Row 1: A_c = (10 + 510 + 6, 70 + 4·255), A_t = (0, 20), R = 268.
+      check(a_c == std::vector<std::int32_t>({20, 5, 526, 1090}), "hand A_c" + tag);
       check(a_t == std::vector<std::int32_t>({0, 2, 0, 20}), "hand A_t" + tag);
-      check(a_s == std::vector<std::int32_t>({0, -1, 0, 10}), "hand A_s" + tag);
       check(r == std::vector<std::int32_t>({15, 268}), "hand R" + tag);
 
-      // y = sx·(s1·ac + s2·at + p·as)·a + c·sx·r + bias with sx = 0.5, zx = 3, channel 1:
-      // s1 = 0.25, s2 = 1, p = 2, a = 1, c = 0, bias = 0.5; ΣWc = 4, ΣWt = 2, ΣS = 0.
-      // Row 0: ac = 12 - 12 = 0, at = 2 - 6 = -4, as = -1: y = 0.5·(0 - 4 - 2) + 0.5 = -2.5.
-      const float s1[] = {1.0f, 0.25f}, s2[] = {0.0f, 1.0f}, p[] = {0.0f, 2.0f};
+      // y = sx·(s1·ac + s2·at)·a + c·sx·r + bias with sx = 0.5, zx = 3, channel 1:
+      // s1 = 0.25, s2 = 1, a = 1, c = 0, bias = 0.5; ΣW0 = 4, ΣW1 = 2 (p = 7·s1 is folded; the
+      // p given here must be ignored).
+      // Row 0: ac = 5 - 12 = -7, at = 2 - 6 = -4: y = 0.5·(-1.75 - 4) + 0.5 = -2.375.
+      const float s1[] = {1.0f, 0.25f}, s2[] = {0.0f, 1.0f}, p[] = {5.0f, 2.0f};
       const float bias[] = {0.0f, 0.5f};
       prism::PwlqEpilogue e;
       e.sx = 0.5f;
@@ -200,13 +190,13 @@ void hand_computed_case() {
       std::vector<float> y(4);
       prism::qgemm(x.data(), 2, w, e, y.data(), {path, 1});
       // Channel 0 row 0: ΣWc = 5, ac = 20 - 15 = 5, y = 0.5·5 = 2.5.
-      check(y[0] == 2.5f && y[1] == -2.5f, "hand y" + tag);
+      check(y[0] == 2.5f && y[1] == -2.375f, "hand y" + tag);
       std::vector<std::uint8_t> q(4);
       prism::Requantization rq;
       rq.scale = 0.5f;
       rq.zero_point = 10;
       prism::qgemm_requantized(x.data(), 2, w, e, rq, q.data(), {path, 1});
-      // 2.5 / 0.5 = 5 -> 15; -2.5 / 0.5 = -5 -> 5.
+      // 2.5 / 0.5 = 5 -> 15; -2.375 / 0.5 = -4.75 -> -5 -> 5.
       check(q[0] == 15 && q[1] == 5, "hand requantized" + tag);
       rq.relu = true;
       prism::qgemm_requantized(x.data(), 2, w, e, rq, q.data(), {path, 1});
@@ -219,7 +209,7 @@ void round_half_to_even() {
   // y = 0.5·(A_c) with one weight 1: x = 1, 3, 5 give y/so = 0.5, 1.5, 2.5 -> 0, 2, 2.
   const std::vector<std::uint8_t> x = {1, 3, 5};
   const std::vector<std::int8_t> center = {1};
-  const auto w = prism::pack_pwlq_weights(center.data(), nullptr, nullptr, 1, 1);
+  const auto w = prism::pack_pwlq_weights(center.data(), nullptr, 1, 1);
   const float s1[] = {0.5f};
   prism::PwlqEpilogue e;
   e.s1 = s1;
@@ -258,10 +248,8 @@ void random_against_reference(std::mt19937& rng, const std::vector<QgemmPath>& p
                             " N=" + std::to_string(n) + " max_code=" + std::to_string(max_code) +
                             " tail=" + std::to_string(tail_fraction);
   for (auto form : {prism::TailForm::Sparse, prism::TailForm::Dense}) {
-    const auto packed = has_tail ? prism::pack_pwlq_weights(w.center.data(), w.tail.data(),
-                                                            w.sign.data(), n, k, form)
-                                 : prism::pack_pwlq_weights(w.center.data(), nullptr, nullptr,
-                                                            n, k, form);
+    const auto packed = prism::pack_pwlq_weights(w.center.data(),
+                                                 has_tail ? w.tail.data() : nullptr, n, k, form);
     for (QgemmPath path : paths) {
       for (int threads : {1, 2}) {
         const std::string tag = std::string(" [") + prism::qgemm_path_name(path) + ", " +
@@ -269,11 +257,10 @@ void random_against_reference(std::mt19937& rng, const std::vector<QgemmPath>& p
                                 (form == prism::TailForm::Sparse ? "sparse" : "dense") + "]" +
                                 shape;
         Reference got{std::vector<std::int32_t>(m * n, -7), std::vector<std::int32_t>(m * n, -7),
-                      std::vector<std::int32_t>(m * n, -7), std::vector<std::int32_t>(m, -7)};
+                      std::vector<std::int32_t>(m, -7)};
         prism::qgemm_accumulators(x.data(), m, packed, got.a_c.data(), got.a_t.data(),
-                                  got.a_s.data(), got.r.data(), {path, threads});
-        check(got.a_c == ref.a_c && got.a_t == ref.a_t && got.a_s == ref.a_s && got.r == ref.r,
-              "accumulators" + tag);
+                                  got.r.data(), {path, threads});
+        check(got.a_c == ref.a_c && got.a_t == ref.a_t && got.r == ref.r, "accumulators" + tag);
         std::vector<float> y(m * n, -1.0f);
         prism::qgemm(x.data(), m, packed, e, y.data(), {path, threads});
         bool same = true;
@@ -294,11 +281,10 @@ void avx2_saturation_boundary(const std::vector<QgemmPath>& paths) {
     const std::int64_t k = 8;
     std::vector<std::uint8_t> x(2 * k, 255);
     std::vector<std::int8_t> center(k, static_cast<std::int8_t>(code));
-    const auto w = prism::pack_pwlq_weights(center.data(), nullptr, nullptr, 1, k);
+    const auto w = prism::pack_pwlq_weights(center.data(), nullptr, 1, k);
     for (QgemmPath path : paths) {
-      std::vector<std::int32_t> a_c(2), a_t(2), a_s(2), r(2);
-      prism::qgemm_accumulators(x.data(), 2, w, a_c.data(), a_t.data(), a_s.data(), r.data(),
-                                {path, 1});
+      std::vector<std::int32_t> a_c(2), a_t(2), r(2);
+      prism::qgemm_accumulators(x.data(), 2, w, a_c.data(), a_t.data(), r.data(), {path, 1});
       check(a_c[0] == 255 * code * k && a_c[1] == 255 * code * k,
             "saturation boundary code " + std::to_string(code) + " [" +
                 prism::qgemm_path_name(path) + "]");
@@ -316,14 +302,12 @@ void packing_errors() {
     }
     check(threw, what);
   };
-  const std::int8_t c1[] = {1}, c0[] = {0}, t2[] = {2}, tm2[] = {-2}, s0[] = {0}, s1[] = {1},
-                    s2[] = {2};
-  throws([&] { prism::pack_pwlq_weights(c1, c0, s1, 1, 1); }, "center code in the tail");
-  throws([&] { prism::pack_pwlq_weights(c0, t2, s0, 1, 1); }, "tail code outside the tail");
-  throws([&] { prism::pack_pwlq_weights(c0, tm2, s1, 1, 1); }, "tail code against its sign");
-  throws([&] { prism::pack_pwlq_weights(c0, c0, s2, 1, 1); }, "sign outside -1..1");
-  throws([&] { prism::pack_pwlq_weights(c1, nullptr, nullptr, 1, 0); }, "K = 0");
-  throws([&] { prism::pack_pwlq_weights(c1, nullptr, nullptr, 1, 1, prism::TailForm::Sparse, 2); },
+  const std::int8_t c1[] = {1}, t2[] = {2};
+  throws([&] { prism::pack_pwlq_weights(nullptr, t2, 1, 1); }, "no center (W0)");
+  throws([&] { prism::pack_pwlq_weights(c1, nullptr, 1, 0); }, "K = 0");
+  throws([&] { prism::pack_pwlq_weights(c1, nullptr, 0, 1); }, "N = 0");
+  throws([&] { prism::pack_pwlq_weights(c1, nullptr, 1, prism::kQgemmMaxDepth + 1); }, "K too large");
+  throws([&] { prism::pack_pwlq_weights(c1, nullptr, 1, 1, prism::TailForm::Sparse, 2); },
          "N not a multiple of groups");
   throws([] { prism::parse_qgemm_path("sse"); }, "unknown path name");
 }

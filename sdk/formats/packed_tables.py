@@ -1,10 +1,11 @@
 """Packed quantization tables for native kernels: ``pack_tables`` / ``unpack_tables``.
 
 ``np.savez(path, **pack_tables(qmodel))`` writes one ``.npz``; ``unpack_tables(np.load(path))``
-gives the ``LayerQuantTable``s back. Format version 1. Keys (L = layer name, e.g. "features.0";
+gives the ``LayerQuantTable``s back. Format version 2 (version 1 also stored ``L/breakpoints``, region
+offsets rounded to float32 independently of the steps; it is refused with a message). Keys (L = layer name, e.g. "features.0";
 S = weight shape, output channels first; C = S[0]; R = regions = breakpoints + 1; n = prod(S)):
 
-    __format__          int32 ()          1
+    __format__          int32 ()          2
     __layers__          str (layers,)     layer names in execution order
     L/meta              str ()            JSON: layer_type, scheme, weight_bits, breakpoint_method,
                                           per_channel, act_scheme, act_bits, stride, padding,
@@ -19,8 +20,8 @@ S = weight shape, output channels first; C = S[0]; R = regions = breakpoints + 1
     L/regions           uint8 (P, ceil(n/8))  region index, one bit plane per bit (P = ceil(log2 R):
                                           1 for one breakpoint, 0 for uniform); plane j holds bit j,
                                           np.packbits order (first weight in the most significant bit)
-    L/scales            float32 (C, R)    step of each region
-    L/breakpoints       float32 (C, R-1)  region offsets above the center one (offsets = [0, these])
+    L/scales            float32 (C, R)    step of each region; a channel's steps are integer multiples
+                                          of the float32 ulp of its largest step (checked on load)
     L/bc                float32 (2, C)    bias correction: bc_scale, bc_shift (w = bc_scale w_hat + bc_shift)
     L/bias              float32 (C,)
     L/act_scale         float32 ()        input activation scale s (uniform scheme)
@@ -28,8 +29,11 @@ S = weight shape, output channels first; C = S[0]; R = regions = breakpoints + 1
     L/act_breakpoints   float32 (k,)      PWLQ activations only (k = 1), else empty
     L/act_range_max     float32 ()        PWLQ activations only, else 0
 
-A weight decodes as w_hat = sign * (scales[c, r] * magnitude + offsets[c, r]) and runs as
-bc_scale[c] * w_hat + bc_shift[c]; 4-bit PWLQ with one breakpoint takes 5 bits per weight.
+Region offsets are not stored: offsets[c, r] = Q * (scales[c, 0] + ... + scales[c, r-1]) with
+Q = 2^(weight_bits-1) - 1, exact in float64 (``sdk.formats.layer_table``). A weight decodes as
+w_hat = sign * (scales[c, r] * magnitude + offsets[c, r]) = sum_j scales[c, j] * folded_j (folded codes:
+Q * sign in every region below the weight's own) and runs as bc_scale[c] * w_hat + bc_shift[c];
+4-bit PWLQ with one breakpoint takes 5 bits per weight.
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ import numpy as np
 from ..errors import BundleError
 from .layer_table import LayerQuantTable
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _META_FIELDS = ("layer_type", "scheme", "weight_bits", "breakpoint_method", "per_channel", "act_scheme",
                 "act_bits", "stride", "padding", "dilation", "groups")
 
@@ -101,7 +105,6 @@ def pack_tables(qmodel) -> dict[str, np.ndarray]:
         out[f"{name}/codes"] = pack_codes(t.codes, t.weight_bits)
         out[f"{name}/regions"] = pack_regions(t.regions, t.n_regions)
         out[f"{name}/scales"] = t.scales.astype(np.float32)
-        out[f"{name}/breakpoints"] = t.breakpoints.astype(np.float32)
         out[f"{name}/bc"] = np.stack([t.bc_scale, t.bc_shift]).astype(np.float32)
         out[f"{name}/bias"] = t.bias.astype(np.float32)
         out[f"{name}/act_scale"] = np.array(t.act_scale, np.float32)
@@ -118,6 +121,10 @@ def unpack_tables(arrays: Mapping[str, np.ndarray]) -> "OrderedDict[str, LayerQu
         names = [str(n) for n in arrays["__layers__"]]
     except KeyError as exc:
         raise BundleError(f"quantization tables lack {exc}; not written by pack_tables") from None
+    if version == 1:
+        raise BundleError("quantization tables have format 1 (region offsets stored apart from the steps); "
+                          f"this Prism reads format {FORMAT_VERSION}, where the offsets are Q * cumulative steps "
+                          "and fold into the codes: re-quantize and re-deploy the model (sdk.quantize, sdk.deploy)")
     if version != FORMAT_VERSION:
         raise BundleError(f"quantization tables have format {version}; this Prism reads {FORMAT_VERSION}")
     tables = OrderedDict()
@@ -126,7 +133,6 @@ def unpack_tables(arrays: Mapping[str, np.ndarray]) -> "OrderedDict[str, LayerQu
             meta = json.loads(str(arrays[f"{name}/meta"]))
             shape = tuple(int(s) for s in arrays[f"{name}/shape"])
             count = int(np.prod(shape))
-            breakpoints = arrays[f"{name}/breakpoints"]
             bc = arrays[f"{name}/bc"]
             tables[name] = LayerQuantTable(
                 name=name, layer_type=meta["layer_type"], scheme=meta["scheme"], weight_bits=meta["weight_bits"],
@@ -134,7 +140,6 @@ def unpack_tables(arrays: Mapping[str, np.ndarray]) -> "OrderedDict[str, LayerQu
                 codes=unpack_codes(arrays[f"{name}/codes"], meta["weight_bits"], count).reshape(shape),
                 regions=unpack_regions(arrays[f"{name}/regions"], count).reshape(shape),
                 scales=arrays[f"{name}/scales"].astype(np.float32),
-                offsets=np.concatenate([np.zeros((shape[0], 1), np.float32), breakpoints], axis=1),
                 bc_scale=bc[0].copy(), bc_shift=bc[1].copy(), bias=arrays[f"{name}/bias"].copy(),
                 act_bits=meta["act_bits"], act_scheme=meta["act_scheme"],
                 act_scale=float(arrays[f"{name}/act_scale"]), act_zero_point=int(arrays[f"{name}/act_zero_point"]),
@@ -144,6 +149,8 @@ def unpack_tables(arrays: Mapping[str, np.ndarray]) -> "OrderedDict[str, LayerQu
                 dilation=_tuple(meta["dilation"]), groups=meta["groups"])
         except KeyError as exc:
             raise BundleError(f"quantization tables: layer {name!r} lacks {exc}") from None
+        except ValueError as exc:
+            raise BundleError(f"quantization tables: layer {name!r}: {exc}") from None
     return tables
 
 

@@ -178,11 +178,15 @@ def test_integer_matches_kernels_int_on_the_folded_input(with_tail):
     X = rng.integers(0, 256, (2, 3, 14, 10), dtype=np.uint8)
     codes = random_codes(rng, (4 * 4, 4 * 3, 3, 3), with_tail)
     n = 16
-    params = dict(s1=rng.uniform(0.005, 0.02, n), s2=0.02, p=0.4, a=rng.uniform(0.8, 1.2, n),
+    params = dict(s1=rng.uniform(0.005, 0.02, n), s2=0.02, a=rng.uniform(0.8, 1.2, n),
                   c=1e-3, bias=rng.standard_normal(n), out_scale=0.05, out_zero_point=30)
-    ours = fc.fold_qconv2d(X, fc.pack_fold_qweights(*codes), 0.04, 17, **params, dilation=2)
+    # fold_conv takes the unfolded (center, tail, sign) form with an offset p; sdk.kernels_int
+    # the folded (W0, W1) form. With p = 0 the sign term adds an exact 0, and (center, tail) is
+    # a valid (W0, W1), so both must give the same bits.
+    ours = fc.fold_qconv2d(X, fc.pack_fold_qweights(*codes), 0.04, 17, p=0.0, **params,
+                           dilation=2)
     folded = np.ascontiguousarray(fc.fold_reference(X))
-    theirs = ki.qconv2d(folded, ki.pack_pwlq_weights(*codes), 0.04, 17, **params, padding=2,
+    theirs = ki.qconv2d(folded, ki.pack_pwlq_weights(*codes[:2]), 0.04, 17, **params, padding=2,
                         dilation=2)
     np.testing.assert_array_equal(ours, fc.unfold_reference(theirs))
 

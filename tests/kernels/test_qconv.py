@@ -19,18 +19,19 @@ RUNNABLE = [p for p in ki.PATHS if AVAILABLE[p] is None]
 
 
 def pwlq_codes(rng, shape, *, max_code=7, tail=0.1):
-    """Random PWLQ code tensors (Wc, Wt, S) of one shape (as in test_qgemm.py)."""
+    """Random folded PWLQ code tensors (W0, W1) of one shape (as in test_qgemm.py)."""
     in_tail = rng.random(shape) < tail
     sign = np.where(in_tail, rng.choice(np.array([-1, 1], np.int8), shape), 0).astype(np.int8)
     tail_codes = (sign * rng.integers(0, max_code + 1, shape)).astype(np.int8)
-    center = np.where(in_tail, 0, rng.integers(-max_code, max_code + 1, shape)).astype(np.int8)
-    return center, tail_codes, sign
+    center = np.where(in_tail, max_code * sign,
+                      rng.integers(-max_code, max_code + 1, shape)).astype(np.int8)
+    return center, tail_codes
 
 
 def epilogue_params(rng, n):
     return dict(s1=rng.uniform(1e-3, 0.05, n), s2=rng.uniform(1e-3, 0.05, n),
-                p=rng.uniform(0.0, 0.2, n), a=rng.uniform(0.9, 1.1, n),
-                c=rng.uniform(-0.05, 0.05, n), bias=rng.uniform(-1, 1, n))
+                a=rng.uniform(0.9, 1.1, n), c=rng.uniform(-0.05, 0.05, n),
+                bias=rng.uniform(-1, 1, n))
 
 
 # (batch, C_in, H, W, C_out, kernel, stride, padding, dilation, groups)
@@ -102,9 +103,9 @@ def test_twin_matches_torch_conv2d_on_dequantized_values(case):
     rng = np.random.default_rng(11)
     layer, X = make_case(rng, *case)
     packed, f = layer.packed, layer.affine
-    wc, wt, s = (w.astype(np.float64) for w in (packed.center, packed.tail, packed.sign))
+    w0, w1 = (w.astype(np.float64) for w in (packed.center, packed.tail))
     per = lambda v: v.astype(np.float64)[:, None, None, None]  # noqa: E731
-    w_hat = per(f.s1) * wc + per(f.s2) * wt + per(f.p) * s
+    w_hat = per(f.s1) * w0 + per(f.s2) * w1
     x_hat = torch.from_numpy(f.sx * (X.astype(np.float64) - f.zx))
     conv = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                 groups=packed.groups)
@@ -142,10 +143,10 @@ def test_functional_form_equals_the_layer():
     rng = np.random.default_rng(4)
     layer, X = make_case(rng, 1, 4, 8, 8, 4, (3, 3), 1, 1, 1, 2)
     f = layer.affine
-    y = ki.qconv2d(X, layer.packed, f.sx, f.zx, f.s1, f.s2, f.p, f.a, f.c, f.bias, padding=1)
+    y = ki.qconv2d(X, layer.packed, f.sx, f.zx, f.s1, f.s2, f.a, f.c, f.bias, padding=1)
     np.testing.assert_array_equal(y, layer(X))
     np.testing.assert_array_equal(
-        ki.qconv2d_reference(X, layer.packed, f.sx, f.zx, f.s1, f.s2, f.p, f.a, f.c, f.bias,
+        ki.qconv2d_reference(X, layer.packed, f.sx, f.zx, f.s1, f.s2, f.a, f.c, f.bias,
                              padding=1), y)
 
 

@@ -26,28 +26,31 @@ FORMS = list(ki.TAIL_FORMS)
 
 
 def pwlq_codes(rng, n, k, *, max_code=7, tail=0.1):
-    """Random PWLQ code tensors (Wc, Wt, S) with a tail fraction ``tail`` (None: uniform)."""
+    """Random folded PWLQ code tensors (W0, W1) with a tail fraction ``tail`` (None: uniform):
+    W0 holds the center codes and max_code·sign at every tail weight (Q = max_code)."""
     if tail is None:
-        return rng.integers(-max_code, max_code + 1, (n, k)).astype(np.int8), None, None
+        return rng.integers(-max_code, max_code + 1, (n, k)).astype(np.int8), None
     in_tail = rng.random((n, k)) < tail
     sign = np.where(in_tail, rng.choice(np.array([-1, 1], np.int8), (n, k)), 0).astype(np.int8)
-    # |t| may be 0: a tail weight exactly at the breakpoint still has S = ±1.
+    # |t| may be 0: a tail weight exactly at the breakpoint (then W0 alone carries it).
     tail_codes = (sign * rng.integers(0, max_code + 1, (n, k))).astype(np.int8)
-    center = np.where(in_tail, 0, rng.integers(-max_code, max_code + 1, (n, k))).astype(np.int8)
-    return center, tail_codes, sign
+    center = np.where(in_tail, max_code * sign,
+                      rng.integers(-max_code, max_code + 1, (n, k))).astype(np.int8)
+    return center, tail_codes
 
 
 def epilogue_params(rng, n):
     return dict(s1=rng.uniform(1e-3, 0.05, n), s2=rng.uniform(1e-3, 0.05, n),
-                p=rng.uniform(0.0, 0.2, n), a=rng.uniform(0.9, 1.1, n),
-                c=rng.uniform(-0.05, 0.05, n), bias=rng.uniform(-1, 1, n))
+                a=rng.uniform(0.9, 1.1, n), c=rng.uniform(-0.05, 0.05, n),
+                bias=rng.uniform(-1, 1, n))
 
 
-def exact_output(X, packed, sx, zx, s1, s2, p, a, c, bias):
-    """The paper's formula in float64 and the magnitude of its terms (for tolerances)."""
-    wc, wt, s = (w.astype(np.float64) for w in packed.codes_2d())
+def exact_output(X, packed, sx, zx, s1, s2, a, c, bias):
+    """The paper's formula (folded: w = s1·W0 + s2·W1) in float64 and the magnitude of its
+    terms (for tolerances)."""
+    w0, w1 = (w.astype(np.float64) for w in packed.codes_2d())
     x = X.astype(np.float64) - zx
-    terms = [sx * s1 * (x @ wc.T) * a, sx * s2 * (x @ wt.T) * a, sx * p * (x @ s.T) * a,
+    terms = [sx * s1 * (x @ w0.T) * a, sx * s2 * (x @ w1.T) * a,
              (c * sx) * x.sum(axis=1, keepdims=True)]
     y = sum(terms) + bias
     scale = sum(np.abs(t) for t in terms) + np.abs(bias)
@@ -55,7 +58,8 @@ def exact_output(X, packed, sx, zx, s1, s2, p, a, c, bias):
 
 
 def assert_accumulators_equal(got, want):
-    for name, g, w in zip(("A_c", "A_t", "A_s", "R"), got, want):
+    assert len(got) == len(want) == 3
+    for name, g, w in zip(("A_c", "A_t", "R"), got, want):
         assert g.dtype == np.int32, name
         np.testing.assert_array_equal(g, w, err_msg=name)
 
@@ -107,21 +111,20 @@ def test_random_shapes_all_paths_bit_exact(m, k, n, tail, max_code, zx, form, se
 def test_extreme_values(path, x_value, zx, weights):
     n, k, m = 9, 131, 21
     if weights == "max codes":
-        codes = (np.full((n, k), 127, np.int8), None, None)
+        codes = (np.full((n, k), 127, np.int8), None)
     elif weights == "min codes":  # -128 is not a PWLQ code, but every int8 is exact
-        codes = (np.full((n, k), -128, np.int8), None, None)
-    elif weights == "all tail":
+        codes = (np.full((n, k), -128, np.int8), None)
+    elif weights == "all tail":  # 8-bit PWLQ: W0 = 127·sign, W1 = ±127 everywhere
         sign = np.where(np.arange(n * k).reshape(n, k) % 2, 1, -1).astype(np.int8)
-        codes = (np.zeros((n, k), np.int8), (sign * 127).astype(np.int8), sign)
+        codes = ((sign * 127).astype(np.int8), (sign * 127).astype(np.int8))
     else:
-        codes = (np.full((n, k), -127, np.int8), np.zeros((n, k), np.int8),
-                 np.zeros((n, k), np.int8))
+        codes = (np.full((n, k), -127, np.int8), np.zeros((n, k), np.int8))
     X = np.full((m, k), x_value, np.uint8)
     for form in FORMS:
         packed = ki.pack_pwlq_weights(*codes, tail_form=form)
         assert_accumulators_equal(ki.qgemm_accumulators(X, packed, path=path),
                                   ki.qgemm_accumulators_reference(X, packed))
-        layer = ki.PwlqGemm(packed, 0.1, zx, 0.01, 0.02, 0.3, out_scale=0.5, out_zero_point=zx)
+        layer = ki.PwlqGemm(packed, 0.1, zx, 0.01, 0.02, out_scale=0.5, out_zero_point=zx)
         np.testing.assert_array_equal(layer(X, path=path), layer.reference(X))
 
 
@@ -136,21 +139,20 @@ def test_avx2_saturation_boundary(path, code):
     X = np.full((5, k), 255, np.uint8)
     a_c, *_ = ki.qgemm_accumulators(X, packed, path=path)
     assert (a_c == 255 * code * k).all()
-    # The same in the sparse tail pass.
-    sign = np.full((3, k), 1 if code > 0 else -1, np.int8)
-    packed = ki.pack_pwlq_weights(np.zeros((3, k), np.int8), np.full((3, k), code, np.int8), sign)
-    _, a_t, a_s, _ = ki.qgemm_accumulators(X, packed, path=path)
-    assert (a_t == 255 * code * k).all() and (a_s == 255 * int(sign[0, 0]) * k).all()
+    # The same in the sparse tail pass, with W0 = W1 (folded 8-bit codes overlap the tail).
+    full = np.full((3, k), code, np.int8)
+    packed = ki.pack_pwlq_weights(full, full)
+    a_c, a_t, _ = ki.qgemm_accumulators(X, packed, path=path)
+    assert (a_t == 255 * code * k).all() and (a_c == 255 * code * k).all()
 
 
 def test_uniform_is_pwlq_without_tail():
     rng = np.random.default_rng(3)
-    wc, _, _ = pwlq_codes(rng, 12, 40, tail=None)
+    wc, _ = pwlq_codes(rng, 12, 40, tail=None)
     X = rng.integers(0, 256, (30, 40), dtype=np.uint8)
     zeros = np.zeros_like(wc)
     y_uniform = ki.qgemm(X, ki.pack_pwlq_weights(wc), 0.1, 7, 0.02, bias=0.5)
-    y_pwlq = ki.qgemm(X, ki.pack_pwlq_weights(wc, zeros, zeros), 0.1, 7, 0.02, 0.03, 0.4,
-                      bias=0.5)
+    y_pwlq = ki.qgemm(X, ki.pack_pwlq_weights(wc, zeros), 0.1, 7, 0.02, 0.03, bias=0.5)
     np.testing.assert_array_equal(y_uniform, y_pwlq)
 
 
@@ -159,7 +161,7 @@ def test_uniform_is_pwlq_without_tail():
 @pytest.mark.parametrize("seed", range(5))
 def test_twin_matches_the_exact_formula(seed):
     """float32 rounding only: the per-channel constants and int32 -> float32 conversions are
-    each rounded once (≤ 2^-24 relative), four products and four sums add a few ulp; so the
+    each rounded once (≤ 2^-24 relative), three products and three sums add a few ulp; so the
     error is bounded by a small multiple of 2^-24 times the magnitude of the terms."""
     rng = np.random.default_rng(seed)
     n, k, m = 24, 300, 40
@@ -174,18 +176,20 @@ def test_twin_matches_the_exact_formula(seed):
 
 
 def test_paper_example_by_hand():
-    """One center, one tail weight (|t| = 0, at the breakpoint) and the row sum, by hand."""
-    wc = np.array([[3, 0, 0]], np.int8)
-    wt = np.array([[0, 0, -2]], np.int8)
-    s = np.array([[0, 1, -1]], np.int8)
+    """One center weight, two tail weights (one at the breakpoint, |t| = 0) and the row sum,
+    by hand. 4 bits: Q = 7, s1 = 0.25, s2 = 0.125, so the tail offset is p = 7·s1 = 1.75 and the
+    weights are (3·0.25, +(0·0.125 + 1.75), −(2·0.125 + 1.75)) = (0.75, 1.75, −2)."""
+    w0 = np.array([[3, 7, -7]], np.int8)   # center code, then Q·sign of the two tail weights
+    w1 = np.array([[0, 0, -2]], np.int8)   # tail codes
     X = np.array([[10, 20, 30]], np.uint8)
-    packed = ki.pack_pwlq_weights(wc, wt, s)
-    a_c, a_t, a_s, r = ki.qgemm_accumulators(X, packed)
-    assert (a_c[0, 0], a_t[0, 0], a_s[0, 0], r[0]) == (30, -60, -10, 60)
-    # zx = 10: ac = 30 - 30, at = -60 + 20, as = -10 - 0, r = 60 - 30.
-    # y = 0.5 * (0.25*0 + 0.125*(-40) + 1*(-10)) * 2 + 0.1 * 0.5 * 30 + 1 = -15 + 1.5 + 1
-    y = ki.qgemm(X, packed, 0.5, 10, 0.25, 0.125, 1.0, a=2.0, c=0.1, bias=1.0)
-    assert y[0, 0] == np.float32(-12.5)
+    packed = ki.pack_pwlq_weights(w0, w1)
+    a_c, a_t, r = ki.qgemm_accumulators(X, packed)
+    assert (a_c[0, 0], a_t[0, 0], r[0]) == (30 + 140 - 210, -60, 60)
+    # zx = 10: ac = -40 - 30, at = -60 + 20, r = 60 - 30.
+    # y = 0.5 * (0.25*(-70) + 0.125*(-40)) * 2 + 0.1 * 0.5 * 30 + 1 = -22.5 + 1.5 + 1, which is
+    # sx·a·Σ w·(x − zx) = 0.5·2·(0.75·0 + 1.75·10 − 2·20) + c·sx·r + bias.
+    y = ki.qgemm(X, packed, 0.5, 10, 0.25, 0.125, a=2.0, c=0.1, bias=1.0)
+    assert y[0, 0] == np.float32(-20.0)
 
 
 # ------------------------------------------------------------------------- requantization --
@@ -239,7 +243,7 @@ def test_concurrent_calls_from_python_threads():
 
     rng = np.random.default_rng(5)
     packed = ki.pack_pwlq_weights(*pwlq_codes(rng, 32, 144))
-    layer = ki.PwlqGemm(packed, 0.02, 128, 0.01, 0.02, 0.1)
+    layer = ki.PwlqGemm(packed, 0.02, 128, 0.01, 0.02)
     inputs = [rng.integers(0, 256, (200, 144), dtype=np.uint8) for _ in range(4)]
     want = [layer.reference(x) for x in inputs]
     errors = []
@@ -312,9 +316,8 @@ def test_non_contiguous_input_is_copied_once_and_equals_contiguous(view):
     base = rng.integers(0, 256, (40, 40), dtype=np.uint8)
     X = {"transposed": base.T[:, :20], "strided": base[::2, ::2], "negative": base[::-1, :20]}[view]
     assert not X.flags.c_contiguous
-    np.testing.assert_array_equal(ki.qgemm(X, packed, 0.1, 3, 0.01, 0.02, 0.1),
-                                  ki.qgemm(np.ascontiguousarray(X), packed, 0.1, 3, 0.01, 0.02,
-                                           0.1))
+    np.testing.assert_array_equal(ki.qgemm(X, packed, 0.1, 3, 0.01, 0.02),
+                                  ki.qgemm(np.ascontiguousarray(X), packed, 0.1, 3, 0.01, 0.02))
 
 
 def test_binding_rejects_what_the_wrapper_would_copy_or_refuse():
@@ -330,30 +333,23 @@ def test_binding_rejects_what_the_wrapper_would_copy_or_refuse():
                        0, False, "auto", 0)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(sign=2), r"sign\[0, 0\] = 2 is not -1, 0 or \+1"),
-    (dict(center=1, sign=1), r"center\[0, 0\] = 1 is a center code where sign != 0"),
-    (dict(tail=3), r"tail\[0, 0\] = 3 is a tail code where sign == 0"),
-    (dict(tail=3, sign=-1), r"tail\[0, 0\] = 3 disagrees with sign"),
-])
-def test_overlapping_or_invalid_regions_are_rejected(bad, match):
-    center, tail, sign = (np.zeros((2, 3), np.int8) for _ in range(3))
-    for name, value in bad.items():
-        {"center": center, "tail": tail, "sign": sign}[name][0, 0] = value
-    with pytest.raises(InputError, match=match):
-        ki.pack_pwlq_weights(center, tail, sign)
+def test_sign_tensor_is_gone():
+    """The folded form has no sign tensor: a third code tensor is an error, not ignored."""
+    w = np.ones((2, 3), np.int8)
+    with pytest.raises(TypeError):
+        ki.pack_pwlq_weights(w, w, w)
 
 
 def test_packing_argument_errors():
     w = np.ones((2, 3), np.int8)
     with pytest.raises(InputError, match="center: expected dtype int8"):
         ki.pack_pwlq_weights(w.astype(np.int16))
-    with pytest.raises(InputError, match="give both"):
-        ki.pack_pwlq_weights(w, tail=w)
-    with pytest.raises(InputError, match=r"sign: expected the shape of center \(2, 3\)"):
-        ki.pack_pwlq_weights(w * 0, w * 0, np.zeros((3, 2), np.int8))
+    with pytest.raises(InputError, match="tail: expected dtype int8"):
+        ki.pack_pwlq_weights(w, w.astype(np.uint8))
+    with pytest.raises(InputError, match=r"tail: expected the shape of center \(2, 3\)"):
+        ki.pack_pwlq_weights(w, np.zeros((3, 2), np.int8))
     with pytest.raises(InputError, match="tail_form"):
-        ki.pack_pwlq_weights(w, w * 0, w * 0, tail_form="csr")
+        ki.pack_pwlq_weights(w, w * 0, tail_form="csr")
     with pytest.raises(InputError, match="K=65537 exceeds"):
         ki.pack_pwlq_weights(np.zeros((1, 65537), np.int8))
     with pytest.raises(InputError, match="groups=1"):
@@ -382,7 +378,7 @@ def test_epilogue_argument_errors():
 def test_empty_batch():
     packed = ki.pack_pwlq_weights(np.ones((2, 3), np.int8))
     assert ki.qgemm(np.zeros((0, 3), np.uint8), packed, 1.0, 0, 1.0).shape == (0, 2)
-    a_c, _, _, r = ki.qgemm_accumulators(np.zeros((0, 3), np.uint8), packed)
+    a_c, _, r = ki.qgemm_accumulators(np.zeros((0, 3), np.uint8), packed)
     assert a_c.shape == (0, 2) and r.shape == (0,)
 
 
@@ -391,6 +387,7 @@ def test_packed_weights_describe_themselves():
     packed = ki.pack_pwlq_weights(*pwlq_codes(rng, 16, 144))
     assert (packed.channels, packed.depth, packed.groups, packed.tail_form) == (16, 144, 1,
                                                                                 "sparse")
-    assert 0.2 < packed.tail_block_density < 0.5  # 1 - 0.9**4 of the 4-deep blocks
+    # Blocks with a non-zero tail code: 1 - (1 - 0.1·7/8)**4 ≈ 0.31 of the 4-deep blocks.
+    assert 0.2 < packed.tail_block_density < 0.45
     assert not packed.center.flags.writeable
     assert ki.pack_pwlq_weights(packed.center).tail_form == "none"

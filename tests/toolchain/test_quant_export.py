@@ -121,15 +121,26 @@ def test_integer_form_uses_integer_ops_and_calibrated_quantization(quantized):
     assert not any(v.dtype == np.float32 and v.shape in weight_shapes for v in inits.values())
 
 
-def test_qdq_form_stores_int8_codes_and_region_signs(quantized):
+def test_qdq_form_stores_folded_int8_codes_and_no_sign_tensors(quantized):
     model = export_onnx(quantized, X[:1], form="qdq")
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("QuantizeLinear") == len(quantized.tables)
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    signs = [v for k, v in inits.items() if "_w_signs_r1" in k]
-    assert signs and all(v.dtype == np.int8 and set(np.unique(v)) <= {-1, 0, 1} for v in signs)
+    assert not any("signs" in k or "offsets" in k for k in inits)
     codes = [v for k, v in inits.items() if "_w_codes_r" in k]
     assert codes and all(v.dtype == np.int8 and np.abs(v.astype(int)).max() <= 7 for v in codes)
+    # the center codes carry Q = 7 times the sign of every tail weight
+    for name, t in quantized.tables.items():
+        center = next(v for k, v in inits.items() if k.startswith(name.replace(".", "_") + "_w_codes_r0"))
+        assert np.array_equal(np.sort(center.ravel()), np.sort(t.folded_codes(0).ravel()))
+        assert np.all(t.folded_codes(0)[t.regions == 1] == 7 * np.sign(t.codes[t.regions == 1]))
+
+
+def test_integer_form_has_one_accumulator_per_region(quantized):
+    model = export_onnx(quantized, X[:1], form="integer")
+    ops = [n.op_type for n in model.graph.node]
+    per_layer = sum(t.n_regions + int(np.any(t.bc_shift != 0)) for t in quantized.tables.values())
+    assert ops.count("ConvInteger") + ops.count("MatMulInteger") == per_layer
 
 
 def test_skipped_layer_stays_a_float_conv():

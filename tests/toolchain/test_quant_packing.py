@@ -92,7 +92,7 @@ def test_packed_4bit_conv_is_at_most_a_fifth_of_fp32():
     qw = quantize_pwlq(w, 4)
     c = w.shape[0]
     table = LayerQuantTable("conv", "Conv2d", "pwlq", 4, "gaussian_closed", True, qw.codes, qw.regions, qw.scales,
-                            qw.offsets, np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
+                            np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
                             8, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
     packed = pack_tables(OrderedDict(conv=table))
     weight_bytes = sum(v.nbytes for k, v in packed.items() if k.startswith("conv/") and k != "conv/meta")
@@ -106,6 +106,25 @@ def test_malformed_tables_raise_bundle_error():
     packed = pack_tables(quantize(Net().eval(), DATA, progress=False))
     with pytest.raises(BundleError, match="format 99"):
         unpack_tables({**packed, "__format__": np.array(99)})
+    with pytest.raises(BundleError, match="format 1 .*re-quantize and re-deploy"):
+        unpack_tables({**packed, "__format__": np.array(1), "fc/breakpoints": np.zeros((10, 1), np.float32)})
+    off_grid = packed["fc/scales"].copy()
+    off_grid[0, 0] = np.nextafter(np.float32(off_grid[0, 1] / 1000), np.float32(1))  # finer than U
+    with pytest.raises(BundleError, match="'fc': channel 0: region steps .* not integer multiples"):
+        unpack_tables({**packed, "fc/scales": off_grid})
     del packed["fc/scales"]
     with pytest.raises(BundleError, match="'fc' lacks 'fc/scales'"):
         unpack_tables(packed)
+
+
+def test_format_2_stores_no_offsets_and_round_trips_the_folded_weights():
+    qmodel = quantize(Net().eval(), DATA, progress=False)
+    packed = pack_tables(qmodel)
+    assert int(packed["__format__"]) == 2 and not any(k.endswith("/breakpoints") for k in packed)
+    back = unpack_tables(packed)
+    for name, t in qmodel.tables.items():
+        u = back[name]
+        np.testing.assert_array_equal(u.offsets, t.offsets)  # derived from the stored steps, exactly
+        for r in range(t.n_regions):
+            np.testing.assert_array_equal(u.folded_codes(r), t.folded_codes(r))
+        np.testing.assert_array_equal(u.dequantized_weight(), t.dequantized_weight())

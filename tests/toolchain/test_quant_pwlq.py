@@ -123,3 +123,48 @@ def test_property_codes_within_range(w, bits, breakpoints):
     assert np.all(q.codes[q.regions > 0] != 0)
     assert np.all(np.isfinite(q.dequantize()))
     assert np.abs(q.dequantize()).max() <= np.abs(w).max() * (1 + 1e-6) + 1e-30
+
+
+@pytest.mark.parametrize("bits", [2, 4, 6, 8])
+@pytest.mark.parametrize("breakpoints", [1, 2, 3])
+def test_offsets_are_q_times_cumulative_steps_exactly_so_the_sign_term_folds(bits, breakpoints):
+    """offset_r = Q·(s_0 + ... + s_{r-1}) holds exactly (rational arithmetic on the stored
+    float32 steps), so sign·(s_r·q + offset_r) = Σ_j s_j·folded_j for every weight, exactly."""
+    from fractions import Fraction
+
+    from sdk.formats.layer_table import folded_codes
+
+    w = LAPLACE * np.geomspace(1e-3, 10, 32)[:, None]
+    q = quantize_pwlq(w, bits, breakpoints, "gaussian_expected")
+    qm = magnitude_levels(bits)
+    assert q.scales.dtype == np.float32 and q.offsets.dtype == np.float64
+    for c in range(32):
+        steps = [Fraction(float(s)) for s in q.scales[c]]
+        for r in range(q.scales.shape[1]):
+            assert Fraction(float(q.offsets[c, r])) == qm * sum(steps[:r])
+    folded = [folded_codes(q.codes, q.regions, r, bits).astype(np.int64) for r in range(breakpoints + 1)]
+    assert max(np.abs(f).max() for f in folded) <= qm <= 127
+    for c in range(0, 32, 5):
+        for k in range(0, w.shape[1], 37):
+            r, code = int(q.regions[c, k]), int(q.codes[c, k])
+            sign = (code > 0) - (code < 0)
+            paper = sign * (Fraction(float(q.scales[c, r])) * abs(code) + Fraction(float(q.offsets[c, r])))
+            assert paper == sum(Fraction(float(q.scales[c, j])) * int(folded[j][c, k])
+                                for j in range(breakpoints + 1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(1e-30, 1e30), st.lists(st.floats(1e-7, 1.0), min_size=1, max_size=3), st.integers(2, 8))
+def test_property_steps_on_one_grid_any_edges(m, cuts, bits):
+    """Any edges (even regions 2^20 times narrower than the widest) give steps that are float32
+    values on one grid, so the offsets Q·cumsum are exact float64; zero-width regions get 0."""
+    from sdk.formats.layer_table import check_steps_on_grid
+
+    fr = np.cumsum(cuts) / (np.sum(cuts) + cuts[0])
+    edges = np.concatenate([[0.0], fr * m, [m]])[None, :]
+    edges = np.concatenate([edges, np.array([[0.0] * (len(cuts) + 1) + [m]])])  # zero-width regions
+    w = np.linspace(-m, m, 41)[None, :].repeat(2, axis=0)
+    q = quantize_with_edges(w, edges, bits)
+    check_steps_on_grid(q.scales)
+    assert np.all(q.scales[1, :-1] == 0) and np.all(q.offsets[1] == 0) and q.scales[1, -1] > 0
+    np.testing.assert_allclose(q.dequantize(), w, atol=m * 1.01 / magnitude_levels(bits))

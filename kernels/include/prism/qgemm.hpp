@@ -1,34 +1,32 @@
-// PWLQ W·A8 GEMM with integer accumulators (PWLQ paper, Sect. 4, Eqs. 11-13).
+// PWLQ W·A8 GEMM with integer accumulators (PWLQ paper, Sect. 4, Eqs. 11-13), folded form.
 //
 // Activations X: uint8 (M, K) row-major, per-layer scale sx and zero point zx:
-// x̂ = sx·(Xq − zx). Weights of output channel n: every weight lies in one region, given as
-// three int8 (N, K) tensors with disjoint support:
-//   Wc  center codes (0 in the tail),            ŵ = s1[n]·c
-//   Wt  signed tail codes (0 in the center),     ŵ = s2[n]·t + p[n]·sign
-//   S   sign of each tail weight, {−1, 0, +1}    (±1 on every tail weight, even where t = 0)
-// Uniform int8 weights are the case with Wc only.
+// x̂ = sx·(Xq − zx). Weights of output channel n: two int8 (N, K) code tensors
+//   W0  region-0 (center) codes, folded: the center codes, and Q·sign at every tail weight
+//   W1  tail codes sign·q, 0 outside the tail
+// with ŵ = s1[n]·W0 + s2[n]·W1. That is the paper's tail weight sign·(s2·q + p) because the
+// quantizer defines p = Q·s1 exactly (Q = 2^(b−1) − 1; sdk.formats.layer_table), so the tail-offset
+// term of Eq. 12 needs no accumulator of its own. The kernel itself puts no condition on W0 and
+// W1 (any int8 values, overlapping or not). Uniform int8 weights are the case with W0 only.
 //
 // Integer part, per (m, n), exact in int32 (K ≤ kQgemmMaxDepth keeps every sum in range):
-//   A_c = Σ_k Xq·Wc,  A_t = Σ_k Xq·Wt,  A_s = Σ_k Xq·S,  R[m] = Σ_k Xq[m, k]
+//   A_c = Σ_k Xq·W0,  A_t = Σ_k Xq·W1,  R[m] = Σ_k Xq[m, k]
 // Float epilogue (float32, in exactly this order; no fused multiply-add):
-//   ac = A_c − zx·ΣWc[n], at = A_t − zx·ΣWt[n], as = A_s − zx·ΣS[n], r = R[m] − zx·K  (int32)
-//   y  = (((f(ac)·αc[n] + f(at)·αt[n]) + f(as)·αs[n]) + f(r)·γ[n]) + β[n]
+//   ac = A_c − zx·ΣW0[n], at = A_t − zx·ΣW1[n], r = R[m] − zx·K                    (int32)
+//   y  = ((f(ac)·αc[n] + f(at)·αt[n]) + f(r)·γ[n]) + β[n]
 // where f is int32 → float32 (round to nearest even) and the per-channel constants are rounded
-// once to float32 from double products: αc = sx·s1·a, αt = sx·s2·a, αs = sx·p·a, γ = c·sx,
-// β = bias. This is the paper's
-//   y = sx·(s1·ac + s2·at + p·as)·a + c·sx·r + bias
-// with (a, c) the per-channel bias correction (a = 1, c = 0 when off). Without a tail the at
-// and as terms are skipped (they are exact zeros).
+// once to float32 from double products: αc = sx·s1·a, αt = sx·s2·a, γ = c·sx, β = bias. This is
+//   y = sx·(s1·ac + s2·at)·a + c·sx·r + bias
+// with (a, c) the per-channel bias correction (a = 1, c = 0 when off). Without a tail the at term
+// is skipped (it is an exact zero). PwlqEpilogue::p is not read here (fold_conv's unfolded form).
 // Requantized output (so consecutive layers stay integer):
 //   q = clamp(round_half_even(y / so) + zo, relu ? zo : 0, 255)     evaluated in float32
 //
 // How the integers are computed (~90 % of PWLQ weights are center weights):
-//   - one dense u8×s8 GEMM with the merged codes Wm = Wc + Wt (disjoint supports, so still
-//     int8) gives A_m = A_c + A_t;
-//   - a sparse tail pass gives A_t and A_s: per output channel, the list of 4-deep k-blocks
-//     holding at least one tail weight, each with its 4 tail codes and 4 signs;
-//   - A_c = A_m − A_t.
-// The naive form (TailForm::Dense: three dense GEMMs with Wc, Wt and S) is kept for comparison.
+//   - one dense u8×s8 GEMM with W0 gives A_c;
+//   - a sparse tail pass gives A_t: per output channel, the list of 4-deep k-blocks holding at
+//     least one non-zero W1 code, each with its 4 codes (one dot product per block).
+// The naive form (TailForm::Dense: two dense GEMMs with W0 and W1) is kept for comparison.
 //
 // Layouts. Weights are packed once (pack_pwlq_weights) into panels of 8 output channels:
 // panel[kb][j][i] = W[8·p + j, 4·kb + i], K padded with zero codes to a multiple of 4, N padded
@@ -68,15 +66,14 @@ QgemmPath qgemm_best_path();
 // How the tail region is computed.
 enum class TailForm {
   None,    // uniform weights: Wc only
-  Sparse,  // merged dense GEMM + sparse tail pass (the fast form)
-  Dense,   // three dense GEMMs with Wc, Wt and S (the naive form, for comparison)
+  Sparse,  // dense GEMM with W0 + sparse tail pass over W1 (the fast form)
+  Dense,   // two dense GEMMs with W0 and W1 (the naive form, for comparison)
 };
 
-// One 4-deep k-block of a channel's tail: the 4 tail codes and 4 signs as packed int8 lanes.
+// One 4-deep k-block of a channel's tail: the 4 tail codes as packed int8 lanes.
 struct QgemmTailBlock {
   std::int32_t k_block;
-  std::int32_t codes;  // 4 × int8 Wt[n, 4·k_block + i], little endian
-  std::int32_t signs;  // 4 × int8 S[n, 4·k_block + i]
+  std::int32_t codes;  // 4 × int8 W1[n, 4·k_block + i], little endian
 };
 
 // Weights packed once at load time. Channels of group g are [g·N_g, (g+1)·N_g); every group
@@ -89,14 +86,14 @@ struct PackedPwlqWeights {
   std::int64_t panels_per_group = 0;
   TailForm tail_form = TailForm::None;
   int max_abs_code = 0;               // largest |code| in any dense panel set
-  // Panels of the first dense GEMM: Wc + Wt (Sparse, None) or Wc (Dense).
+  // Panels of the dense GEMM with W0.
   std::vector<std::int8_t> dense;
-  std::vector<std::int8_t> dense_tail, dense_sign;  // TailForm::Dense only: Wt and S panels
-  std::vector<std::int64_t> tail_start;             // TailForm::Sparse: N + 1 offsets
-  std::vector<QgemmTailBlock> tail_blocks;          // TailForm::Sparse
-  std::vector<std::int32_t> sum_center, sum_tail, sum_sign;  // ΣWc[n], ΣWt[n], ΣS[n]
+  std::vector<std::int8_t> dense_tail;       // TailForm::Dense only: W1 panels
+  std::vector<std::int64_t> tail_start;      // TailForm::Sparse: N + 1 offsets
+  std::vector<QgemmTailBlock> tail_blocks;   // TailForm::Sparse
+  std::vector<std::int32_t> sum_center, sum_tail;  // ΣW0[n], ΣW1[n]
   // Per panel and lane (panels × 8, padded channels 0): Σ codes of each dense panel set.
-  std::vector<std::int32_t> dense_sums, dense_tail_sums, dense_sign_sums;
+  std::vector<std::int32_t> dense_sums, dense_tail_sums;
 
   std::int64_t channels_per_group() const { return channels / groups; }
   std::int64_t panel_bytes() const { return k_blocks * kQgemmKBlock * kQgemmPanel; }
@@ -104,18 +101,16 @@ struct PackedPwlqWeights {
   double tail_block_density() const;
 };
 
-// Packs (N, K) int8 code tensors, row-major. `tail` and `sign` are both null (uniform weights,
-// TailForm::None) or both set. Throws std::invalid_argument when N or K is not positive,
-// K > kQgemmMaxDepth, N is not a multiple of `groups`, the supports overlap (a center code where
-// S ≠ 0, a tail code where S = 0, a tail code whose sign differs from S) or S ∉ {−1, 0, 1}.
-// `form` is ignored without a tail.
+// Packs (N, K) int8 code tensors W0 (`center`, folded) and W1 (`tail`), row-major. `tail` null:
+// uniform weights, TailForm::None. Throws std::invalid_argument when N or K is not positive,
+// K > kQgemmMaxDepth or N is not a multiple of `groups`. `form` is ignored without a tail.
 PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t* tail,
-                                    const std::int8_t* sign, std::int64_t channels,
-                                    std::int64_t depth, TailForm form = TailForm::Sparse,
-                                    std::int64_t groups = 1);
+                                    std::int64_t channels, std::int64_t depth,
+                                    TailForm form = TailForm::Sparse, std::int64_t groups = 1);
 
 // The per-layer and per-channel constants of the float epilogue. Arrays have N entries; a null
-// s2, p, c or bias means zeros, a null a means ones.
+// s2, p, c or bias means zeros, a null a means ones. qgemm/qconv do not read p (their tail offset
+// is folded into W0); fold_conv's PWLQ form does.
 struct PwlqEpilogue {
   float sx = 1.0f;
   std::int32_t zx = 0;  // 0..255
@@ -133,7 +128,8 @@ struct EpilogueChannelConstants {
   std::vector<std::int32_t> zero_c, zero_t, zero_s;
   std::vector<float> alpha_c, alpha_t, alpha_s, gamma, beta;
 
-  // n channels; sum_* are ΣWc, ΣWt, ΣS per channel. Vectors keep their capacity between calls.
+  // n channels; sum_* are ΣWc, ΣWt, ΣS per channel (sum_sign may be null: zeros). Vectors keep
+  // their capacity between calls.
   void fill(std::int64_t n, const std::int32_t* sum_center, const std::int32_t* sum_tail,
             const std::int32_t* sum_sign, const PwlqEpilogue& e);
 };
@@ -151,10 +147,10 @@ struct QgemmOptions {
   int num_threads = 0;
 };
 
-// x: (M, K) uint8 row-major. Outputs (M, N) int32 row-major a_c, a_t, a_s and (M,) int32 r;
-// all four are written whole. Throws std::invalid_argument if the path is unavailable.
+// x: (M, K) uint8 row-major. Outputs (M, N) int32 row-major a_c, a_t and (M,) int32 r; all
+// three are written whole. Throws std::invalid_argument if the path is unavailable.
 void qgemm_accumulators(const std::uint8_t* x, std::int64_t rows, const PackedPwlqWeights& w,
-                        std::int32_t* a_c, std::int32_t* a_t, std::int32_t* a_s, std::int32_t* r,
+                        std::int32_t* a_c, std::int32_t* a_t, std::int32_t* r,
                         const QgemmOptions& options = {});
 
 // x: (M, K) uint8 row-major -> y: (M, N) float32 row-major.
@@ -190,37 +186,31 @@ struct DenseArgs {
   std::int64_t ld;
 };
 
-// Sparse tail of `channels` (≤ 8) channels: out_t[j·ld + r] = Σ x·Wt, out_s[j·ld + r] = Σ x·S.
+// Sparse tail of `channels` (≤ 8) channels: out_t[j·ld + r] = Σ x·W1.
 struct TailArgs {
   PackedRows x;
   std::int64_t channels;
   const std::int64_t* start;  // [channels + 1] offsets into blocks
   const QgemmTailBlock* blocks;
   bool wide_codes;
-  const std::int32_t* tail_sums;  // [channels] ΣWt
-  const std::int32_t* sign_sums;  // [channels] ΣS
+  const std::int32_t* tail_sums;  // [channels] ΣW1
   std::int32_t* out_t;
-  std::int32_t* out_s;
   std::int64_t ld;
 };
 
 // The float epilogue of `channels` channels × `rows` rows (rows a multiple of 16). Inputs are
-// tiles [j·ld + r]; acc_t and acc_s are null without a tail. When `merged`, acc holds A_c + A_t.
+// tiles [j·ld + r]; acc_t is null without a tail.
 struct EpilogueArgs {
-  const std::int32_t* acc;
-  const std::int32_t* acc_t;
-  const std::int32_t* acc_s;
-  bool merged;
+  const std::int32_t* acc;    // A_c
+  const std::int32_t* acc_t;  // A_t
   const std::int32_t* row_sums;  // [rows] R
   std::int32_t row_zero;         // zx·K
   std::int64_t channels, rows, ld;
   // Per channel, offset to the tile's first channel.
-  const std::int32_t* zero_c;  // zx·ΣWc
-  const std::int32_t* zero_t;  // zx·ΣWt
-  const std::int32_t* zero_s;  // zx·ΣS
+  const std::int32_t* zero_c;  // zx·ΣW0
+  const std::int32_t* zero_t;  // zx·ΣW1
   const float* alpha_c;
   const float* alpha_t;
-  const float* alpha_s;
   const float* gamma;
   const float* beta;
   // Output tile [j·ld + r]: y when q is null, else requantized q.
@@ -328,7 +318,7 @@ struct OutputSpec {
   const float* residual = nullptr;
   bool relu = false;
   std::uint8_t* q = nullptr;
-  std::int32_t *a_c = nullptr, *a_t = nullptr, *a_s = nullptr, *r = nullptr;
+  std::int32_t *a_c = nullptr, *a_t = nullptr, *r = nullptr;
 };
 
 // One GEMM: rows from `source`, channels [channel0, channel0 + N_g) of group `group`.

@@ -34,11 +34,11 @@ def quantize_linear(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 def _codes_by_region(table):
-    """(center, tail, sign) int8 code tensors of a table with at most one breakpoint; tail and
-    sign are None for uniform weights."""
+    """(W0, W1) int8 code tensors of a table with at most one breakpoint: the folded center codes
+    (Q·sign at every tail weight) and the tail codes; W1 is None for uniform weights."""
     if table.n_regions == 1:
-        return table.codes, None, None
-    return table.region_codes(0), table.region_codes(1), table.region_signs(1)
+        return table.codes, None
+    return table.folded_codes(0), table.folded_codes(1)
 
 
 def _pads(attrs: dict, where: str) -> tuple[int, int]:
@@ -173,15 +173,15 @@ class NativeBackend(Backend):
             raise BackendUnavailable(f"native backend: layer {table.name!r} quantizes activations "
                                      f"with {table.act_scheme!r}; the kernels take uniform u8")
         attrs = node.get("attrs", {})
-        center, tail, sign = _codes_by_region(table)
+        center, tail = _codes_by_region(table)
         groups = int(attrs.get("group", 1)) if op == "QConv" else 1
-        packed = pack_pwlq_weights(center, tail, sign, groups=groups)
+        packed = pack_pwlq_weights(center, tail, groups=groups)
         has_tail = tail is not None
         # the integer ONNX form skips the box term when no channel has a bias-correction shift
         c = table.bc_shift if np.any(table.bc_shift != 0) else None
         common = dict(sx=float(table.act_scale), zx=int(table.act_zero_point),
                       s1=table.scales[:, 0], s2=table.scales[:, 1] if has_tail else None,
-                      p=table.offsets[:, 1] if has_tail else None, a=table.bc_scale, c=c,
+                      a=table.bc_scale, c=c,
                       bias=None if op == "QMatMul" else table.bias)
         scale, zp, bits = float(table.act_scale), int(table.act_zero_point), table.act_bits
         lo = np.float32(scale) * np.float32(0 - zp)

@@ -212,7 +212,7 @@ def _table(name, layer_type, config: QuantConfig, lw, bias, act, attrs) -> Layer
     table = LayerQuantTable(
         name=name, layer_type=layer_type, scheme=config.scheme, weight_bits=config.weight_bits,
         breakpoint_method=config.breakpoint_method if config.scheme == "pwlq" else None,
-        per_channel=config.per_channel, codes=q.codes, regions=q.regions, scales=q.scales, offsets=q.offsets,
+        per_channel=config.per_channel, codes=q.codes, regions=q.regions, scales=q.scales,
         bc_scale=lw.bc_scale.astype(np.float32), bc_shift=lw.bc_shift.astype(np.float32),
         bias=np.asarray(bias, np.float32), act_bits=config.act_bits, act_scheme=config.act_scheme,
         stride=attrs.get("stride"), padding=attrs.get("padding"), dilation=attrs.get("dilation"),

@@ -14,8 +14,19 @@ is quantized uniformly with ``Q = 2^(b-1) - 1`` magnitude steps plus a sign bit:
 
 A tail weight whose magnitude code rounds to 0 would lose its sign (w_hat = +-e_r). Such a weight
 is moved to the region below with code +-Q: that region's top level is the same value e_r, so the
-dequantized weight is unchanged and every code outside the center region is non-zero (its sign is
-the region-sign indicator the integer kernels need).
+dequantized weight is unchanged and every code outside the center region is non-zero.
+
+Stored form (``quantize_with_edges``): the steps are what is stored (float32), and the region
+offsets are *defined* from them, ``offset_r = Q * (step_0 + ... + step_{r-1})``, exactly. Region
+edges are consecutive and every region has Q steps, so this is the paper's p_r, and it makes the
+offset term vanish from the integer form: a weight of region r is
+
+    w_hat = sign * (step_r * q + offset_r) = sum_{j<r} step_j * (Q * sign) + step_r * (sign * q)
+
+i.e. region j's code tensor holds Q * sign at every weight of a higher region ("folded codes",
+``folded_codes``; |Q * sign| <= 127 for b <= 8), and w_hat = sum_r step_r * folded_r. For this to be
+exact the steps of a channel lie on one grid U = the float32 ulp of its largest step (so each is a
+float32 and every Q * cumulative sum is an exact float64 integer multiple of U).
 """
 from __future__ import annotations
 
@@ -23,10 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def magnitude_levels(bits: int) -> int:
-    """Largest magnitude code Q = 2^(b-1) - 1 of a b-bit signed (sign + (b-1)-bit) code."""
-    return (1 << (bits - 1)) - 1
+from ...formats.layer_table import (check_steps_on_grid, folded_codes, magnitude_levels,  # noqa: F401
+                                    region_offsets, step_grid)
 
 
 def channel_rows(weight: np.ndarray) -> np.ndarray:
@@ -59,7 +68,8 @@ def encode(rows: np.ndarray, edges: np.ndarray, steps: np.ndarray, bits: int):
     region = (mag[:, :, None] > inner[:, None, :]).sum(axis=2) if inner.shape[1] else np.zeros(mag.shape, np.intp)
     offset = np.take_along_axis(edges, region, axis=1)
     step = np.take_along_axis(steps, region, axis=1)
-    q = np.clip(np.round((mag - offset) / step), 0, q_max)
+    safe = np.where(step > 0, step, 1.0)  # a zero-width region holds no weight (or only |w| = 0)
+    q = np.where(step > 0, np.clip(np.round((mag - offset) / safe), 0, q_max), 0)
     # Canonical form: a zero code outside the center region moves to the top code of the highest
     # non-empty region below (same value e_r); with none below, e_r = 0 and the weight is 0.
     drop = (q == 0) & (region > 0)
@@ -105,7 +115,8 @@ class QuantizedWeight:
     codes    int8, weight shape: signed code sign(w) * q, |q| <= 2^(b-1) - 1
     regions  uint8, weight shape: region index of each weight (0 = center region)
     scales   float32 (C_out, R): step of each region
-    offsets  float32 (C_out, R): start of each region in magnitude (offsets[:, 0] == 0)
+    offsets  float64 (C_out, R): start of each region in magnitude, Q * cumulative scales
+             (offsets[:, 0] == 0; exact, see ``region_offsets``)
     bits     b, the computational bit-width (sign included)
     """
 
@@ -117,7 +128,7 @@ class QuantizedWeight:
 
     @property
     def breakpoints(self) -> np.ndarray:
-        """Breakpoints (C_out, R-1) float32: the region offsets above the center region."""
+        """Breakpoints (C_out, R-1) float64: the region offsets above the center region."""
         return self.offsets[:, 1:]
 
     def dequantize(self) -> np.ndarray:
@@ -127,23 +138,45 @@ class QuantizedWeight:
         return rows.reshape(self.codes.shape)
 
 
+def grid_steps(edges32: np.ndarray, bits: int) -> np.ndarray:
+    """Steps (C, R) float64 of float32 region edges (C, R+1), on each channel's grid U
+    (``step_grid``: the float32 ulp of the channel's largest step).
+
+    Each step is round((e_{r+1} - e_r) / Q / U) * U: an integer multiple k * U with k <= 2^24, hence
+    exactly a float32 (for one region this is float32 rounding of the step), and every
+    Q * (step_0 + ... + step_r) is an exact float64. A zero-width region gets step 0 (its offset
+    adds nothing to the regions above).
+    """
+    raw = np.diff(edges32, axis=1) / magnitude_levels(bits)
+    unit = step_grid(raw)
+    steps = np.round(raw / unit) * unit
+    steps[raw.max(axis=1, initial=0.0) == 0] = 0.0
+    check_steps_on_grid(steps)
+    return steps
+
+
 def quantize_with_edges(weight: np.ndarray, edges: np.ndarray, bits: int) -> QuantizedWeight:
     """Quantize ``weight`` (C_out, ...) with region edges (C_out, R+1) [0, breakpoints..., m].
 
-    The edges and steps are rounded to float32 first and the codes computed against those stored
-    values, so ``QuantizedWeight.dequantize`` reproduces exactly what the codes were chosen for.
+    The edges are rounded to float32, the steps put on the channel's float32 grid
+    (``grid_steps``) and the offsets defined from the steps (``region_offsets``: Q * cumulative
+    steps, exact), and the codes are computed against those values, so
+    ``QuantizedWeight.dequantize`` reproduces exactly what the codes were chosen for and the
+    folded integer form (no offset term) represents the same weights.
     """
     rows = channel_rows(weight)
     edges32 = np.asarray(edges, np.float32).astype(np.float64)
     # A channel whose range is below float32's smallest normal number cannot get a representable
     # step (m / Q underflows): quantize it as an all-zero channel rather than with a bogus step.
     edges32 = np.where(edges32[:, -1:] < np.finfo(np.float32).tiny, 0.0, edges32)
-    steps32 = region_steps(edges32, bits).astype(np.float32).astype(np.float64)
-    codes, regions = encode(rows, edges32, steps32, bits)
+    steps = grid_steps(edges32, bits)
+    offsets = region_offsets(steps, bits)
+    top = offsets[:, -1:] + magnitude_levels(bits) * steps[:, -1:]
+    codes, regions = encode(rows, np.concatenate([offsets, top], axis=1), steps, bits)
     return QuantizedWeight(
         codes=codes.reshape(np.shape(weight)),
         regions=regions.reshape(np.shape(weight)),
-        scales=steps32.astype(np.float32),
-        offsets=edges32[:, :-1].astype(np.float32),
+        scales=steps.astype(np.float32),
+        offsets=offsets,
         bits=bits,
     )

@@ -2,10 +2,15 @@
 
 For a layer with input codes X_q (uint8, zero point zp) and PWLQ weight codes (paper Eqs. 11-13):
 
-    y = sum_r  (s_x a s_r)  <X_q - zp, codes_r>          one accumulator per region
-      + sum_{r>=1} (s_x a p_r) <X_q - zp, signs_r>       tail offset: signed activation sum
+    y = sum_r  (s_x a s_r)  <X_q - zp, folded_r>         one accumulator per region
       + (s_x c)              <X_q - zp, 1>              bias correction: activation box sum
       + bias
+
+folded_r is region r's code tensor with Q * sign at every weight of a higher region
+(``LayerQuantTable.folded_codes``): the paper's tail-offset term p_r <X_q - zp, sign_r> is folded
+into the lower regions' accumulators, exactly, because the region offsets are defined as
+p_r = Q * (s_0 + ... + s_{r-1}) (``sdk.formats.layer_table``). R accumulators per layer instead of
+2R - 1.
 
 Each <.,.> is a ConvInteger (Conv) or MatMulInteger (Gemm/MatMul) with int8 weights (zero point
 0) that takes zp as its input zero point, so the zero-point corrections of Eqs. 11-13 happen inside
@@ -27,13 +32,12 @@ from ...formats.layer_table import LayerQuantTable
 
 def integer_terms(table: LayerQuantTable):
     """(kind, region, int8 weight-shaped tensor, float64 per-channel factor (C,)) of every
-    accumulator of the layer; kind is "codes", "signs" or "box" (the factor excludes s_x)."""
+    accumulator of the layer; kind is "codes" (region r's folded codes) or "box" (the factor
+    excludes s_x)."""
     a, c = table.bc_scale.astype(np.float64), table.bc_shift.astype(np.float64)
     terms = []
     for r in range(table.n_regions):
-        terms.append(("codes", r, table.region_codes(r), a * table.scales[:, r]))
-        if r:
-            terms.append(("signs", r, table.region_signs(r), a * table.offsets[:, r]))
+        terms.append(("codes", r, table.folded_codes(r), a * table.scales[:, r].astype(np.float64)))
     if np.any(c != 0):
         terms.append(("box", None, None, c))
     return terms

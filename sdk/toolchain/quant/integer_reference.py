@@ -66,7 +66,7 @@ def onnx_pads(table: LayerQuantTable) -> tuple[int, int, int, int]:
 
 def accumulators(table: LayerQuantTable, x_q: np.ndarray, pads=None) -> dict[str, np.ndarray]:
     """All int32 accumulators of a layer for input codes x_q, keyed like the ONNX export
-    ("codes_r0", "codes_r1", "signs_r1", "box"). Conv pads default to the table's padding."""
+    ("codes_r0", "codes_r1", "box"). Conv pads default to the table's padding."""
     out = {}
     for kind, r, tensor, _ in integer_terms(table):
         key = f"{kind}_r{r}" if r is not None else kind

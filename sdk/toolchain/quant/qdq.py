@@ -1,11 +1,11 @@
 """QDQ form of a quantized layer: float ops on exactly dequantized tensors (ONNX QDQ format).
 
     x -> QuantizeLinear(s, zp; uint8) -> DequantizeLinear -> Conv/Gemm/MatMul(., W_bc, b)
-    W_bc = (sum_r DQ(codes_r; scales_r, axis) + sum_{r>=1} DQ(signs_r; offsets_r, axis)) * a + c
+    W_bc = (sum_r DQ(folded_r; scales_r, axis)) * a + c
 
-codes_r is the int8 code tensor of region r (zero elsewhere), signs_r the region-sign indicator
-(int8 in {-1, 0, 1}); a DequantizeLinear of it with the per-channel region offsets is the float
-offset term of Eq. 3 (p for the tail), stored as int8. a, c: per-channel bias correction.
+folded_r is region r's int8 code tensor with Q * sign at every weight of a higher region
+(``LayerQuantTable.folded_codes``): the offset term of Eq. 3 (p_r = Q * (s_0 + ... + s_{r-1}),
+exactly) is carried by the lower regions' codes. a, c: per-channel bias correction.
 """
 from __future__ import annotations
 
@@ -36,14 +36,9 @@ def weight_subgraph(rw: GraphRewriter, node: onnx.NodeProto, table: LayerQuantTa
     zeros = rw.const(f"{base}_w_zero_point", np.zeros(c, np.int8))
     terms = []
     for r in range(table.n_regions):
-        codes = rw.const(f"{base}_w_codes_r{r}", layout.store(table.region_codes(r)))
+        codes = rw.const(f"{base}_w_codes_r{r}", layout.store(table.folded_codes(r)))
         scales = rw.const(f"{base}_w_scales_r{r}", table.scales[:, r].astype(np.float32))
         terms.append(rw.op("DequantizeLinear", [codes, scales, zeros], f"{base}_w_r{r}", axis=layout.axis))
-        if r:
-            signs = rw.const(f"{base}_w_signs_r{r}", layout.store(table.region_signs(r)))
-            offsets = rw.const(f"{base}_w_offsets_r{r}", table.offsets[:, r].astype(np.float32))
-            terms.append(rw.op("DequantizeLinear", [signs, offsets, zeros], f"{base}_w_offset_r{r}",
-                               axis=layout.axis))
     w = terms[0] if len(terms) == 1 else rw.op("Sum", terms, f"{base}_w_hat")
     if np.any(table.bc_scale != 1) or np.any(table.bc_shift != 0):
         shape = layout.per_channel_shape(table.codes.ndim, c)
