@@ -78,7 +78,12 @@ def _compress(model, maps: np.ndarray, labels: np.ndarray, calib: np.ndarray, *,
 
 
 def _bundle_name(stem: str, quantize: str | None, bits: int, dynamic: bool) -> str:
-    return f"{stem}.cpu{'.dynamic' if dynamic else ''}{f'.{quantize}{bits}' if quantize else ''}.prism"
+    """The cached bundle's directory name; a quantized one carries the packed-table format, so a
+    bundle cached by a Prism whose tables it can no longer read is rebuilt, not refused."""
+    from sdk.formats.packed_tables import FORMAT_VERSION
+
+    precision = f".{quantize}{bits}-t{FORMAT_VERSION}" if quantize else ""
+    return f"{stem}.cpu{'.dynamic' if dynamic else ''}{precision}.prism"
 
 
 def optical_bundle(lut: Path, quantize: str | None = None, bits: int = 4, progress: bool = True, *,
