@@ -39,10 +39,11 @@ input beside ~2600 conv features, was never picked up by the optimiser. Neither 
 the patch nor the label was at fault. With the y code of :class:`PointCNN` (``t = 2y/(Q-1) - 1``
 and 6 sine/cosine pairs of ``t``, times 3, at the first FC layer) the same data and training
 gives 12 px after 6 epochs, 5.0 px after 20 epochs on 7.6k samples and 3.2 px after 14 epochs
-on 26k samples; the default recipe (30.5k samples, 16 epochs, ~2.5 min on one thread) reaches
-3.06 ± 4.13 px on the report's held-out set (median 1.8 px). The rest of the error falls with
-more samples and epochs; the recipe is what fits the report's 10-minute budget on a 2-core box
-(the paper trained on ~40k samples).
+on 26k samples; 18k scans (30.5k samples) x 16 epochs reached 3.06 ± 4.13 px on the report's
+held-out set (median 1.8 px), and the default recipe, 30k scans (~50k samples) x 24 epochs
+(~13 min on one thread of a loaded 2-core box), 2.77 ± 3.93 px (median 1.63 px, p95 9.1 px).
+The error still falls with more samples and epochs; its tail sits where one ROI sees a band
+end (the FOV edges and the 3-ROI seams, see ``report_lines``' ROI sweep).
 
 Training is seeded and cached like ``sdk.models.train.get_or_train``: ``<stem>.pt`` (state_dict)
 + ``<stem>.json`` (config, metrics) under ``cache_dir()/checkpoints``, keyed by a hash of the
@@ -254,10 +255,10 @@ class PointTrainConfig:
     ``threads`` does not enter the cache key.
     """
 
-    n_scans: int = 18000
+    n_scans: int = 30000
     chunk_scans: int = 500
     sources_per_scan: tuple[int, int] = (1, 3)
-    epochs: int = 16
+    epochs: int = 24
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-5
