@@ -164,6 +164,25 @@ def test_defects_rejected_at_their_gate_count_and_replay_reproduces(classifier, 
     assert r.mismatches == [] and len(r.decisions) == 12
 
 
+def test_edge_lead_moves_every_gate_count_and_replay_applies_it(classifier, tmp_path):
+    """``edge_lead_counts``: the profile loses an object that many counts before its trailing
+    edge passes (a tilted light plane); the reject goes to last_count + lead + gate distance,
+    and the run log's replay schedules the same counts."""
+    lead = 7
+    log_path = tmp_path / "run.jsonl"
+    line = Line(classifier, n_objects=8, log_path=log_path, edge_lead_counts=lead)
+    stats = line.run(objects=6)
+    assert stats.objects == 6 and stats.decisions["late"] == 0
+    assert line.scanner.decisions
+    for d in line.scanner.decisions:
+        truth = line.belt.object_at(d.gate_count - GATE - lead, d.gate_count - GATE - lead)
+        assert truth is not None and d.gate_count == truth.end - 1 + lead + GATE, (d, truth)
+    assert sorted(f.fired_at for f in line.plc_sim.firings) == sorted(
+        d.gate_count for d in line.scanner.decisions if d.reject)
+    assert json.loads(log_path.read_text().splitlines()[0])["config"]["edge_lead_counts"] == lead
+    assert replay(log_path).mismatches == []
+
+
 def test_late_decision_is_reported_not_fired(classifier):
     def slow(maps):
         time.sleep(0.5)  # longer than the 300 ms from scan line to gate
