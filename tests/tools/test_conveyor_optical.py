@@ -165,3 +165,17 @@ def test_optical_classifier_quantizes_on_optical_maps_without_an_explicit_bundle
     finally:
         bundle.close()
     assert optical_bundle(lut, "pwlq", 4, progress=False, config=cfg) == path  # cached
+
+
+def test_optical_classifier_with_dynamic_exits_every_stage_pwlq(lut):
+    """``--optics diffraction --dynamic --quantize pwlq``: the optical fine-tune made a two-stage
+    S2DNAS network (exit search on the optical maps), every stage PWLQ, deployed as one bundle."""
+    from sdk.models.conveyor_classifier import ConveyorTrainConfig, OpticalTrainConfig
+    from sdk.tools.conveyor import optical_bundle
+
+    cfg = OpticalTrainConfig(objects=6, val_objects=4, epochs=2,
+                             base=ConveyorTrainConfig(samples=1200, epochs=10, width=8))
+    path = optical_bundle(lut, "pwlq", 4, progress=False, dynamic=True, config=cfg)
+    assert ".cpu.dynamic.pwlq4-t" in path.name
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["precision"] == "pwlq4" and len(manifest["dynamic"]["stages"]) == 2
