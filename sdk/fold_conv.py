@@ -31,8 +31,9 @@ on smaller maps, other kernel sizes and the ``avx512``/``avx2``/``scalar`` paths
 kernel runs. The two differ from each other and from PyTorch by float rounding only.
 
 Integer arithmetic is the PWLQ W·A8 arithmetic of :mod:`sdk.kernels_int` applied to the folded
-convolution: per folded output channel ``n`` and folded position, exact int32 sums
-``A_c = Σ X·Wc``, ``A_t = Σ X·Wt``, ``A_s = Σ X·S`` over the ``4·C_in·K·K`` window (padding is
+convolution, in its folded PWLQ form (W0 the folded center codes, W1 the tail codes; no sign
+tensor, no offset): per folded output channel ``n`` and folded position, exact int32 sums
+``A_c = Σ X·W0``, ``A_t = Σ X·W1`` over the ``4·C_in·K·K`` window (padding is
 the zero point ``zx``, i.e. the real value 0.0), ``R = Σ X`` over the same window, and then the
 float32 epilogue of :mod:`sdk.kernels_int` in the same order (per-channel parameters have
 ``4·C_out`` entries, indexed by ``n``), optionally requantized to uint8. The twins reproduce it
@@ -300,13 +301,13 @@ class PackedFoldQWeights:
     """Integer folded-convolution codes packed once by :func:`pack_fold_qweights`.
 
     Attributes:
-        center, tail, sign: read-only int8 ``(4·C_out, 4·C_in, K, K)`` copies (for the twins);
-            ``tail``/``sign`` are ``None`` for uniform int8 weights.
+        center, tail: read-only int8 ``(4·C_out, 4·C_in, K, K)`` copies of W0 (folded center
+            codes) and W1 (tail codes), for the twins; ``tail`` is ``None`` for uniform int8
+            weights.
     """
 
     center: np.ndarray
     tail: np.ndarray | None
-    sign: np.ndarray | None
     native: object
 
     @property
@@ -340,57 +341,40 @@ class PackedFoldQWeights:
         """Fraction of (channel, input channel, tap) 4-byte groups the sparse tail pass visits."""
         return self.native.tail_group_density
 
-    def codes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(Wc, Wt, S)`` as int8 ``(4·C_out, 4·C_in, K, K)`` (zeros for a missing tail)."""
+    def codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W0, W1)`` as int8 ``(4·C_out, 4·C_in, K, K)`` (zeros for a missing tail)."""
         if self.tail is None:
-            zero = np.zeros_like(self.center)
-            return self.center, zero, zero
-        return self.center, self.tail, self.sign
+            return self.center, np.zeros_like(self.center)
+        return self.center, self.tail
 
 
-def pack_fold_qweights(center: np.ndarray, tail: np.ndarray | None = None,
-                       sign: np.ndarray | None = None) -> PackedFoldQWeights:
+def pack_fold_qweights(center: np.ndarray, tail: np.ndarray | None = None) -> PackedFoldQWeights:
     """Check and pack integer codes of a folded convolution for :func:`fold_qconv2d`.
 
+    The PWLQ form is :mod:`sdk.kernels_int`'s folded one (``pack_pwlq_weights``): the weight is
+    ``s1·W0 + s2·W1``, the tail offset ``p = Q·s1`` already folded into W0
+    (:meth:`sdk.formats.layer_table.LayerTable.folded_codes`), so there is no sign tensor and no
+    offset. As there, the codes themselves are not constrained.
+
     Args:
-        center: int8 ``(4·C_out, 4·C_in, K, K)``: the uniform int8 codes, or the PWLQ center
-            codes (0 in the tail).
-        tail, sign: int8, same shape: PWLQ tail codes and the sign of every tail weight
-            (``{−1, 0, +1}``, ±1 even where the tail code is 0); both ``None`` for int8 weights.
+        center: int8 ``(4·C_out, 4·C_in, K, K)``: the uniform int8 codes, or W0, the PWLQ folded
+            center codes (the center codes, and ``Q·sign`` at every tail weight).
+        tail: int8, same shape: W1, the PWLQ tail codes (0 outside the tail); ``None`` for int8
+            weights.
 
     Raises:
-        InputError: wrong dtype or shape, ``sign`` outside ``{−1, 0, 1}``, overlapping regions (a
-            center code where ``sign ≠ 0``, a tail code where ``sign = 0``, a tail code whose
-            sign differs from ``sign``); the message names the array and the first bad index.
+        InputError: wrong dtype or shape; the message names the array.
     """
     expected = "(4*C_out, 4*C_in, K, K)"
     center = _array("center", center, np.int8, 4, expected)
     _weight_shape("center", center)
-    if (tail is None) != (sign is None):
-        raise InputError("tail, sign: give both (PWLQ weights) or neither (uniform weights), "
-                         f"received tail={'None' if tail is None else 'an array'} and "
-                         f"sign={'None' if sign is None else 'an array'}")
     if tail is not None:
         tail = _array("tail", tail, np.int8, 4, str(center.shape))
-        sign = _array("sign", sign, np.int8, 4, str(center.shape))
-        for name, arr in (("tail", tail), ("sign", sign)):
-            if arr.shape != center.shape:
-                raise InputError(f"{name}: expected the shape of center {center.shape}, "
-                                 f"received {arr.shape}")
-        checks = (
-            ("sign", (sign < -1) | (sign > 1), "is not -1, 0 or +1"),
-            ("center", (sign != 0) & (center != 0),
-             "is a center code where sign != 0 (the regions must be disjoint)"),
-            ("tail", (sign == 0) & (tail != 0), "is a tail code where sign == 0"),
-            ("tail", (tail != 0) & (np.sign(tail) != sign), "disagrees with sign"),
-        )
-        for name, bad, what in checks:
-            if bad.any():
-                idx = tuple(int(i) for i in np.argwhere(bad)[0])
-                value = {"sign": sign, "center": center, "tail": tail}[name][idx]
-                raise InputError(f"{name}{list(idx)} = {int(value)} {what}")
-    native = _kernels.pack_fold_qweights(center, tail, sign)
-    return PackedFoldQWeights(_frozen(center), _frozen(tail), _frozen(sign), native)
+        if tail.shape != center.shape:
+            raise InputError(f"tail: expected the shape of center {center.shape}, "
+                             f"received {tail.shape}")
+    native = _kernels.pack_fold_qweights(center, tail)
+    return PackedFoldQWeights(_frozen(center), _frozen(tail), native)
 
 
 def _check_qpacked(packed) -> PackedFoldQWeights:
@@ -406,10 +390,10 @@ def _zero_point(zx) -> int:
     return int(zx)
 
 
-def _affine(packed: PackedFoldQWeights, sx, zx, s1, s2, p, a, c, bias, out_scale,
+def _affine(packed: PackedFoldQWeights, sx, zx, s1, s2, a, c, bias, out_scale,
             out_zero_point, relu):
     """Checked epilogue parameters, one per folded output channel (4·C_out)."""
-    return epilogue_params(packed.channels, sx, zx, s1, s2, p, a, c, bias, out_scale,
+    return epilogue_params(packed.channels, sx, zx, s1, s2, a, c, bias, out_scale,
                            out_zero_point, relu)
 
 
@@ -426,9 +410,9 @@ def fold_qconv2d_accumulators(X: np.ndarray, packed: PackedFoldQWeights, zx: int
             :data:`INTEGER_PATHS`).
 
     Returns:
-        ``(A_c, A_t, A_s, R)``: int32 ``(N, C_out, 2·Hf, 2·Wf)`` ``Σ X·Wc``, ``Σ X·Wt``,
-        ``Σ X·S`` laid out like the unfolded output (pixel ``(y, x)`` holds folded channel
-        ``c·4 + (y%2)·2 + x%2`` at ``(y//2, x//2)``; zeros for ``A_t``/``A_s`` without a tail),
+        ``(A_c, A_t, R)``: int32 ``(N, C_out, 2·Hf, 2·Wf)`` ``Σ X·W0`` and ``Σ X·W1`` laid out
+        like the unfolded output (pixel ``(y, x)`` holds folded channel ``c·4 + (y%2)·2 + x%2``
+        at ``(y//2, x//2)``; zeros for ``A_t`` without a tail),
         and int32 ``(N, Hf, Wf)`` ``R = Σ X`` over each folded position's window.
     """
     packed = _check_qpacked(packed)
@@ -437,16 +421,16 @@ def fold_qconv2d_accumulators(X: np.ndarray, packed: PackedFoldQWeights, zx: int
     d, p, hf, wf = _geometry(X, packed.kernel, dilation, padding)
     path, threads = _resolve_path(path, True), _threads(num_threads)
     shape = (X.shape[0], packed.out_channels, 2 * hf, 2 * wf)
-    a_c, a_t, a_s = (np.empty(shape, dtype=np.int32) for _ in range(3))
+    a_c, a_t = (np.empty(shape, dtype=np.int32) for _ in range(2))
     r = np.empty((X.shape[0], hf, wf), dtype=np.int32)
     if X.shape[0]:
-        _kernels.fold_qconv2d(X, packed.native, d, p, 1.0, zx, a_c=a_c, a_t=a_t, a_s=a_s, r=r,
+        _kernels.fold_qconv2d(X, packed.native, d, p, 1.0, zx, a_c=a_c, a_t=a_t, r=r,
                               path=path, num_threads=threads)
-    return a_c, a_t, a_s, r
+    return a_c, a_t, r
 
 
 def fold_qconv2d(X: np.ndarray, packed: PackedFoldQWeights, sx: float, zx: int, s1, s2=None,
-                 p=None, a=None, c=None, bias=None, out_scale: float | None = None,
+                 a=None, c=None, bias=None, out_scale: float | None = None,
                  out_zero_point: int | None = None, relu: bool = False, *, dilation: int = 1,
                  padding="same", path: str | None = None,
                  num_threads: int | None = None) -> np.ndarray:
@@ -456,8 +440,9 @@ def fold_qconv2d(X: np.ndarray, packed: PackedFoldQWeights, sx: float, zx: int, 
         X: uint8 ``(N, C_in, H, W)``, H and W even; ``x̂ = sx·(X − zx)``.
         packed: codes from :func:`pack_fold_qweights`.
         sx, zx: activation scale (> 0) and zero point (0..255; also the padding value).
-        s1, s2, p: center scale, tail scale and tail offset; numbers or ``(4·C_out,)`` vectors
-            indexed by the folded output channel ``c·4 + py·2 + px``.
+        s1, s2: center and tail scale (the steps of W0 and W1); numbers or ``(4·C_out,)``
+            vectors indexed by the folded output channel ``c·4 + py·2 + px``. There is no
+            offset argument: the tail offset ``p = Q·s1`` is folded into W0.
         a, c: per-channel bias correction (default 1 and 0); bias: per-channel bias (default 0).
         out_scale, out_zero_point: requantize to uint8 (both or neither).
         relu: with requantization, clamp below at ``out_zero_point``.
@@ -468,11 +453,11 @@ def fold_qconv2d(X: np.ndarray, packed: PackedFoldQWeights, sx: float, zx: int, 
     """
     packed = _check_qpacked(packed)
     X = _input("X", X, np.uint8, packed.in_channels)
-    f = _affine(packed, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point, relu)
+    f = _affine(packed, sx, zx, s1, s2, a, c, bias, out_scale, out_zero_point, relu)
     d, pad, hf, wf = _geometry(X, packed.kernel, dilation, padding)
     path, threads = _resolve_path(path, True), _threads(num_threads)
     shape = (X.shape[0], packed.out_channels, 2 * hf, 2 * wf)
-    params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.p, f.a, f.c, f.bias)
+    params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.a, f.c, f.bias)
     if f.out_scale is None:
         y = np.empty(shape, dtype=np.float32)
         if X.shape[0]:
@@ -560,7 +545,7 @@ def fold_conv2d_reference(x: np.ndarray, weight, bias: np.ndarray | None = None,
 
 def _accumulators_reference(X: np.ndarray, packed: PackedFoldQWeights, zx: int, d: int,
                             p: int):
-    """Folded int64 sums: ``A_c, A_t, A_s`` ``(N, 4·C_out, Hf, Wf)`` and ``R`` ``(N, Hf, Wf)``."""
+    """Folded int64 sums: ``A_c, A_t`` ``(N, 4·C_out, Hf, Wf)`` and ``R`` ``(N, Hf, Wf)``."""
     cols, (hf, wf) = _im2col(fold_reference(X), packed.kernel, d, p, zx)
     cols = cols.astype(np.int64)  # (N, Hf·Wf, depth)
     n = X.shape[0]
@@ -579,12 +564,11 @@ def fold_qconv2d_accumulators_reference(X: np.ndarray, packed: PackedFoldQWeight
     X = _input("X", X, np.uint8, packed.in_channels)
     zx = _zero_point(zx)
     d, p, _, _ = _geometry(X, packed.kernel, dilation, padding)
-    a_c, a_t, a_s, r = _accumulators_reference(X, packed, zx, d, p)
-    return (*(unfold_reference(a).astype(np.int32) for a in (a_c, a_t, a_s)),
-            r.astype(np.int32))
+    a_c, a_t, r = _accumulators_reference(X, packed, zx, d, p)
+    return (*(unfold_reference(a).astype(np.int32) for a in (a_c, a_t)), r.astype(np.int32))
 
 
-def _epilogue_reference(a_c, a_t, a_s, r, packed: PackedFoldQWeights, f: _Affine) -> np.ndarray:
+def _epilogue_reference(a_c, a_t, r, packed: PackedFoldQWeights, f: _Affine) -> np.ndarray:
     """The float32 epilogue of :mod:`sdk.kernels_int`, in its order, on folded sums
     ``(N, 4·C_out, Hf, Wf)`` and window sums ``(N, Hf, Wf)``."""
     f32 = np.float32
@@ -597,13 +581,11 @@ def _epilogue_reference(a_c, a_t, a_s, r, packed: PackedFoldQWeights, f: _Affine
 
     alpha_c = per_channel(((sx * f.s1.astype(np.float64)) * a64).astype(f32))
     alpha_t = per_channel(((sx * f.s2.astype(np.float64)) * a64).astype(f32))
-    alpha_s = per_channel(((sx * f.p.astype(np.float64)) * a64).astype(f32))
     gamma = per_channel((f.c.astype(np.float64) * sx).astype(f32))
-    wc, wt, s = (w.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1) for w in packed.codes())
-    y = (a_c - zx * per_channel(wc)).astype(f32) * alpha_c
+    w0, w1 = (w.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1) for w in packed.codes())
+    y = (a_c - zx * per_channel(w0)).astype(f32) * alpha_c
     if packed.has_tail:
-        y = y + (a_t - zx * per_channel(wt)).astype(f32) * alpha_t
-        y = y + (a_s - zx * per_channel(s)).astype(f32) * alpha_s
+        y = y + (a_t - zx * per_channel(w1)).astype(f32) * alpha_t
     y = y + (r[:, None] - zx * packed.depth).astype(f32) * gamma
     y = y + per_channel(f.bias)
     if f.out_scale is None:
@@ -616,7 +598,7 @@ def _epilogue_reference(a_c, a_t, a_s, r, packed: PackedFoldQWeights, f: _Affine
 
 
 def fold_qconv2d_reference(X: np.ndarray, packed: PackedFoldQWeights, sx: float, zx: int, s1,
-                           s2=None, p=None, a=None, c=None, bias=None,
+                           s2=None, a=None, c=None, bias=None,
                            out_scale: float | None = None, out_zero_point: int | None = None,
                            relu: bool = False, *, dilation: int = 1,
                            padding="same") -> np.ndarray:
@@ -624,7 +606,7 @@ def fold_qconv2d_reference(X: np.ndarray, packed: PackedFoldQWeights, sx: float,
     bits."""
     packed = _check_qpacked(packed)
     X = _input("X", X, np.uint8, packed.in_channels)
-    f = _affine(packed, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point, relu)
+    f = _affine(packed, sx, zx, s1, s2, a, c, bias, out_scale, out_zero_point, relu)
     d, pad, _, _ = _geometry(X, packed.kernel, dilation, padding)
-    a_c, a_t, a_s, r = _accumulators_reference(X, packed, f.zx, d, pad)
-    return np.ascontiguousarray(unfold_reference(_epilogue_reference(a_c, a_t, a_s, r, packed, f)))
+    a_c, a_t, r = _accumulators_reference(X, packed, f.zx, d, pad)
+    return np.ascontiguousarray(unfold_reference(_epilogue_reference(a_c, a_t, r, packed, f)))

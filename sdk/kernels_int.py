@@ -237,7 +237,6 @@ class _Affine:
     zx: int
     s1: np.ndarray
     s2: np.ndarray
-    p: np.ndarray
     a: np.ndarray
     c: np.ndarray
     bias: np.ndarray
@@ -266,12 +265,12 @@ def _channel_vector(name: str, value, n: int, default: float) -> np.ndarray:
 
 def _affine(packed: PackedPwlqWeights, sx, zx, s1, s2, a, c, bias, out_scale,
             out_zero_point, relu) -> _Affine:
-    """The qgemm/qconv epilogue: fold_conv's ``p`` (unfolded tail offset) is zero here."""
-    return epilogue_params(packed.channels, sx, zx, s1, s2, None, a, c, bias, out_scale,
+    """The qgemm/qconv epilogue parameters."""
+    return epilogue_params(packed.channels, sx, zx, s1, s2, a, c, bias, out_scale,
                            out_zero_point, relu)
 
 
-def epilogue_params(n: int, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_point,
+def epilogue_params(n: int, sx, zx, s1, s2, a, c, bias, out_scale, out_zero_point,
                     relu) -> _Affine:
     """Checked epilogue parameters for ``n`` output channels (shared with ``sdk.fold_conv``)."""
     if not isinstance(sx, Real) or isinstance(sx, bool) or not math.isfinite(sx) or sx <= 0:
@@ -296,7 +295,7 @@ def epilogue_params(n: int, sx, zx, s1, s2, p, a, c, bias, out_scale, out_zero_p
         raise InputError("relu: the ReLU clamp is part of requantization; give out_scale and "
                          "out_zero_point too")
     return _Affine(float(np.float32(sx)), int(zx), _channel_vector("s1", s1, n, 1.0),
-                   _channel_vector("s2", s2, n, 0.0), _channel_vector("p", p, n, 0.0),
+                   _channel_vector("s2", s2, n, 0.0),
                    _channel_vector("a", a, n, 1.0), _channel_vector("c", c, n, 0.0),
                    _channel_vector("bias", bias, n, 0.0),
                    None if out_scale is None else float(np.float32(out_scale)),
@@ -360,7 +359,7 @@ class PwlqGemm:
         self.affine = _affine(self.packed, sx, zx, s1, s2, a, c, bias, out_scale,
                               out_zero_point, relu)
         f = self.affine
-        self._params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.p, f.a, f.c, f.bias)
+        self._params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.a, f.c, f.bias)
 
     def __call__(self, X: np.ndarray, *, path: str | None = None,
                  num_threads: int | None = None) -> np.ndarray:
@@ -442,7 +441,7 @@ class PwlqConv2d:
         self.affine = _affine(self.packed, sx, zx, s1, s2, a, c, bias, out_scale,
                               out_zero_point, relu)
         f = self.affine
-        self._params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.p, f.a, f.c, f.bias)
+        self._params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.a, f.c, f.bias)
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """``(H_out, W_out)`` with ``H_out = (H + 2·pad − dil·(KH − 1) − 1) // stride + 1``."""

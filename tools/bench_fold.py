@@ -43,12 +43,13 @@ COMMAND = "python -m sdk.tools.bench_fold"
 
 
 def _pwlq_codes(rng, shape, tail_fraction=0.1):
-    """Random PWLQ codes: center codes, and ~10 % tail weights with a sign and a tail code."""
+    """Random folded 8-bit PWLQ codes ``(W0, W1)``: ~10 % tail weights, where W0 holds
+    ``Q·sign`` (Q = 127) and W1 the tail code; center codes elsewhere."""
     in_tail = rng.random(shape) < tail_fraction
     sign = np.where(in_tail, np.where(rng.random(shape) < 0.5, -1, 1), 0).astype(np.int8)
     tail = (sign * rng.integers(0, 128, shape)).astype(np.int8)
-    center = np.where(in_tail, 0, rng.integers(-127, 128, shape)).astype(np.int8)
-    return center, tail, sign
+    center = np.where(in_tail, 127 * sign, rng.integers(-127, 128, shape)).astype(np.int8)
+    return center, tail
 
 
 def make_case(h: int, dilation: int, threads: int, seed: int = 0) -> dict[str, Callable[[], Any]]:
@@ -77,8 +78,7 @@ def make_case(h: int, dilation: int, threads: int, seed: int = 0) -> dict[str, C
         raise RuntimeError(f"fold_conv2d differs from PyTorch by {err} at H={h} d={dilation}")
 
     X = rng.integers(0, 256, (1, c, h, h), dtype=np.uint8)
-    params = dict(s1=rng.uniform(0.002, 0.01, 4 * c).astype(np.float32), s2=0.02, p=0.3,
-                  bias=b)
+    params = dict(s1=rng.uniform(0.002, 0.01, 4 * c).astype(np.float32), s2=0.02, bias=b)
     int8 = fc.pack_fold_qweights(rng.integers(-127, 128, (4 * c, 4 * c, 3, 3), dtype=np.int8))
     pwlq = fc.pack_fold_qweights(*_pwlq_codes(rng, (4 * c, 4 * c, 3, 3)))
     calls = {"peer": peer, "fp32": fp32}

@@ -104,9 +104,9 @@ prism::QgemmOptions options(const std::string& path, int num_threads) {
 
 // The per-channel vectors must each hold N float32 values.
 struct EpilogueArrays {
-  F32Array s1, s2, p, a, c, bias;
+  F32Array s1, s2, a, c, bias;
   prism::PwlqEpilogue get(float sx, int zx, std::int64_t channels) const {
-    for (const F32Array* v : {&s1, &s2, &p, &a, &c, &bias})
+    for (const F32Array* v : {&s1, &s2, &a, &c, &bias})
       if (v->ndim() != 1 || v->shape(0) != channels)
         throw std::invalid_argument("per-channel parameters must be float32 (N,) arrays");
     prism::PwlqEpilogue e;
@@ -114,7 +114,6 @@ struct EpilogueArrays {
     e.zx = zx;
     e.s1 = s1.data();
     e.s2 = s2.data();
-    e.p = p.data();
     e.a = a.data();
     e.c = c.data();
     e.bias = bias.data();
@@ -349,38 +348,36 @@ void fold_conv2d(F32Array x, const PackedFold& w, std::int64_t dilation, std::in
   prism::fold_conv2d(src, g, *w, relu, dst, o);
 }
 
-PackedFoldQ pack_fold_q(I8Array center, std::optional<I8Array> tail, std::optional<I8Array> sign) {
+PackedFoldQ pack_fold_q(I8Array center, std::optional<I8Array> tail) {
   if (center.ndim() != 4 || center.shape(0) % 4 || center.shape(1) % 4 ||
       center.shape(2) != center.shape(3))
     throw std::invalid_argument("center must be (4*C_out, 4*C_in, K, K) int8");
-  if ((tail && tail->size() != center.size()) || (sign && sign->size() != center.size()))
-    throw std::invalid_argument("tail and sign must have the shape of center");
+  if (tail && tail->size() != center.size())
+    throw std::invalid_argument("tail must have the shape of center");
   const std::int8_t* c = center.data();
   const std::int8_t* t = tail ? tail->data() : nullptr;
-  const std::int8_t* s = sign ? sign->data() : nullptr;
   const std::int64_t co = center.shape(0) / 4, ci = center.shape(1) / 4, k = center.shape(2);
   py::gil_scoped_release release;
   return std::make_shared<prism::PackedFoldQWeights>(
-      prism::pack_fold_qweights(c, t, s, ci, co, k));
+      prism::pack_fold_qweights(c, t, ci, co, k));
 }
 
 void fold_qconv2d(U8Array x, const PackedFoldQ& w, std::int64_t dilation, std::int64_t padding,
                   float sx, int zx, std::optional<EpilogueArrays> params,
                   std::optional<I32Array> a_c, std::optional<I32Array> a_t,
-                  std::optional<I32Array> a_s, std::optional<I32Array> r,
+                  std::optional<I32Array> r,
                   std::optional<F32Array> y, std::optional<U8Array> q, float out_scale,
                   int out_zero_point, bool relu, const std::string& path, int num_threads) {
   const prism::FoldConvGeometry g =
       fold_geometry(x, w->in_channels, w->out_channels, w->kernel, dilation, padding);
   prism::FoldQOutput out;
-  if (a_c && a_t && a_s && r) {
-    for (I32Array* a : {&*a_c, &*a_t, &*a_s}) check_fold_output(*a, g);
+  if (a_c && a_t && r) {
+    for (I32Array* a : {&*a_c, &*a_t}) check_fold_output(*a, g);
     if (r->ndim() != 3 || r->shape(0) != g.batch || r->shape(1) != g.folded_out_height() ||
         r->shape(2) != g.folded_out_width())
       throw std::invalid_argument("r must be (B, Hf, Wf) int32");
     out.a_c = a_c->mutable_data();
     out.a_t = a_t->mutable_data();
-    out.a_s = a_s->mutable_data();
     out.r = r->mutable_data();
   } else if (y) {
     check_fold_output(*y, g);
@@ -389,7 +386,7 @@ void fold_qconv2d(U8Array x, const PackedFoldQ& w, std::int64_t dilation, std::i
     check_fold_output(*q, g);
     out.q = q->mutable_data();
   } else {
-    throw std::invalid_argument("give a_c, a_t, a_s and r, or y, or q");
+    throw std::invalid_argument("give a_c, a_t and r, or y, or q");
   }
   prism::PwlqEpilogue e;
   e.zx = zx;
@@ -444,10 +441,10 @@ PYBIND11_MODULE(_kernels, m) {
                w.tail_start.size() * sizeof(std::int64_t);
       });
   py::class_<EpilogueArrays>(m, "PwlqEpilogueArrays")
-      .def(py::init([](F32Array s1, F32Array s2, F32Array p, F32Array a, F32Array c,
-                       F32Array bias) { return EpilogueArrays{s1, s2, p, a, c, bias}; }),
-           py::arg("s1").noconvert(), py::arg("s2").noconvert(), py::arg("p").noconvert(),
-           py::arg("a").noconvert(), py::arg("c").noconvert(), py::arg("bias").noconvert());
+      .def(py::init([](F32Array s1, F32Array s2, F32Array a, F32Array c, F32Array bias) {
+             return EpilogueArrays{s1, s2, a, c, bias};
+           }),
+           py::arg("s1").noconvert(), py::arg("s2").noconvert(), py::arg("a").noconvert(), py::arg("c").noconvert(), py::arg("bias").noconvert());
   m.def("qgemm_paths", []() {
     py::dict d;
     for (auto p : {prism::QgemmPath::Scalar, prism::QgemmPath::Avx2, prism::QgemmPath::Avx512Vnni,
@@ -528,14 +525,13 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("dilation"), py::arg("padding"), py::arg("relu"), py::arg("y").noconvert(),
         py::arg("path") = "auto", py::arg("num_threads") = 0, "See sdk.fold_conv.fold_conv2d.");
   m.def("pack_fold_qweights", &pack_fold_q, py::arg("center").noconvert(),
-        py::arg("tail").noconvert() = py::none(), py::arg("sign").noconvert() = py::none(),
-        "See sdk.fold_conv.pack_fold_qweights.");
+        py::arg("tail").noconvert() = py::none(), "See sdk.fold_conv.pack_fold_qweights.");
   m.def("fold_qconv2d", &fold_qconv2d, py::arg("x").noconvert(), py::arg("packed"),
         py::arg("dilation"), py::arg("padding"), py::arg("sx"), py::arg("zx"),
         py::arg("params") = py::none(), py::arg("a_c").noconvert() = py::none(),
-        py::arg("a_t").noconvert() = py::none(), py::arg("a_s").noconvert() = py::none(),
-        py::arg("r").noconvert() = py::none(), py::arg("y").noconvert() = py::none(),
-        py::arg("q").noconvert() = py::none(), py::arg("out_scale") = 1.0f,
+        py::arg("a_t").noconvert() = py::none(), py::arg("r").noconvert() = py::none(),
+        py::arg("y").noconvert() = py::none(), py::arg("q").noconvert() = py::none(),
+        py::arg("out_scale") = 1.0f,
         py::arg("out_zero_point") = 0, py::arg("relu") = false, py::arg("path") = "auto",
         py::arg("num_threads") = 0, "See sdk.fold_conv.fold_qconv2d.");
   register_line_kernels(m);

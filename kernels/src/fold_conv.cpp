@@ -422,12 +422,9 @@ double PackedFoldQWeights::tail_group_density() const {
 }
 
 PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8_t* tail,
-                                      const std::int8_t* sign, std::int64_t in_channels,
-                                      std::int64_t out_channels, std::int64_t kernel) {
+                                      std::int64_t in_channels, std::int64_t out_channels,
+                                      std::int64_t kernel) {
   check_packing_sizes(in_channels, out_channels, kernel);
-  if ((tail == nullptr) != (sign == nullptr)) {
-    throw std::invalid_argument("fold_conv weights: give both tail and sign, or neither");
-  }
   PackedFoldQWeights p;
   p.in_channels = in_channels;
   p.out_channels = out_channels;
@@ -436,24 +433,10 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
   p.has_tail = tail != nullptr;
   const std::int64_t k = kernel, ci_n = in_channels, fin = 4 * in_channels;
   const std::int64_t nf = 4 * out_channels;  // folded output channels
-  const std::int64_t depth = fin * k * k;
-  for (std::int64_t i = 0; i < nf * depth && tail; ++i) {
-    const int s = sign[i], t = tail[i], c = center[i];
-    const char* what = s < -1 || s > 1                  ? "sign not in {-1, 0, 1}"
-                       : s != 0 && c != 0               ? "a center code where sign != 0"
-                       : s == 0 && t != 0               ? "a tail code where sign == 0"
-                       : t != 0 && (t > 0 ? 1 : -1) != s ? "a tail code disagrees with sign"
-                                                         : nullptr;
-    if (what) {
-      throw std::invalid_argument(std::string("fold_conv weights: ") + what +
-                                  " at flat index " + std::to_string(i));
-    }
-  }
   const std::int64_t block_size = k * k * ci_n * kFoldQBlock * 16;  // 12 channels × 4 bytes
   p.dense.assign(static_cast<std::size_t>(p.blocks * block_size), 0);
   p.sum_center.assign(static_cast<std::size_t>(nf), 0);
   p.sum_tail.assign(static_cast<std::size_t>(nf), 0);
-  p.sum_sign.assign(static_cast<std::size_t>(nf), 0);
   p.tail_start.assign(static_cast<std::size_t>(nf + 1), 0);
   p.row_sums.assign(static_cast<std::size_t>(nf * k), 0);
   for (std::int64_t n = 0; n < nf; ++n) {
@@ -462,26 +445,20 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
     for (std::int64_t kh = 0; kh < k; ++kh) {
       for (std::int64_t kw = 0; kw < k; ++kw) {
         for (std::int64_t ci = 0; ci < ci_n; ++ci) {
-          std::int32_t codes = 0, signs = 0;
-          bool any_tail = false;
+          std::int32_t codes = 0;
           for (int q = 0; q < 4; ++q) {
             const std::int64_t idx = ((n * fin + ci * 4 + q) * k + kh) * k + kw;
-            const std::int8_t wc = center[idx];
-            const std::int8_t wt = tail ? tail[idx] : 0;
-            const std::int8_t s = sign ? sign[idx] : 0;
-            p.sum_center[n] += wc;
-            p.sum_tail[n] += wt;
-            p.sum_sign[n] += s;
-            p.row_sums[n * k + kh] += wc + wt;
-            blk[(((kh * k + kw) * ci_n + ci) * 4 * kFoldQBlock + nl) * 4 + q] =
-                static_cast<std::int8_t>(wc + wt);
-            codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(wt)) << (8 * q);
-            signs |= static_cast<std::int32_t>(static_cast<std::uint8_t>(s)) << (8 * q);
-            any_tail = any_tail || s != 0;
+            const std::int8_t w0 = center[idx];
+            const std::int8_t w1 = tail ? tail[idx] : 0;
+            p.sum_center[n] += w0;
+            p.sum_tail[n] += w1;
+            p.row_sums[n * k + kh] += w0;
+            blk[(((kh * k + kw) * ci_n + ci) * 4 * kFoldQBlock + nl) * 4 + q] = w0;
+            codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(w1)) << (8 * q);
           }
-          if (any_tail) {
+          if (codes != 0) {  // a group with a non-zero tail code
             p.tail_groups.push_back(
-                FoldTailGroup{static_cast<std::int32_t>((kh * k + kw) * ci_n + ci), codes, signs});
+                FoldTailGroup{static_cast<std::int32_t>((kh * k + kw) * ci_n + ci), codes});
           }
         }
       }
@@ -567,13 +544,11 @@ struct QConstants : EpilogueChannelConstants {
   // The same float32 constants as prism::qgemm (double products rounded once).
   QConstants(const PackedFoldQWeights& w, const PwlqEpilogue& e, const Requantization* rq) {
     const std::int64_t n = 4 * w.out_channels;
-    fill(n, w.sum_center.data(), w.sum_tail.data(), w.sum_sign.data(), e);
+    fill(n, w.sum_center.data(), w.sum_tail.data(), e);
     view.zero_c = zero_c.data();
     view.zero_t = zero_t.data();
-    view.zero_s = zero_s.data();
     view.alpha_c = alpha_c.data();
     view.alpha_t = alpha_t.data();
-    view.alpha_s = alpha_s.data();
     view.gamma = gamma.data();
     view.beta = beta.data();
     view.row_zero = e.zx * static_cast<std::int32_t>(w.depth());
@@ -605,11 +580,11 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
                   const PwlqEpilogue& e, const FoldQOutput& out, const FoldConvOptions& options) {
   check_fold_conv(g);
   check_weights_match(g, w.in_channels, w.out_channels, w.kernel);
-  const bool accumulators = out.a_c || out.a_t || out.a_s || out.r;
+  const bool accumulators = out.a_c || out.a_t || out.r;
   const int kinds = (accumulators ? 1 : 0) + (out.y ? 1 : 0) + (out.q ? 1 : 0);
   if (kinds != 1) throw std::invalid_argument("fold_qconv2d: give exactly one kind of output");
-  if (accumulators && !(out.a_c && out.a_t && out.a_s && out.r)) {
-    throw std::invalid_argument("fold_qconv2d: the accumulator output needs a_c, a_t, a_s and r");
+  if (accumulators && !(out.a_c && out.a_t && out.r)) {
+    throw std::invalid_argument("fold_qconv2d: the accumulator output needs a_c, a_t and r");
   }
   if (e.zx < 0 || e.zx > 255) {
     throw std::invalid_argument("fold_qconv2d: zero point zx=" + std::to_string(e.zx) +
@@ -677,7 +652,6 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     const std::int64_t off = image * out_image;
     task.a_c = out.a_c ? out.a_c + off : nullptr;
     task.a_t = out.a_t ? out.a_t + off : nullptr;
-    task.a_s = out.a_s ? out.a_s + off : nullptr;
     task.r = out.r ? out.r + image * hf * wf : nullptr;
     task.y = out.y ? out.y + off : nullptr;
     task.q = out.q ? out.q + off : nullptr;
@@ -779,34 +753,28 @@ void scalar_q_task(const QTask& t) {
             std::min<std::int64_t>(kFoldQBlock, t.out_channels - b * kFoldQBlock);
         for (std::int64_t nl = 0; nl < 4 * co_count; ++nl) {
           const std::int64_t n = b * NB + nl;  // folded channel
-          std::int32_t at[L] = {}, as[L] = {};
+          std::int32_t at[L] = {};
           for (std::int64_t e = t.tail_start[n]; e < t.tail_start[n + 1]; ++e) {
             const FoldTailGroup& tg = t.tail_groups[e];
             const std::uint8_t* xg = buffer + t.group_offset[tg.group] + 4 * j0;
-            std::int8_t tc[4], sc[4];
+            std::int8_t tc[4];
             std::memcpy(tc, &tg.codes, 4);
-            std::memcpy(sc, &tg.signs, 4);
-            for (int l = 0; l < L; ++l) {
-              at[l] += dot4(xg + 4 * l, tc);
-              as[l] += dot4(xg + 4 * l, sc);
-            }
+            for (int l = 0; l < L; ++l) at[l] += dot4(xg + 4 * l, tc);
           }
           const std::int64_t co = n / 4, py = (n / 2) % 2, px = n % 2;
           const std::int64_t base = (co * t.out_height + 2 * i + py) * t.out_width + 2 * j0 + px;
           for (std::int64_t l = 0; l < lanes; ++l) {
-            const std::int32_t ac = acc[nl][l] - at[l];  // the dense pass summed Wc + Wt
+            const std::int32_t ac = acc[nl][l];
             const std::int64_t o = base + 2 * l;
             if (!t.epilogue) {
               t.a_c[o] = ac;
               t.a_t[o] = at[l];
-              t.a_s[o] = as[l];
               continue;
             }
             const QEpilogue& q = *t.epilogue;
             float y = static_cast<float>(ac - q.zero_c[n]) * q.alpha_c[n];
             if (t.has_tail) {
               y = y + static_cast<float>(at[l] - q.zero_t[n]) * q.alpha_t[n];
-              y = y + static_cast<float>(as[l] - q.zero_s[n]) * q.alpha_s[n];
             }
             y = y + static_cast<float>(r[l] - q.row_zero) * q.gamma[n];
             y = y + q.beta[n];

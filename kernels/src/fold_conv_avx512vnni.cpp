@@ -64,7 +64,7 @@ inline void store_pairs(std::uint8_t* dst, __m128i a, __m128i b, std::int64_t la
 
 // The float epilogue of prism/qgemm.hpp on 16 lanes of folded channel n.
 inline __m512 epilogue(const QEpilogue& q, std::int64_t n, bool tail, __m512i ac, __m512i at,
-                       __m512i as, __m512i r) {
+                       __m512i r) {
   auto term = [](__m512i v, std::int32_t zero, float scale) {
     return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v, _mm512_set1_epi32(zero))),
                          _mm512_set1_ps(scale));
@@ -72,7 +72,6 @@ inline __m512 epilogue(const QEpilogue& q, std::int64_t n, bool tail, __m512i ac
   __m512 y = term(ac, q.zero_c[n], q.alpha_c[n]);
   if (tail) {
     y = _mm512_add_ps(y, term(at, q.zero_t[n], q.alpha_t[n]));
-    y = _mm512_add_ps(y, term(as, q.zero_s[n], q.alpha_s[n]));
   }
   y = _mm512_add_ps(y, term(r, q.row_zero, q.gamma[n]));
   return _mm512_add_ps(y, _mm512_set1_ps(q.beta[n]));
@@ -88,7 +87,7 @@ inline __m128i requantize(const QEpilogue& q, __m512 y) {
 }
 
 // The dense pass of one channel block over 16 folded columns of both rows:
-// out[r][n][lane] = Σ x·(Wc + Wt) for the 12 channels n. Kernel rows that lie in the padding
+// out[r][n][lane] = Σ x·W0 for the 12 channels n. Kernel rows that lie in the padding
 // for both output rows are skipped and added as zx·row_sums instead.
 void dense_block(const QTask& t, std::int64_t b, std::int64_t j0, std::int32_t* out) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels, hf = t.height / 2;
@@ -127,18 +126,18 @@ void dense_block(const QTask& t, std::int64_t b, std::int64_t j0, std::int32_t* 
   }
 }
 
-// The sparse tail pass of one channel block for both rows: t_out[r][nl][lane] = Σ x·Wt and
-// s_out[r][nl][lane] = Σ x·S over the 4-byte groups holding tail weights. Two groups per step,
-// each on its own accumulators, give 8 independent vpdpbusd chains per channel.
+// The sparse tail pass of one channel block for both rows: t_out[r][nl][lane] = Σ x·W1 over
+// the 4-byte groups holding a non-zero tail code. Two groups per step, each on its own
+// accumulators, give 4 independent vpdpbusd chains per channel.
 void tail_block(const QTask& t, std::int64_t b, std::int64_t channels, std::int64_t j0,
-                std::int32_t* t_out, std::int32_t* s_out) {
+                std::int32_t* t_out) {
   const std::int64_t set = q_rows_bytes(t.in_channels, t.folded_out_width, t.kernel, t.dilation);
   const std::uint8_t* base = t.buffer + 4 * j0;
   const __m512i zero = _mm512_setzero_si512();
   for (std::int64_t nl = 0; nl < channels; ++nl) {
     const std::int64_t n = b * NB + nl;
-    __m512i ta0 = zero, sa0 = zero, ta1 = zero, sa1 = zero;  // group 2m:   rows 0, 1
-    __m512i tb0 = zero, sb0 = zero, tb1 = zero, sb1 = zero;  // group 2m+1: rows 0, 1
+    __m512i ta0 = zero, ta1 = zero;  // group 2m:   rows 0, 1
+    __m512i tb0 = zero, tb1 = zero;  // group 2m+1: rows 0, 1
     std::int64_t e = t.tail_start[n];
     const std::int64_t end = t.tail_start[n + 1];
     for (; e + 1 < end; e += 2) {
@@ -146,33 +145,21 @@ void tail_block(const QTask& t, std::int64_t b, std::int64_t channels, std::int6
       const FoldTailGroup& gb = t.tail_groups[e + 1];
       const std::uint8_t* pa = base + t.group_offset[ga.group];
       const std::uint8_t* pb = base + t.group_offset[gb.group];
-      const __m512i xa0 = _mm512_loadu_si512(pa), xa1 = _mm512_loadu_si512(pa + set);
-      const __m512i xb0 = _mm512_loadu_si512(pb), xb1 = _mm512_loadu_si512(pb + set);
-      const __m512i ca = _mm512_set1_epi32(ga.codes), sa = _mm512_set1_epi32(ga.signs);
-      const __m512i cb = _mm512_set1_epi32(gb.codes), sb = _mm512_set1_epi32(gb.signs);
-      ta0 = _mm512_dpbusd_epi32(ta0, xa0, ca);
-      sa0 = _mm512_dpbusd_epi32(sa0, xa0, sa);
-      ta1 = _mm512_dpbusd_epi32(ta1, xa1, ca);
-      sa1 = _mm512_dpbusd_epi32(sa1, xa1, sa);
-      tb0 = _mm512_dpbusd_epi32(tb0, xb0, cb);
-      sb0 = _mm512_dpbusd_epi32(sb0, xb0, sb);
-      tb1 = _mm512_dpbusd_epi32(tb1, xb1, cb);
-      sb1 = _mm512_dpbusd_epi32(sb1, xb1, sb);
+      const __m512i ca = _mm512_set1_epi32(ga.codes), cb = _mm512_set1_epi32(gb.codes);
+      ta0 = _mm512_dpbusd_epi32(ta0, _mm512_loadu_si512(pa), ca);
+      ta1 = _mm512_dpbusd_epi32(ta1, _mm512_loadu_si512(pa + set), ca);
+      tb0 = _mm512_dpbusd_epi32(tb0, _mm512_loadu_si512(pb), cb);
+      tb1 = _mm512_dpbusd_epi32(tb1, _mm512_loadu_si512(pb + set), cb);
     }
     if (e < end) {
       const FoldTailGroup& ga = t.tail_groups[e];
       const std::uint8_t* pa = base + t.group_offset[ga.group];
-      const __m512i xa0 = _mm512_loadu_si512(pa), xa1 = _mm512_loadu_si512(pa + set);
-      const __m512i ca = _mm512_set1_epi32(ga.codes), sa = _mm512_set1_epi32(ga.signs);
-      ta0 = _mm512_dpbusd_epi32(ta0, xa0, ca);
-      sa0 = _mm512_dpbusd_epi32(sa0, xa0, sa);
-      ta1 = _mm512_dpbusd_epi32(ta1, xa1, ca);
-      sa1 = _mm512_dpbusd_epi32(sa1, xa1, sa);
+      const __m512i ca = _mm512_set1_epi32(ga.codes);
+      ta0 = _mm512_dpbusd_epi32(ta0, _mm512_loadu_si512(pa), ca);
+      ta1 = _mm512_dpbusd_epi32(ta1, _mm512_loadu_si512(pa + set), ca);
     }
     _mm512_store_si512(t_out + 16 * nl, _mm512_add_epi32(ta0, tb0));
-    _mm512_store_si512(s_out + 16 * nl, _mm512_add_epi32(sa0, sb0));
     _mm512_store_si512(t_out + 16 * (NB + nl), _mm512_add_epi32(ta1, tb1));
-    _mm512_store_si512(s_out + 16 * (NB + nl), _mm512_add_epi32(sa1, sb1));
   }
 }
 
@@ -183,7 +170,7 @@ void q_task(const QTask& t) {
   const __m512i ones = _mm512_set1_epi32(0x01010101);
   const __m512i zero = _mm512_setzero_si512();
   const Interleave il;
-  alignas(64) std::int32_t dense[2 * NB * 16], tails[2 * NB * 16], signs[2 * NB * 16];
+  alignas(64) std::int32_t dense[2 * NB * 16], tails[2 * NB * 16];
   for (std::int64_t j0 = 0; j0 < wf; j0 += 16) {
     const std::int64_t lanes = wf - j0 < 16 ? wf - j0 : 16;
     __m512i r[2];
@@ -211,31 +198,28 @@ void q_task(const QTask& t) {
           t.out_channels - b * kFoldQBlock < kFoldQBlock ? t.out_channels - b * kFoldQBlock
                                                          : kFoldQBlock;
       dense_block(t, b, j0, dense);
-      if (t.has_tail) tail_block(t, b, 4 * co_count, j0, tails, signs);
+      if (t.has_tail) tail_block(t, b, 4 * co_count, j0, tails);
       for (std::int64_t rr = 0; rr < t.rows; ++rr) {
         for (std::int64_t c = 0; c < co_count; ++c) {
           for (int py = 0; py < 2; ++py) {
-            __m512i ac[2], at[2], as[2];
+            __m512i ac[2], at[2];
             std::int64_t n[2];
             for (int px = 0; px < 2; ++px) {
               const std::int64_t nl = c * 4 + py * 2 + px, slot = 16 * (rr * NB + nl);
               n[px] = b * NB + nl;
               at[px] = t.has_tail ? _mm512_load_si512(tails + slot) : zero;
-              as[px] = t.has_tail ? _mm512_load_si512(signs + slot) : zero;
-              // The dense pass summed Wc + Wt.
-              ac[px] = _mm512_sub_epi32(_mm512_load_si512(dense + slot), at[px]);
+              ac[px] = _mm512_load_si512(dense + slot);
             }
             const std::int64_t o = ((b * kFoldQBlock + c) * t.out_height + 2 * (t.i + rr) + py) *
                                        t.out_width + 2 * j0;
             if (!t.epilogue) {
               store_pairs(t.a_c + o, ac[0], ac[1], lanes, il);
               store_pairs(t.a_t + o, at[0], at[1], lanes, il);
-              store_pairs(t.a_s + o, as[0], as[1], lanes, il);
               continue;
             }
             const QEpilogue& q = *t.epilogue;
-            const __m512 y0 = epilogue(q, n[0], t.has_tail, ac[0], at[0], as[0], r[rr]);
-            const __m512 y1 = epilogue(q, n[1], t.has_tail, ac[1], at[1], as[1], r[rr]);
+            const __m512 y0 = epilogue(q, n[0], t.has_tail, ac[0], at[0], r[rr]);
+            const __m512 y1 = epilogue(q, n[1], t.has_tail, ac[1], at[1], r[rr]);
             if (t.y) {
               store_pairs(t.y + o, y0, y1, lanes, il);
             } else {

@@ -15,25 +15,20 @@
 namespace prism {
 
 void EpilogueChannelConstants::fill(std::int64_t n, const std::int32_t* sum_center,
-                                    const std::int32_t* sum_tail, const std::int32_t* sum_sign,
-                                    const PwlqEpilogue& e) {
+                                    const std::int32_t* sum_tail, const PwlqEpilogue& e) {
   zero_c.resize(n);
   zero_t.resize(n);
-  zero_s.resize(n);
   alpha_c.resize(n);
   alpha_t.resize(n);
-  alpha_s.resize(n);
   gamma.resize(n);
   beta.resize(n);
   const double sx = e.sx;
   for (std::int64_t i = 0; i < n; ++i) {
     zero_c[i] = e.zx * sum_center[i];
     zero_t[i] = e.zx * sum_tail[i];
-    zero_s[i] = sum_sign ? e.zx * sum_sign[i] : 0;
     const double a = e.a ? e.a[i] : 1.0;
     alpha_c[i] = static_cast<float>(sx * e.s1[i] * a);
     alpha_t[i] = static_cast<float>(sx * (e.s2 ? e.s2[i] : 0.0f) * a);
-    alpha_s[i] = static_cast<float>(sx * (e.p ? e.p[i] : 0.0f) * a);
     gamma[i] = static_cast<float>((e.c ? e.c[i] : 0.0f) * sx);
     beta[i] = e.bias ? e.bias[i] : 0.0f;
   }
@@ -345,7 +340,7 @@ struct EpilogueConstants : EpilogueChannelConstants {
   // Refills the constants for one call (the vectors keep their capacity between calls).
   void reset(const PackedPwlqWeights& w, const PwlqEpilogue& e, const Requantization* rq) {
     const std::int64_t n = w.channels;
-    fill(n, w.sum_center.data(), w.sum_tail.data(), nullptr, e);
+    fill(n, w.sum_center.data(), w.sum_tail.data(), e);
     row_zero = e.zx * static_cast<std::int32_t>(w.depth);
     if (rq) {
       out_scale = rq->scale;

@@ -205,14 +205,16 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rn
   std::vector<std::uint8_t> x(
       static_cast<std::size_t>(g.batch * g.in_channels * g.height * g.width));
   for (auto& v : x) v = static_cast<std::uint8_t>(byte(rng));
-  std::vector<std::int8_t> center(count), tail(count, 0), sign(count, 0);
+  // Folded PWLQ codes (prism/qgemm.hpp): W0 holds Q·sign at every tail weight (Q = 127, the
+  // widest 8-bit case), W1 the tail codes.
+  std::vector<std::int8_t> center(count), tail(count, 0);
   for (std::int64_t i = 0; i < count; ++i) {
     const int v = code(rng);
     if (with_tail && coin(rng) == 0) {  // ~10 % tail weights, some with a zero tail code
-      sign[i] = v < 0 ? -1 : 1;
+      const int sign = v < 0 ? -1 : 1;
       const int magnitude = coin(rng) < 2 ? 0 : 1 + std::abs(v) / 2;
-      tail[i] = static_cast<std::int8_t>(sign[i] * magnitude);
-      center[i] = 0;
+      tail[i] = static_cast<std::int8_t>(sign * magnitude);
+      center[i] = static_cast<std::int8_t>(127 * sign);
     } else {
       center[i] = static_cast<std::int8_t>(v);
     }
@@ -226,21 +228,18 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rn
                                      g.padding, zx),
                   g.batch, g.out_channels, ho, wo);
   };
-  const std::vector<std::int64_t> want_c = accumulate(center), want_t = accumulate(tail),
-                                  want_s = accumulate(sign);
+  const std::vector<std::int64_t> want_c = accumulate(center), want_t = accumulate(tail);
   const std::vector<std::int8_t> ones(static_cast<std::size_t>(fin * g.kernel * g.kernel), 1);
   const std::vector<std::int64_t> want_r =
       conv<std::int64_t>(xf, ones, g.batch, fin, hf, wf, 1, g.kernel, g.dilation, g.padding, zx);
   const prism::PackedFoldQWeights packed = prism::pack_fold_qweights(
-      center.data(), with_tail ? tail.data() : nullptr, with_tail ? sign.data() : nullptr,
-      g.in_channels, g.out_channels, g.kernel);
+      center.data(), with_tail ? tail.data() : nullptr, g.in_channels, g.out_channels, g.kernel);
   // Epilogue constants, to compare float and requantized outputs across paths.
-  std::vector<float> s1(fout), s2(fout), p(fout), a(fout), c(fout), b(fout);
+  std::vector<float> s1(fout), s2(fout), a(fout), c(fout), b(fout);
   std::uniform_real_distribution<float> unit(0.5f, 1.5f);
   for (std::int64_t n = 0; n < fout; ++n) {
     s1[n] = 0.01f * unit(rng);
     s2[n] = 0.03f * unit(rng);
-    p[n] = 0.5f * unit(rng);
     a[n] = unit(rng);
     c[n] = 0.001f * unit(rng);
     b[n] = unit(rng) - 1.0f;
@@ -250,7 +249,6 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rn
   e.zx = zx;
   e.s1 = s1.data();
   e.s2 = s2.data();
-  e.p = p.data();
   e.a = a.data();
   e.c = c.data();
   e.bias = b.data();
@@ -269,16 +267,15 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rn
       const std::string tag = what + " path " + prism::fold_conv_path_name(path) + " threads " +
                               std::to_string(threads);
       std::vector<std::int32_t> ac(want_c.size(), -7), at(want_c.size(), -7),
-          as(want_c.size(), -7), r(want_r.size(), -7);
+          r(want_r.size(), -7);
       prism::FoldQOutput acc;
       acc.a_c = ac.data();
       acc.a_t = at.data();
-      acc.a_s = as.data();
       acc.r = r.data();
       prism::fold_qconv2d(x.data(), g, packed, e, acc, o);
       bool same = true;
       for (std::size_t i = 0; i < ac.size(); ++i) {
-        same = same && ac[i] == want_c[i] && at[i] == want_t[i] && as[i] == want_s[i];
+        same = same && ac[i] == want_c[i] && at[i] == want_t[i];
       }
       for (std::size_t i = 0; i < r.size(); ++i) same = same && r[i] == want_r[i];
       check(same, tag + ": accumulators");
@@ -304,16 +301,14 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rn
           const std::int64_t img = static_cast<std::int64_t>(i) / (4 * ho * wo * g.out_channels);
           const double rr = static_cast<double>(want_r[(img * ho + yy / 2) * wo + xx / 2]) -
                             double(zx) * fin * g.kernel * g.kernel;
-          std::int64_t sc = 0, st = 0, ss = 0;
+          std::int64_t sc = 0, st = 0;
           for (std::int64_t k = 0; k < fin * g.kernel * g.kernel; ++k) {
             sc += center[n * fin * g.kernel * g.kernel + k];
             st += tail[n * fin * g.kernel * g.kernel + k];
-            ss += sign[n * fin * g.kernel * g.kernel + k];
           }
           const double sx = e.sx;
-          const double ac = double(want_c[i] - zx * sc), at = double(want_t[i] - zx * st),
-                       as = double(want_s[i] - zx * ss);
-          const double ref = sx * (s1[n] * ac + s2[n] * at + p[n] * as) * a[n] +
+          const double ac = double(want_c[i] - zx * sc), at = double(want_t[i] - zx * st);
+          const double ref = sx * (s1[n] * ac + s2[n] * at) * a[n] +
                              c[n] * sx * rr + b[n];
           worst = std::max(worst, std::fabs(ref - y[i]));
           scale = std::max(scale, std::fabs(ref));

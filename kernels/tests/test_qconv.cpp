@@ -111,14 +111,13 @@ void random_against_direct(std::mt19937& rng, const Case& c, double tail_fractio
   }
   std::vector<std::uint8_t> x(c.batch * c.cin * c.h * c.w);
   for (auto& v : x) v = static_cast<std::uint8_t>(byte(rng));
-  const std::vector<float> s1(c.cout, 0.01f), s2(c.cout, 0.02f), p(c.cout, 0.1f),
+  const std::vector<float> s1(c.cout, 0.01f), s2(c.cout, 0.02f),
       a(c.cout, 1.0f), cc(c.cout, 0.003f), bias(c.cout, 0.25f);
   prism::PwlqEpilogue e;
   e.sx = 0.05f;
   e.zx = zx;
   e.s1 = s1.data();
   e.s2 = s2.data();
-  e.p = p.data();
   e.a = a.data();
   e.c = cc.data();
   e.bias = bias.data();

@@ -97,14 +97,13 @@ Reference naive_accumulators(const std::vector<std::uint8_t>& x, std::int64_t m,
 }
 
 struct Scales {
-  std::vector<float> s1, s2, p, a, c, bias;
+  std::vector<float> s1, s2, a, c, bias;
   prism::PwlqEpilogue epilogue(float sx, int zx) const {
     prism::PwlqEpilogue e;
     e.sx = sx;
     e.zx = zx;
     e.s1 = s1.data();
     e.s2 = s2.data();
-    e.p = p.data();  // not read by qgemm (folded form): random values must not matter
     e.a = a.data();
     e.c = c.data();
     e.bias = bias.data();
@@ -118,7 +117,6 @@ Scales random_scales(std::mt19937& rng, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) {
     s.s1.push_back(pos(rng));
     s.s2.push_back(pos(rng));
-    s.p.push_back(pos(rng) * 4);
     s.a.push_back(1.0f + 0.1f * sym(rng));
     s.c.push_back(0.05f * sym(rng));
     s.bias.push_back(sym(rng));
@@ -178,14 +176,13 @@ void hand_computed_case() {
       // s1 = 0.25, s2 = 1, a = 1, c = 0, bias = 0.5; ΣW0 = 4, ΣW1 = 2 (p = 7·s1 is folded; the
       // p given here must be ignored).
       // Row 0: ac = 5 - 12 = -7, at = 2 - 6 = -4: y = 0.5·(-1.75 - 4) + 0.5 = -2.375.
-      const float s1[] = {1.0f, 0.25f}, s2[] = {0.0f, 1.0f}, p[] = {5.0f, 2.0f};
+      const float s1[] = {1.0f, 0.25f}, s2[] = {0.0f, 1.0f};
       const float bias[] = {0.0f, 0.5f};
       prism::PwlqEpilogue e;
       e.sx = 0.5f;
       e.zx = 3;
       e.s1 = s1;
       e.s2 = s2;
-      e.p = p;
       e.bias = bias;
       std::vector<float> y(4);
       prism::qgemm(x.data(), 2, w, e, y.data(), {path, 1});

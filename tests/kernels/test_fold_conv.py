@@ -36,15 +36,18 @@ def random_fp32(rng, n, c_in, c_out, h, w, k):
     return x, weight.astype(np.float32), bias
 
 
-def random_codes(rng, shape, with_tail):
-    """Uniform int8 codes, or PWLQ codes (~10 % tail weights, some with a zero tail code)."""
+def random_codes(rng, shape, with_tail, bits=None):
+    """Uniform int8 codes ``(W, None)``, or folded PWLQ codes ``(W0, W1)`` (~10 % tail weights,
+    some with a zero tail code): W0 holds the center codes and ``Q·sign`` at every tail weight,
+    ``Q = 2^(b−1) − 1`` for ``bits`` b (4 or 8, drawn when None)."""
     center = rng.integers(-127, 128, shape).astype(np.int8)
     if not with_tail:
-        return center, None, None
+        return center, None
+    q = 2 ** ((bits or int(rng.choice([4, 8]))) - 1) - 1
     in_tail = rng.random(shape) < 0.1
     sign = np.where(in_tail, np.where(rng.random(shape) < 0.5, -1, 1), 0).astype(np.int8)
     tail = (sign * rng.integers(0, 64, shape)).astype(np.int8)
-    return np.where(in_tail, 0, center).astype(np.int8), tail, sign
+    return np.where(in_tail, q * sign, center).astype(np.int8), tail
 
 
 # Shapes: odd channel counts, C_out across the 6-channel weight block, widths across one and
@@ -131,7 +134,7 @@ def test_integer_bit_exact_with_twin(s, seed, with_tail):
     geo = dict(dilation=s["dilation"], padding=s["padding"])
     n = 4 * s["c_out"]
     params = dict(s1=rng.uniform(0.005, 0.02, n), s2=rng.uniform(0.01, 0.05, n),
-                  p=rng.uniform(0.2, 0.8, n), a=rng.uniform(0.8, 1.2, n),
+                  a=rng.uniform(0.8, 1.2, n),
                   c=rng.uniform(-1e-3, 1e-3, n), bias=rng.standard_normal(n))
     requant = dict(out_scale=0.07, out_zero_point=int(rng.integers(0, 256)),
                    relu=bool(rng.integers(0, 2)))
@@ -140,7 +143,7 @@ def test_integer_bit_exact_with_twin(s, seed, with_tail):
     want_q = fc.fold_qconv2d_reference(X, packed, 0.03, zx, **params, **requant, **geo)
     for path in INT_PATHS:
         acc = fc.fold_qconv2d_accumulators(X, packed, zx, path=path, **geo)
-        for got, want, name in zip(acc, want_acc, ("A_c", "A_t", "A_s", "R")):
+        for got, want, name in zip(acc, want_acc, ("A_c", "A_t", "R")):
             assert got.dtype == np.int32
             np.testing.assert_array_equal(got, want, err_msg=f"{path} {name}")
         y = fc.fold_qconv2d(X, packed, 0.03, zx, **params, path=path, **geo)
@@ -151,13 +154,13 @@ def test_integer_bit_exact_with_twin(s, seed, with_tail):
 
 
 def test_integer_accumulators_are_the_unfused_sequence():
-    """A_c is pixel_shuffle(conv2d(pixel_unshuffle(X − 0), Wc)) with zx padding: check it in
+    """A_c is pixel_shuffle(conv2d(pixel_unshuffle(X − 0), W0)) with zx padding: check it in
     exact integer arithmetic (float64 torch on small ints) for a zero point of 0."""
     rng = np.random.default_rng(11)
     X = rng.integers(0, 256, (2, 5, 12, 18), dtype=np.uint8)
-    center, _, _ = random_codes(rng, (4 * 7, 4 * 5, 3, 3), False)
+    center, _ = random_codes(rng, (4 * 7, 4 * 5, 3, 3), False)
     packed = fc.pack_fold_qweights(center)
-    a_c, _, _, r = fc.fold_qconv2d_accumulators(X, packed, 0, dilation=4)
+    a_c, _, r = fc.fold_qconv2d_accumulators(X, packed, 0, dilation=4)
     with torch.no_grad():
         want = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(torch.from_numpy(X).double(), 2),
                                         torch.from_numpy(center).double(), padding=4,
@@ -176,19 +179,50 @@ def test_integer_matches_kernels_int_on_the_folded_input(with_tail):
     ki = pytest.importorskip("sdk.kernels_int")
     rng = np.random.default_rng(5)
     X = rng.integers(0, 256, (2, 3, 14, 10), dtype=np.uint8)
-    codes = random_codes(rng, (4 * 4, 4 * 3, 3, 3), with_tail)
+    codes = random_codes(rng, (4 * 4, 4 * 3, 3, 3), with_tail, bits=8)
     n = 16
     params = dict(s1=rng.uniform(0.005, 0.02, n), s2=0.02, a=rng.uniform(0.8, 1.2, n),
-                  c=1e-3, bias=rng.standard_normal(n), out_scale=0.05, out_zero_point=30)
-    # fold_conv takes the unfolded (center, tail, sign) form with an offset p; sdk.kernels_int
-    # the folded (W0, W1) form. With p = 0 the sign term adds an exact 0, and (center, tail) is
-    # a valid (W0, W1), so both must give the same bits.
-    ours = fc.fold_qconv2d(X, fc.pack_fold_qweights(*codes), 0.04, 17, p=0.0, **params,
-                           dilation=2)
+                  c=1e-3, bias=rng.standard_normal(n))
+    packed = fc.pack_fold_qweights(*codes)
     folded = np.ascontiguousarray(fc.fold_reference(X))
-    theirs = ki.qconv2d(folded, ki.pack_pwlq_weights(*codes[:2]), 0.04, 17, **params, padding=2,
-                        dilation=2)
-    np.testing.assert_array_equal(ours, fc.unfold_reference(theirs))
+    theirs_packed = ki.pack_pwlq_weights(*codes)
+    for requant in ({}, dict(out_scale=0.05, out_zero_point=30)):
+        # Both take the same folded (W0, W1) codes.
+        theirs = fc.unfold_reference(ki.qconv2d(folded, theirs_packed, 0.04, 17, **params,
+                                                **requant, padding=2, dilation=2))
+        for path in INT_PATHS:
+            ours = fc.fold_qconv2d(X, packed, 0.04, 17, **params, **requant, dilation=2,
+                                   path=path)
+            np.testing.assert_array_equal(ours, theirs, err_msg=path)
+        ref = fc.fold_qconv2d_reference(X, packed, 0.04, 17, **params, **requant, dilation=2)
+        np.testing.assert_array_equal(ref, theirs)
+
+
+def test_integer_folded_codes_are_the_unfolded_pwlq_weights():
+    """With p = Q·s1, s1·W0 + s2·W1 is the unfolded PWLQ weight sign·(s2·q + p) at a tail weight
+    (W0 = Q·sign, W1 = sign·q) and s1·center elsewhere: the float output agrees with a float64
+    convolution of those weights (to float32 rounding), and the tail pass visits exactly the
+    4-byte groups with a non-zero tail code."""
+    rng = np.random.default_rng(21)
+    X = rng.integers(0, 256, (1, 3, 12, 16), dtype=np.uint8)
+    shape = (4 * 5, 4 * 3, 3, 3)
+    Q = 7  # 4 bits
+    center = rng.integers(-Q, Q + 1, shape)
+    in_tail = rng.random(shape) < 0.1
+    sign = np.where(rng.random(shape) < 0.5, -1, 1)
+    q = rng.integers(0, 8, shape)  # tail codes, some 0 (a tail weight of just the offset)
+    w0 = np.where(in_tail, Q * sign, center).astype(np.int8)
+    w1 = np.where(in_tail, sign * q, 0).astype(np.int8)
+    s1, s2, sx, zx = 0.01, 0.004, 0.02, 9
+    unfolded = np.where(in_tail, sign * (s2 * q + Q * s1), s1 * center)
+    packed = fc.pack_fold_qweights(w0, w1)
+    y = fc.fold_qconv2d(X, packed, sx, zx, s1, s2, dilation=2)
+    xf = torch.from_numpy(sx * (X.astype(np.float64) - zx))
+    want = F.pixel_shuffle(F.conv2d(F.pixel_unshuffle(xf, 2), torch.from_numpy(unfolded),
+                                    padding=2, dilation=2), 2).numpy()
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    groups = (w1.reshape(shape[0], 3, 4, 3, 3) != 0).any(axis=2)
+    assert packed.tail_group_density == pytest.approx(groups.mean())
 
 
 @pytest.mark.parametrize("path", INT_PATHS)
@@ -312,19 +346,12 @@ def test_input_errors():
 
 def test_integer_input_errors():
     rng = np.random.default_rng(0)
-    center, tail, sign = random_codes(rng, (8, 8, 3, 3), True)
-    with pytest.raises(InputError, match="give both"):
-        fc.pack_fold_qweights(center, tail)
-    bad = sign.copy()
-    idx = tuple(np.argwhere(tail != 0)[0])
-    bad[idx] = 0
-    with pytest.raises(InputError, match="is a tail code where sign == 0"):
-        fc.pack_fold_qweights(center, tail, bad)
-    overlap = center.copy()
-    overlap[idx] = 5
-    with pytest.raises(InputError, match="center.*is a center code where sign != 0"):
-        fc.pack_fold_qweights(overlap, tail, sign)
-    packed = fc.pack_fold_qweights(center, tail, sign)
+    center, tail = random_codes(rng, (8, 8, 3, 3), True)
+    with pytest.raises(InputError, match="tail: expected the shape of center"):
+        fc.pack_fold_qweights(center, tail[:, :, :1, :1])
+    with pytest.raises(InputError, match="tail: expected dtype int8"):
+        fc.pack_fold_qweights(center, tail.astype(np.int16))
+    packed = fc.pack_fold_qweights(center, tail)
     X = rng.integers(0, 256, (1, 2, 4, 4), dtype=np.uint8)
     with pytest.raises(InputError, match="zx"):
         fc.fold_qconv2d_accumulators(X, packed, 256)

@@ -323,7 +323,7 @@ def test_non_contiguous_input_is_copied_once_and_equals_contiguous(view):
 def test_binding_rejects_what_the_wrapper_would_copy_or_refuse():
     """The binding takes arrays with noconvert(): no silent cast, no silent copy."""
     packed = ki.pack_pwlq_weights(np.ones((2, 4), np.int8))
-    params = _kernels.PwlqEpilogueArrays(*(np.ones(2, np.float32) for _ in range(6)))
+    params = _kernels.PwlqEpilogueArrays(*(np.ones(2, np.float32) for _ in range(5)))
     y = np.empty((3, 2), np.float32)
     for bad in (np.zeros((3, 4), np.float32), np.zeros((6, 4), np.uint8)[::2]):
         with pytest.raises(TypeError):

@@ -28,11 +28,13 @@
 //   per output row into a small per-thread buffer of 4-byte groups (zero-point padded), and every
 //   tap is a plain offset into it.
 //
-// Integer arithmetic is the PWLQ W·A8 arithmetic of prism/qgemm.hpp, applied to the folded
-// convolution: per folded output channel n = co·4 + py·2 + px and folded position (i, j),
-//   A_c = Σ Xq·Wc, A_t = Σ Xq·Wt, A_s = Σ Xq·S over the 4·C_in·K·K window (padding = zx), and
+// Integer arithmetic is the PWLQ W·A8 arithmetic of prism/qgemm.hpp (folded form: W0 the folded
+// center codes, W1 the tail codes), applied to the folded convolution: per folded output channel
+// n = co·4 + py·2 + px and folded position (i, j),
+//   A_c = Σ Xq·W0, A_t = Σ Xq·W1 over the 4·C_in·K·K window (padding = zx), and
 //   R(i, j) = Σ Xq over the same window; then the float epilogue of prism/qgemm.hpp with the
-//   reduction depth 4·C_in·K·K and per-channel constants indexed by n.
+//   reduction depth 4·C_in·K·K and per-channel constants indexed by n (the same bits as qconv2d
+//   of the unfused sequence).
 // sdk/fold_conv.py documents the Python API and holds the NumPy twins.
 #pragma once
 #include <cstdint>
@@ -124,16 +126,15 @@ void fold_conv2d(const float* x, const FoldConvGeometry& geometry, const PackedF
 // One 4-byte group (the 2×2 fold block of one input channel and tap) of one channel's tail.
 struct FoldTailGroup {
   std::int32_t group;  // (kh·K + kw)·C_in + ci
-  std::int32_t codes;  // 4 × int8 Wt[n, ci·4 + q, kh, kw], q = bh·2 + bw, little endian
-  std::int32_t signs;  // 4 × int8 S[n, ci·4 + q, kh, kw]
+  std::int32_t codes;  // 4 × int8 W1[n, ci·4 + q, kh, kw], q = bh·2 + bw, little endian
 };
 
 // Output channels per integer weight block: 3 output channels = 12 folded channels.
 constexpr int kFoldQBlock = 3;
 
-// Integer weights packed once: the merged codes Wc + Wt (disjoint supports) as
+// Integer weights packed once: the folded center codes W0 as
 //   dense[b][kh][kw][ci][n 12][q 4]        (n = co·4 + py·2 + px within block b)
-// and, with a tail, per folded channel the list of 4-byte groups holding tail weights.
+// and, with a tail, per folded channel the list of 4-byte groups holding a non-zero W1 code.
 struct PackedFoldQWeights {
   std::int64_t in_channels = 0, out_channels = 0, kernel = 0;
   std::int64_t blocks = 0;
@@ -141,8 +142,8 @@ struct PackedFoldQWeights {
   std::vector<std::int8_t> dense;
   std::vector<std::int64_t> tail_start;  // 4·C_out + 1 offsets into tail_groups
   std::vector<FoldTailGroup> tail_groups;
-  std::vector<std::int32_t> sum_center, sum_tail, sum_sign;  // ΣWc[n], ΣWt[n], ΣS[n]
-  // Σ (Wc + Wt)[n, ·, kh, ·] per [n][kh]: what a kernel row lying wholly in the zero-point
+  std::vector<std::int32_t> sum_center, sum_tail;  // ΣW0[n], ΣW1[n]
+  // Σ W0[n, ·, kh, ·] per [n][kh]: what a kernel row lying wholly in the zero-point
   // padding adds (times zx), so the dense pass can skip it.
   std::vector<std::int32_t> row_sums;
 
@@ -151,20 +152,20 @@ struct PackedFoldQWeights {
   double tail_group_density() const;
 };
 
-// center, tail, sign: (4·C_out, 4·C_in, K, K) int8 row-major; tail and sign both null (uniform
-// int8 weights) or both set. Throws std::invalid_argument on non-positive sizes, a depth beyond
-// kQgemmMaxDepth, or codes whose regions overlap (as pack_pwlq_weights).
+// center (W0, folded), tail (W1): (4·C_out, 4·C_in, K, K) int8 row-major; tail null for uniform
+// int8 weights. As pack_pwlq_weights, no condition on the codes themselves. Throws
+// std::invalid_argument on non-positive sizes or a depth beyond kQgemmMaxDepth.
 PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8_t* tail,
-                                      const std::int8_t* sign, std::int64_t in_channels,
-                                      std::int64_t out_channels, std::int64_t kernel);
+                                      std::int64_t in_channels, std::int64_t out_channels,
+                                      std::int64_t kernel);
 
 // Where the integer kernel writes. Exactly one kind:
-//   accumulators: a_c, a_t, a_s (batch, C_out, 2·Hf, 2·Wf) int32 (unfolded like y) and
+//   accumulators: a_c, a_t (batch, C_out, 2·Hf, 2·Wf) int32 (unfolded like y) and
 //                 r (batch, Hf, Wf) int32 (one window sum per folded position);
 //   float:        y (batch, C_out, 2·Hf, 2·Wf) float32 through the epilogue;
 //   requantized:  q (batch, C_out, 2·Hf, 2·Wf) uint8 through the epilogue and `requant`.
 struct FoldQOutput {
-  std::int32_t *a_c = nullptr, *a_t = nullptr, *a_s = nullptr, *r = nullptr;
+  std::int32_t *a_c = nullptr, *a_t = nullptr, *r = nullptr;
   float* y = nullptr;
   std::uint8_t* q = nullptr;
   const Requantization* requant = nullptr;
@@ -200,8 +201,8 @@ struct F32Task {
 
 // The epilogue constants per folded channel (4·C_out each), prepared once per call.
 struct QEpilogue {
-  const std::int32_t *zero_c, *zero_t, *zero_s;  // zx·ΣWc, zx·ΣWt, zx·ΣS
-  const float *alpha_c, *alpha_t, *alpha_s, *gamma, *beta;
+  const std::int32_t *zero_c, *zero_t;  // zx·ΣW0, zx·ΣW1
+  const float *alpha_c, *alpha_t, *gamma, *beta;
   std::int32_t row_zero;  // zx·depth
   float out_scale, out_zero, out_low;
 };
@@ -229,7 +230,7 @@ struct QTask {
   bool write_r;         // write R of these rows (the task with block0 = 0)
   const QEpilogue* epilogue;  // null for the accumulator output
   // Image bases of the outputs (as FoldQOutput, offset to this image).
-  std::int32_t *a_c, *a_t, *a_s, *r;
+  std::int32_t *a_c, *a_t, *r;
   float* y;
   std::uint8_t* q;
 };

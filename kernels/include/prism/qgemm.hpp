@@ -18,7 +18,7 @@
 // once to float32 from double products: αc = sx·s1·a, αt = sx·s2·a, γ = c·sx, β = bias. This is
 //   y = sx·(s1·ac + s2·at)·a + c·sx·r + bias
 // with (a, c) the per-channel bias correction (a = 1, c = 0 when off). Without a tail the at term
-// is skipped (it is an exact zero). PwlqEpilogue::p is not read here (fold_conv's unfolded form).
+// is skipped (it is an exact zero). prism/fold_conv.hpp uses the same epilogue.
 // Requantized output (so consecutive layers stay integer):
 //   q = clamp(round_half_even(y / so) + zo, relu ? zo : 0, 255)     evaluated in float32
 //
@@ -109,14 +109,12 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
                                     TailForm form = TailForm::Sparse, std::int64_t groups = 1);
 
 // The per-layer and per-channel constants of the float epilogue. Arrays have N entries; a null
-// s2, p, c or bias means zeros, a null a means ones. qgemm/qconv do not read p (their tail offset
-// is folded into W0); fold_conv's PWLQ form does.
+// s2, c or bias means zeros, a null a means ones. There is no tail offset: it is folded into W0.
 struct PwlqEpilogue {
   float sx = 1.0f;
   std::int32_t zx = 0;  // 0..255
   const float* s1 = nullptr;
   const float* s2 = nullptr;
-  const float* p = nullptr;
   const float* a = nullptr;
   const float* c = nullptr;
   const float* bias = nullptr;
@@ -125,13 +123,12 @@ struct PwlqEpilogue {
 // Per-channel float32 constants of the epilogue (products formed in double, rounded once), and
 // the zero-point corrections zx·ΣW. Shared by qgemm/qconv and fold_conv so they give the same bits.
 struct EpilogueChannelConstants {
-  std::vector<std::int32_t> zero_c, zero_t, zero_s;
-  std::vector<float> alpha_c, alpha_t, alpha_s, gamma, beta;
+  std::vector<std::int32_t> zero_c, zero_t;
+  std::vector<float> alpha_c, alpha_t, gamma, beta;
 
-  // n channels; sum_* are ΣWc, ΣWt, ΣS per channel (sum_sign may be null: zeros). Vectors keep
-  // their capacity between calls.
+  // n channels; sum_* are ΣW0, ΣW1 per channel. Vectors keep their capacity between calls.
   void fill(std::int64_t n, const std::int32_t* sum_center, const std::int32_t* sum_tail,
-            const std::int32_t* sum_sign, const PwlqEpilogue& e);
+            const PwlqEpilogue& e);
 };
 
 struct Requantization {
