@@ -35,7 +35,7 @@ from sdk.runtime.conveyor.tracker import ObjectTracker
 from .train import cache_dir
 
 __all__ = ["ConveyorNet", "ConveyorTrainConfig", "height_map_dataset", "train", "get_or_train",
-           "quantize_classifier", "deploy_classifier", "CLASSES", "OpticalTrainConfig",
+           "compress_classifier", "deploy_classifier", "CLASSES", "OpticalTrainConfig",
            "optical_height_map_dataset", "optical_maps", "get_or_train_optical", "accuracy"]
 
 CLASSES = ("ok", "defect")
@@ -299,18 +299,28 @@ def get_or_train_optical(config: OpticalTrainConfig, lut, progress: bool = True)
     return model, {**meta, "cached": False, "checkpoint": str(stem)}
 
 
-def quantize_classifier(model: ConveyorNet, config: ConveyorTrainConfig, *, scheme: str = "pwlq", bits: int = 4,
-                        samples: int = 512, progress: bool = True):
-    """Post-training quantization (``sdk.quantize``, PWLQ or uniform) calibrated on ``samples``
-    height maps of a scene the model was not trained on; returns the QuantizedModel (deploy it
-    with ``deploy_classifier``)."""
+def compress_classifier(model: ConveyorNet, *, quantize: str | None = None, bits: int = 4, dynamic: bool = False,
+                        maps: np.ndarray | None = None, labels: np.ndarray | None = None,
+                        calib: np.ndarray | None = None, seed: int = 0, progress: bool = True):
+    """``model`` made a two-stage S2DNAS network (``sdk.make_dynamic``, small exit search on the
+    (N, H, W) height ``maps`` and their ``labels``) if ``dynamic``, then post-training quantized
+    (``sdk.quantize``, ``quantize`` = "pwlq"/"uniform", ``bits``) calibrated on the height maps
+    ``calib``; deploy the result with ``deploy_classifier``."""
     import sdk
 
-    kw = dict(columns=config.columns, belt_width_mm=config.belt_width_mm, mm_per_count=config.mm_per_count,
-              map_shape=config.map_shape)
-    calib, _ = height_map_dataset(samples, config.seed + 20_000, **kw)
-    return sdk.quantize(model, torch.from_numpy(calib[:, None]), scheme=scheme, weight_bits=bits,
-                        progress=progress)
+    if dynamic:
+        if maps is None or labels is None:
+            raise ValueError("compress_classifier(dynamic=True) needs maps and labels for the exit search")
+        # the stages are retrained from the static weights: SGD at lr 0.01 (0.1, the paper's
+        # ImageNet/CIFAR rate, leaves these small maps' stages at chance)
+        model = sdk.make_dynamic(model, (maps[:, None], labels), stages=2, candidates=4,
+                                 finetune_epochs=0.5, epochs=15, lr=0.01, seed=seed, progress=progress)
+    if quantize:
+        if calib is None:
+            raise ValueError(f"compress_classifier(quantize={quantize!r}) needs calibration maps (calib)")
+        model = sdk.quantize(model, torch.from_numpy(np.ascontiguousarray(calib[:, None])), scheme=quantize,
+                             weight_bits=bits, progress=progress)
+    return model
 
 
 def deploy_classifier(model: ConveyorNet, out: str | Path, *, target: str = "cpu", metadata: dict | None = None):

@@ -57,26 +57,6 @@ def rss_mb() -> float:
     raise RuntimeError("VmRSS not found in /proc/self/status")
 
 
-def _compress(model, maps: np.ndarray, labels: np.ndarray, calib: np.ndarray, *, quantize: str | None, bits: int,
-              dynamic: bool, seed: int, progress: bool):
-    """``model`` made a two-stage S2DNAS network (``sdk.make_dynamic``, small search on ``maps``)
-    if ``dynamic``, then post-training quantized (``quantize``: "pwlq"/"uniform", ``bits``)
-    calibrated on ``calib``; (N, H, W) float32 height maps throughout."""
-    import torch
-
-    import sdk
-
-    if dynamic:
-        # the stages are retrained from the static weights: SGD at lr 0.01 (0.1, the paper's
-        # ImageNet/CIFAR rate, leaves these small maps' stages at chance)
-        model = sdk.make_dynamic(model, (maps[:, None], labels), stages=2, candidates=4,
-                                 finetune_epochs=0.5, epochs=15, lr=0.01, seed=seed, progress=progress)
-    if quantize:
-        model = sdk.quantize(model, torch.from_numpy(np.ascontiguousarray(calib[:, None])), scheme=quantize,
-                             weight_bits=bits, progress=progress)
-    return model
-
-
 def _bundle_name(stem: str, quantize: str | None, bits: int, dynamic: bool) -> str:
     """The cached bundle's directory name; a quantized one carries the packed-table format, so a
     bundle cached by a Prism whose tables it can no longer read is rebuilt, not refused."""
@@ -94,8 +74,8 @@ def optical_bundle(lut: Path, quantize: str | None = None, bits: int = 4, progre
     exit search and the calibration on the optical training maps (``optical_maps``, cached). The
     manifest's metadata holds the accuracy on the held-out optical maps (static bundles).
     ``config``: the ``OpticalTrainConfig`` (default: the recipe's)."""
-    from sdk.models.conveyor_classifier import (OpticalTrainConfig, accuracy, deploy_classifier,
-                                                get_or_train_optical, optical_maps)
+    from sdk.models.conveyor_classifier import (OpticalTrainConfig, accuracy, compress_classifier,
+                                                deploy_classifier, get_or_train_optical, optical_maps)
     from sdk.models.train import cache_dir
 
     config = dataclasses.replace(config or OpticalTrainConfig(), lut_key=Path(lut).stem)
@@ -106,8 +86,8 @@ def optical_bundle(lut: Path, quantize: str | None = None, bits: int = 4, progre
                     "val_accuracy_optical_geometric_base": meta["val_accuracy_geometric_base"]}
         if quantize or dynamic:
             maps, labels, _ = optical_maps(config, lut, "train", progress)
-            model = _compress(model, maps, labels, maps, quantize=quantize, bits=bits, dynamic=dynamic,
-                              seed=config.seed, progress=progress)
+            model = compress_classifier(model, quantize=quantize, bits=bits, dynamic=dynamic, maps=maps,
+                                        labels=labels, calib=maps, seed=config.seed, progress=progress)
             if not dynamic:
                 val_maps, val_labels, _ = optical_maps(config, lut, "val", progress)
                 metadata["val_accuracy_optical_fp32"] = metadata["val_accuracy_optical"]
@@ -122,7 +102,8 @@ def default_bundle(quantize: str | None = None, bits: int = 4, progress: bool = 
     ``quantize="pwlq"|"uniform"``: its ``bits``-bit post-training quantized version;
     ``dynamic``: made a two-stage S2DNAS network first (``sdk.make_dynamic``, small search on
     height maps of a scene the classifier was not trained on), every stage quantized if asked."""
-    from sdk.models.conveyor_classifier import ConveyorTrainConfig, deploy_classifier, get_or_train, height_map_dataset
+    from sdk.models.conveyor_classifier import (ConveyorTrainConfig, compress_classifier, deploy_classifier,
+                                                get_or_train, height_map_dataset)
     from sdk.models.train import cache_dir
 
     config = ConveyorTrainConfig()
@@ -134,8 +115,8 @@ def default_bundle(quantize: str | None = None, bits: int = 4, progress: bool = 
                       mm_per_count=config.mm_per_count, map_shape=config.map_shape)
             maps, labels = height_map_dataset(1500, config.seed + 30_000, **kw) if dynamic else (None, None)
             calib = height_map_dataset(512, config.seed + 20_000, **kw)[0] if quantize else None
-            model = _compress(model, maps, labels, calib, quantize=quantize, bits=bits, dynamic=dynamic,
-                              seed=config.seed, progress=progress)
+            model = compress_classifier(model, quantize=quantize, bits=bits, dynamic=dynamic, maps=maps,
+                                        labels=labels, calib=calib, seed=config.seed, progress=progress)
         deploy_classifier(model, path, metadata={"val_accuracy_fp32": meta["val_accuracy"]})
     return path
 

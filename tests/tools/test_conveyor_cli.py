@@ -74,3 +74,12 @@ def test_a_pwlq_dynamic_exit_classifier_runs_the_line(tmp_path, capsys):
     score = perf["score"]
     assert score["defects"] > 0 and score["good_rejected"] == 0 and score["firings_unmatched"] == 0
     assert score["defects_rejected"] == score["defects"]
+
+
+def test_compress_classifier_names_the_missing_data():
+    from sdk.models.conveyor_classifier import ConveyorNet, compress_classifier
+
+    with pytest.raises(ValueError, match="calibration maps"):
+        compress_classifier(ConveyorNet(8), quantize="pwlq")
+    with pytest.raises(ValueError, match="maps and labels"):
+        compress_classifier(ConveyorNet(8), dynamic=True)

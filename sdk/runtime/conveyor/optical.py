@@ -55,6 +55,10 @@ DIM_RESPONSE_FLOOR = 0.1
 best ROI reads a virtual column too dimly to decode on a mid-albedo surface: the 3-ROI camera's
 seam (≈ 0.05 at xv ≈ 730) reads 10–15 DN there, under the line decoder's threshold."""
 
+DIM_MARGIN_PX = 20.0
+"""A crest this close to a dim band counts as in it: the stripe is a few pixels wide and the
+band's edge is where the response crosses ``DIM_RESPONSE_FLOOR``, not a cliff."""
+
 
 def optical_camera(rois: int = OPTICAL_ROIS):
     """The paper's diffraction camera with ``rois`` ROIs of Q = 1024 rows (``DiffractionCamera``);
@@ -243,7 +247,8 @@ class OpticalConveyor:
                                    length_mm=(u1 - u0) * 1000, height_mm=obj.max_height_m * 1000,
                                    defect=obj.defects[0].kind if obj.defects else None,
                                    crest_xv=float(crest_xv),
-                                   crest_in_dim_seam=any(lo - 20 <= crest_xv <= hi + 20 for lo, hi in dim)))
+                                   crest_in_dim_seam=any(lo - DIM_MARGIN_PX <= crest_xv <= hi + DIM_MARGIN_PX
+                                                         for lo, hi in dim)))
         out.sort(key=lambda o: o.start)
         for a, b in zip(out, out[1:]):
             if b.start <= a.end:
