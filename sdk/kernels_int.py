@@ -101,6 +101,8 @@ def check_path(path: str | None, names: tuple[str, ...], available) -> str:
 def _threads(num_threads: int | None) -> int:
     if num_threads is None:
         return 0
+    if type(num_threads) is int and num_threads >= 1:  # the common case, without the ABC check
+        return num_threads
     if not isinstance(num_threads, Integral) or isinstance(num_threads, bool) or num_threads < 1:
         raise InputError(f"num_threads: expected None (automatic) or an int >= 1, "
                          f"received {num_threads!r}")
@@ -360,6 +362,11 @@ class PwlqGemm:
                               out_zero_point, relu)
         f = self.affine
         self._params = _kernels.PwlqEpilogueArrays(f.s1, f.s2, f.a, f.c, f.bias)
+        requantize = f.out_scale is not None
+        self._run = _kernels.PreparedQgemm(
+            self.packed.native, f.sx, f.zx, self._params, requantize,
+            f.out_scale if requantize else 1.0, f.out_zero_point if requantize else 0,
+            f.relu if requantize else False)
 
     def __call__(self, X: np.ndarray, *, path: str | None = None,
                  num_threads: int | None = None) -> np.ndarray:
@@ -368,21 +375,16 @@ class PwlqGemm:
         ``path``: ``None``/``"auto"`` or one of :data:`PATHS` (for testing); ``num_threads``:
         ``None`` (automatic) or the thread count.
         """
-        X = _gemm_input(X, self.packed)
-        path, threads = _resolve_path(path), _threads(num_threads)
-        f = self.affine
-        shape = (X.shape[0], self.packed.channels)
-        if f.out_scale is None:
-            y = np.empty(shape, dtype=np.float32)
-            if X.shape[0]:
-                _kernels.qgemm(X, self.packed.native, f.sx, f.zx, self._params, y, None, 1.0, 0,
-                               False, path, threads)
-            return y
-        q = np.empty(shape, dtype=np.uint8)
-        if X.shape[0]:
-            _kernels.qgemm(X, self.packed.native, f.sx, f.zx, self._params, None, q, f.out_scale,
-                           f.out_zero_point, f.relu, path, threads)
-        return q
+        path = "auto" if path is None else _resolve_path(path)
+        threads = 0 if num_threads is None else _threads(num_threads)
+        # The prepared call takes a C-contiguous uint8 (M, K) array as it is and refuses
+        # anything else without touching it; only then are the documented checks run (which
+        # raise the InputError naming the problem, or copy a non-contiguous array).
+        try:
+            return self._run(X, path, threads)
+        except (TypeError, ValueError):
+            pass
+        return self._run(_gemm_input(X, self.packed), path, threads)
 
     def reference(self, X: np.ndarray) -> np.ndarray:
         """The NumPy twin of ``self(X)`` (see :func:`qgemm_reference`)."""

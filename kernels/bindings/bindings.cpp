@@ -157,6 +157,49 @@ void qgemm(U8Array x, const Packed& w, float sx, int zx, const EpilogueArrays& p
     prism::qgemm_requantized(src, m, *w, e, rq, pq, o);
 }
 
+// A GEMM layer prepared once (sdk.kernels_int.PwlqGemm): the weights, the checked epilogue and
+// the output form are fixed, so a call parses two arguments besides x and allocates its output
+// here. path/num_threads are per call (PwlqGemm takes them per call).
+class PreparedQgemm {
+ public:
+  PreparedQgemm(Packed w, float sx, int zx, EpilogueArrays params, bool requantize,
+                float out_scale, int out_zero_point, bool relu)
+      : w_(std::move(w)), params_(std::move(params)), requantize_(requantize) {
+    epilogue_ = params_.get(sx, zx, w_->channels);
+    requant_.scale = out_scale;
+    requant_.zero_point = out_zero_point;
+    requant_.relu = relu;
+  }
+
+  // x: uint8 (M, K) C-contiguous -> float32 (M, N), or uint8 (M, N) when requantized.
+  py::array operator()(U8Array x, const std::string& path, int num_threads) const {
+    if (x.ndim() != 2 || x.shape(1) != w_->depth) throw std::invalid_argument("x must be (M, K)");
+    const std::int64_t m = x.shape(0);
+    const std::vector<py::ssize_t> shape{m, w_->channels};
+    const prism::QgemmOptions o = options(path, num_threads);
+    const std::uint8_t* src = x.data();
+    if (requantize_) {
+      U8Array q(shape);
+      std::uint8_t* pq = q.mutable_data();
+      py::gil_scoped_release release;
+      prism::qgemm_requantized(src, m, *w_, epilogue_, requant_, pq, o);
+      return std::move(q);
+    }
+    F32Array y(shape);
+    float* py = y.mutable_data();
+    py::gil_scoped_release release;
+    prism::qgemm(src, m, *w_, epilogue_, py, o);
+    return std::move(y);
+  }
+
+ private:
+  Packed w_;
+  EpilogueArrays params_;  // keeps the per-channel arrays that epilogue_ points into alive
+  prism::PwlqEpilogue epilogue_;
+  prism::Requantization requant_;
+  bool requantize_;
+};
+
 // The geometry of x (B, C_in, H, W) under w; checks x and the output's size.
 prism::Conv2dGeometry conv_geometry(const py::array& x, const Packed& w, std::int64_t kernel_h,
                                     std::int64_t kernel_w, std::int64_t stride_h,
@@ -476,6 +519,13 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("q").noconvert() = py::none(), py::arg("out_scale") = 1.0f,
         py::arg("out_zero_point") = 0, py::arg("relu") = false, py::arg("path") = "auto",
         py::arg("num_threads") = 0, "See sdk.kernels_int.qconv2d.");
+  py::class_<PreparedQgemm>(m, "PreparedQgemm", "See sdk.kernels_int.PwlqGemm.")
+      .def(py::init<Packed, float, int, EpilogueArrays, bool, float, int, bool>(),
+           py::arg("packed"), py::arg("sx"), py::arg("zx"), py::arg("params"),
+           py::arg("requantize"), py::arg("out_scale"), py::arg("out_zero_point"),
+           py::arg("relu"))
+      .def("__call__", &PreparedQgemm::operator(), py::arg("x").noconvert(), py::arg("path"),
+           py::arg("num_threads"));
   py::class_<PreparedConv>(m, "PreparedQConv2d",
                            "See sdk.kernels_int.PwlqConv2d.prepare_float.")
       .def(py::init<Packed, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,

@@ -144,7 +144,7 @@ const IsaKernels& kernels_for(QgemmPath path) {
 
 double PackedPwlqWeights::tail_block_density() const {
   if (tail_form != TailForm::Sparse || channels == 0 || k_blocks == 0) return 0.0;
-  return static_cast<double>(tail_blocks.size()) / static_cast<double>(channels * k_blocks);
+  return static_cast<double>(tail_block_count) / static_cast<double>(channels * k_blocks);
 }
 
 namespace {
@@ -231,7 +231,13 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
         b.k_block = static_cast<std::int32_t>(kb);
         std::memcpy(&b.codes, codes, 4);
         w.tail_blocks.push_back(b);
+        ++w.tail_block_count;
       }
+      // Even length: the SIMD tail loops take two blocks per step. The pad block has zero
+      // codes (no-op products) and repeats the last k-block (an activation load already cached).
+      const std::int64_t first = w.tail_start[n];
+      const std::int64_t count = static_cast<std::int64_t>(w.tail_blocks.size()) - first;
+      if (count % 2 == 1) w.tail_blocks.push_back(QgemmTailBlock{w.tail_blocks.back().k_block, 0});
       w.tail_start[n + 1] = static_cast<std::int64_t>(w.tail_blocks.size());
     }
   }

@@ -84,36 +84,35 @@ void dense(const DenseArgs& a) {
     dense_tile<1>(a.x.data + g * stride, a.x.k_blocks, a.panel, a.out + g * 16, a.ld);
 }
 
-// One channel's tail over G row groups: one vpdpbusd per block and row group. Two accumulator
-// sets (even and odd blocks) double the independent dependency chains, since a channel has only a
-// few tail blocks.
+// One channel's tail over G row groups: one vpdpbusd per block and row group. The pass is bound
+// by loads (a 512-bit activation load per vpdpbusd), so the two blocks of a step come from one
+// 16-byte load: the k-block indices go to general registers and the codes are broadcast from the
+// vector register instead of from memory. Channel lists are padded to an even length at packing
+// (a zero-code block), so a step never reads past its channel. Two accumulator sets (even and odd
+// blocks) double the independent dependency chains.
 template <int G>
 inline void tail_tile(const std::uint8_t* x, std::int64_t k_blocks, const QgemmTailBlock* b,
                       const QgemmTailBlock* end, std::int32_t* out_t) {
   const std::int64_t stride = k_blocks * 64;
+  const std::uint8_t* x0 = x;
+  const std::uint8_t* x1 = x + stride;
+  const std::uint8_t* x2 = x + 2 * stride;
   const __m512i z = _mm512_setzero_si512();
-  // t<row group><set>. Pinned to registers: without that GCC 12 moves the first set through a
-  // scratch register around every vpdpbusd.
-  register __m512i ta0 __asm__("zmm16") = z, ta1 __asm__("zmm17") = z;
-  register __m512i tb0 __asm__("zmm18") = z, tb1 __asm__("zmm19") = z;
-  register __m512i tc0 __asm__("zmm20") = z, tc1 __asm__("zmm21") = z;
-#define PRISM_BLOCK(blk, set)                                              \
-  {                                                                        \
-    const __m512i codes = _mm512_set1_epi32((blk).codes);                  \
-    const std::uint8_t* xb = x + (blk).k_block * 64;                       \
-    PRISM_DPBUSD(ta##set, _mm512_loadu_si512(xb), codes);                  \
-    if constexpr (G >= 2) PRISM_DPBUSD(tb##set, _mm512_loadu_si512(xb + stride), codes); \
-    if constexpr (G >= 3) PRISM_DPBUSD(tc##set, _mm512_loadu_si512(xb + 2 * stride), codes); \
-  }
-  // An odd count is padded with a block of zero codes (no-op products) so that the loop body
-  // is the only use of the accumulators: GCC then keeps them in registers without copies.
-  const QgemmTailBlock none{0, 0};
+  __m512i ta0 = z, ta1 = z, tb0 = z, tb1 = z, tc0 = z, tc1 = z;  // t<row group><set>
+  static_assert(sizeof(QgemmTailBlock) == 8, "two blocks per 16-byte load");
   for (; b < end; b += 2) {
-    const QgemmTailBlock& odd = b + 1 < end ? b[1] : none;
-    PRISM_BLOCK(b[0], 0)
-    PRISM_BLOCK(odd, 1)
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
+    const std::int64_t o0 = static_cast<std::int64_t>(_mm_cvtsi128_si32(v)) * 64;
+    const std::int64_t o1 = static_cast<std::int64_t>(_mm_extract_epi32(v, 2)) * 64;
+    const __m512i w0 = _mm512_broadcastd_epi32(_mm_srli_epi64(v, 32));
+    const __m512i w1 = _mm512_broadcastd_epi32(_mm_srli_si128(v, 12));
+    PRISM_DPBUSD(ta0, _mm512_loadu_si512(x0 + o0), w0);
+    if constexpr (G >= 2) PRISM_DPBUSD(tb0, _mm512_loadu_si512(x1 + o0), w0);
+    if constexpr (G >= 3) PRISM_DPBUSD(tc0, _mm512_loadu_si512(x2 + o0), w0);
+    PRISM_DPBUSD(ta1, _mm512_loadu_si512(x0 + o1), w1);
+    if constexpr (G >= 2) PRISM_DPBUSD(tb1, _mm512_loadu_si512(x1 + o1), w1);
+    if constexpr (G >= 3) PRISM_DPBUSD(tc1, _mm512_loadu_si512(x2 + o1), w1);
   }
-#undef PRISM_BLOCK
   _mm512_storeu_si512(out_t, _mm512_add_epi32(ta0, ta1));
   if constexpr (G >= 2) _mm512_storeu_si512(out_t + 16, _mm512_add_epi32(tb0, tb1));
   if constexpr (G >= 3) _mm512_storeu_si512(out_t + 32, _mm512_add_epi32(tc0, tc1));

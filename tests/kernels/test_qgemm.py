@@ -391,3 +391,27 @@ def test_packed_weights_describe_themselves():
     assert 0.2 < packed.tail_block_density < 0.45
     assert not packed.center.flags.writeable
     assert ki.pack_pwlq_weights(packed.center).tail_form == "none"
+
+
+@pytest.mark.parametrize("path", PATH_PARAMS)
+@pytest.mark.parametrize("tail_blocks", [1, 2, 3])
+def test_odd_and_even_tail_block_counts(path, tail_blocks):
+    """Channel block lists are padded to an even length (the SIMD tail takes two blocks per
+    step); the pad must add nothing and must not count in the density. Channel 0 has
+    `tail_blocks` tail blocks, channel 1 one fewer, the last block of each at the last k-block."""
+    k = 40  # 10 k-blocks
+    center = np.ones((2, k), np.int8)
+    tail = np.zeros((2, k), np.int8)
+    for ch, count in ((0, tail_blocks), (1, tail_blocks - 1)):
+        for i in range(count):
+            kb = 9 - 3 * i
+            tail[ch, 4 * kb + (i % 4)] = 5 - 11 * (i % 2)
+            center[ch, 4 * kb + (i % 4)] = 7 if tail[ch, 4 * kb + (i % 4)] > 0 else -7
+    packed = ki.pack_pwlq_weights(center, tail)
+    assert packed.tail_block_density == pytest.approx((2 * tail_blocks - 1) / 20)
+    X = np.random.default_rng(tail_blocks).integers(0, 256, (37, k), dtype=np.uint8)
+    a_c, a_t, r = ki.qgemm_accumulators(X, packed, path=path)
+    np.testing.assert_array_equal(a_t, X.astype(np.int64) @ tail.T.astype(np.int64))
+    np.testing.assert_array_equal(a_c, X.astype(np.int64) @ center.T.astype(np.int64))
+    layer = ki.PwlqGemm(packed, 0.05, 7, 0.01, 0.03)
+    np.testing.assert_array_equal(layer(X, path=path), layer.reference(X))

@@ -90,7 +90,10 @@ struct PackedPwlqWeights {
   std::vector<std::int8_t> dense;
   std::vector<std::int8_t> dense_tail;       // TailForm::Dense only: W1 panels
   std::vector<std::int64_t> tail_start;      // TailForm::Sparse: N + 1 offsets
-  std::vector<QgemmTailBlock> tail_blocks;   // TailForm::Sparse
+  // TailForm::Sparse: each channel's blocks in k order, padded to an even count with a
+  // zero-code block (tail_block_count counts the blocks with codes).
+  std::vector<QgemmTailBlock> tail_blocks;
+  std::int64_t tail_block_count = 0;
   std::vector<std::int32_t> sum_center, sum_tail;  // ΣW0[n], ΣW1[n]
   // Per panel and lane (panels × 8, padded channels 0): Σ codes of each dense panel set.
   std::vector<std::int32_t> dense_sums, dense_tail_sums;
