@@ -1,0 +1,34 @@
+"""Smoke test of ``python -m sdk.tools.bench_kernels``: one short round of every contender on
+every shape; the report, the README rows and the plot are written and hold what they claim."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("torch")
+
+from tools import bench_kernels  # noqa: E402
+
+
+def test_bench_kernels_writes_its_report(tmp_path):
+    assert bench_kernels.main(["--rounds", "1", "--batch-seconds", "0.002",
+                               "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert (tmp_path / "bench.png").stat().st_size > 0
+    assert "PWLQ integer GEMM" in (tmp_path / "perf.md").read_text()
+    shapes = {s[0] for s in bench_kernels.SHAPES}
+    for entry in report["results"]:
+        assert entry["shape"] in shapes
+        assert set(entry["contenders"]) == set(bench_kernels.CONTENDERS)
+        # Random 4-bit codes with 10 % tail weights: about 1 - 0.9**4 of the k-blocks.
+        assert 0.25 < entry["tail_block_density"] < 0.45
+    whats = [row["what"] for row in report["rows"]]
+    assert any(w.startswith("PWLQ W4A8 (folded: dense + sparse tail) vs ORT MatMulInteger, "
+                            "ResNet-20") for w in whats)
+    if report["host"]["peak_gops_per_thread_measured"]:
+        bound = [r for r in report["rows"] if "work bound" in r["what"]]
+        assert bound and all(r["value"] > 0 for r in bound)
+    else:  # no AVX-512 VNNI: no peak to measure against, and no rows that need one
+        assert not any("work bound" in w or "fraction of" in w for w in whats)
