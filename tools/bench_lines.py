@@ -12,6 +12,10 @@ Contenders, timed in interleaved rounds (the load of a shared machine hits all a
 - ``cpp_lut_1t``: :meth:`sdk.lines.LineLUT.decode` on one thread, best SIMD path (the goal);
 - ``cpp_lut_<path>_1t``: the same on each SIMD path this CPU runs;
 - ``cpp_lut_all``: the same on every core;
+- ``read_only_1t``: the memory floor of any decoder on this host: one thread that only reads
+  every byte of the same lines once (``_kernels.read_checksum``, an XOR over 64-bit words that
+  the compiler vectorises). On a host whose single-core memory bandwidth is low this ceiling,
+  not the decoder's arithmetic, decides whether the goal can be met;
 - ``numpy_twin``: :meth:`LineLUT.decode_reference` (on ``--twin-lines`` lines);
 - ``mlp_ort`` (the peer): the paper's line network (Eq. 14: 4 fully connected layers of 300)
   on ONNX Runtime with one thread, fed by the C++ feature kernel over the valid y's only. With
@@ -35,6 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sdk import _kernels
 from sdk.lines import LineLUT, PreprocessConfig, line_features, line_paths
 
 COMMAND = "python -m sdk.tools.bench_lines"
@@ -191,6 +196,7 @@ def run(lines: int, unique: int, twin_lines: int, rounds: int, mlp_bundle: str |
             if not why:
                 calls[f"cpp_lut_{path}_1t"] = (
                     lambda p=path: lut.decode(scans, path=p, num_threads=1), lines)
+        calls["read_only_1t"] = (lambda: _kernels.read_checksum(scans), lines)
         calls["numpy_twin"] = (lambda: lut.decode_reference(twin), twin_lines)
         calls["mlp_ort"] = (lambda: peer(scans[:peer_lines]), peer_lines)
         wall, cpu = time_interleaved(calls, rounds)
@@ -208,6 +214,14 @@ def run(lines: int, unique: int, twin_lines: int, rounds: int, mlp_bundle: str |
         {"what": "LUT decode 1 core vs MLP peer (speed-up, CPU time)",
          "value": core / per_cpu["mlp_ort"], "unit": "x", "peer": "mlp_ort", "goal": "-",
          "met": None},
+        {"what": "memory floor: reading each 3x8x2056 RGB line once, 1 core (lines per "
+                 "CPU-second, median)",
+         "value": per_cpu["read_only_1t"], "unit": "lines/s", "peer": "-",
+         "goal": f"{'>=' if per_cpu['read_only_1t'] >= GOAL_LINES_PER_S else '<'} "
+                 f"{GOAL_LINES_PER_S:.0f} (the decoder's ceiling)", "met": None},
+        {"what": "LUT decode as a fraction of the memory floor's rate, 1 core",
+         "value": core / per_cpu["read_only_1t"], "unit": "of floor", "peer": "read_only_1t",
+         "goal": "-", "met": None},
     ]
     return {"command": COMMAND, "host": host, "input": source,
             "lines": lines, "unique_scans": unique, "twin_lines": twin_lines, "rounds": rounds,
@@ -258,7 +272,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     names = list(report["lines_per_cpu_s_median"])
     values = [report["lines_per_cpu_s_median"][n] for n in names]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.barh(names, values, color=["C0" if n.startswith("cpp") else "C1" for n in names])
+    ax.barh(names, values, color=["C0" if n.startswith("cpp") else
+                                  "C7" if n.startswith("read_only") else "C1" for n in names])
     ax.axvline(report["goal_lines_per_s"], color="red", linestyle="--", label="goal 45k lines/s")
     ax.set_xscale("log")
     ax.set_xlabel("lines per CPU-second (3 ROIs x 8 x 2056 RGB), median of rounds")

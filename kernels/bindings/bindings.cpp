@@ -631,6 +631,13 @@ void register_line_kernels(py::module_& m) {
     return d;
   }, "{path: '' if the line kernels run on it here, else why not}");
   m.def("line_best_path", []() { return std::string(line_path_name(line_best_path())); });
+  m.def("read_checksum", [](py::array_t<std::uint8_t, py::array::c_style> bytes) {
+    const std::uint8_t* p = bytes.data();
+    const std::int64_t n = bytes.size();
+    py::gil_scoped_release release;
+    return read_checksum(p, n);
+  }, py::arg("bytes").noconvert(),
+  "Sum of every byte (uint64): the memory floor of a decoder that reads its input once.");
   m.def("line_roi_means", [](LU8 scans, LF32 out, const std::string& path, int threads) {
     const ScanShape s = line_scan_shape(scans);
     line_expect(out, {s.batch, s.rois, s.pixels, 3}, "out");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <stdexcept>
 #include <string>
@@ -370,6 +371,24 @@ void lut_decode(const std::uint8_t* scans, const ScanShape& shape, const LineThr
   run_batch(scans, shape, options.num_threads, [&](std::int64_t n, const detail::ScanArgs& a) {
     k.decode(a, th, grid, xv + n * q, roi + n * q, flags + n * q);
   });
+}
+
+std::uint64_t read_checksum(const std::uint8_t* bytes, std::int64_t count) {
+  // XOR of 64-bit words in eight independent lanes: the compiler turns the loop into wide
+  // vector XORs, so the probe is bound by how fast the memory delivers the bytes.
+  std::uint64_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::int64_t i = 0;
+  for (; i + 64 <= count; i += 64) {
+    for (int k = 0; k < 8; ++k) {
+      std::uint64_t v;
+      std::memcpy(&v, bytes + i + 8 * k, 8);
+      lanes[k] ^= v;
+    }
+  }
+  std::uint64_t sum = 0;
+  for (; i < count; ++i) sum ^= static_cast<std::uint64_t>(bytes[i]) << (8 * (i % 8));
+  for (std::uint64_t v : lanes) sum ^= v;
+  return sum;
 }
 
 }  // namespace line

@@ -118,6 +118,10 @@ void lut_decode(const std::uint8_t* scans, const ScanShape& shape,
                 const LineThresholds& thresholds, const LineLut& lut, float* xv,
                 std::int8_t* roi, std::uint8_t* flags, const LineOptions& options = {});
 
+// An XOR checksum of `count` bytes: a decoder that only read every byte of its input once. Benchmarks
+// time it as the memory floor of a line decoder on the host (sdk.tools.bench_lines).
+std::uint64_t read_checksum(const std::uint8_t* bytes, std::int64_t count);
+
 // -------------------------------------------------------------------------------------------
 // Internal interface between the driver (line_decode.cpp) and the per-ISA files. Plain structs
 // and function pointers only: the ISA files are compiled with their own -m flags, so they define
