@@ -352,6 +352,11 @@ void lut_decode(const std::uint8_t* scans, const ScanShape& shape, const LineThr
     throw std::invalid_argument("lut_decode: the LUT needs a table, ny >= 1, nc >= 2, finite y0 "
                                 "and dy > 0");
   }
+  if (lut.ny * lut.nc * lut.nc > 0x7fffffff) {
+    throw std::invalid_argument("lut_decode: one ROI's table (ny * nc * nc = " +
+                                std::to_string(lut.ny * lut.nc * lut.nc) +
+                                " floats) exceeds the int32 offsets of the decoder");
+  }
   const detail::IsaKernels& k = kernels_for(options.path);
   // The y grid cell of every sensor pixel, computed once per call (the twin's float32 steps).
   const std::int64_t q = shape.pixels;
@@ -363,8 +368,10 @@ void lut_decode(const std::uint8_t* scans, const ScanShape& shape, const LineThr
     f = f < 0.0f ? 0.0f : (f > top ? top : f);
     std::int64_t i = static_cast<std::int64_t>(f);
     i = std::min<std::int64_t>(i, std::max<std::int64_t>(lut.ny - 2, 0));
-    iy[y] = static_cast<std::int32_t>(i);
-    iy1[y] = static_cast<std::int32_t>(std::min<std::int64_t>(i + 1, lut.ny - 1));
+    // As table offsets of the y cell's plane (nc·nc floats), so the decoder only adds the
+    // chromaticity cell.
+    iy[y] = static_cast<std::int32_t>(i * lut.nc * lut.nc);
+    iy1[y] = static_cast<std::int32_t>(std::min<std::int64_t>(i + 1, lut.ny - 1) * lut.nc * lut.nc);
     ty[y] = f - static_cast<float>(i);
   }
   const detail::LutGrid grid{&lut, iy.data(), iy1.data(), ty.data()};

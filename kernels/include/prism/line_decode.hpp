@@ -163,7 +163,8 @@ struct ScanArgs {
   Scratch* scratch;
 };
 
-// Per-y grid of the LUT (computed once per call): cell, next cell, fraction along y.
+// Per-y grid of the LUT (computed once per call): the table offsets (in floats, within one
+// ROI's table) of the y cell's plane and of the next one, and the fraction along y.
 struct LutGrid {
   const LineLut* lut;
   const std::int32_t* iy;
