@@ -8,6 +8,12 @@
 #include <cmath>
 #include <cstdint>
 
+// GCC 12's AVX-512 headers start some intrinsics from _mm512_undefined_*(), which
+// -Wmaybe-uninitialized (or -Wuninitialized) reports at every use (GCC bug 105593); the
+// values are never read.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 namespace prism {
 namespace line {
 namespace detail {

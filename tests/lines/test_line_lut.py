@@ -18,11 +18,18 @@ PATHS = [pytest.param(p, marks=pytest.mark.skipif(bool(why), reason=why or "avai
          for p, why in line_paths().items()]
 
 
-def random_lut(rng, r, ny, nc, combine, nan_fraction, q):
+def random_lut(rng, r, ny, nc, combine, nan_fraction, q, config=None):
     table = rng.uniform(-50, 900, (r, ny, nc, nc)).astype(np.float32)
     table[rng.random(table.shape) < nan_fraction] = np.nan
     return LineLUT(table=table, y0=float(rng.uniform(-5, 5)), dy=float(rng.uniform(0.5, q + 1)),
-                   nc=nc, combine=combine)
+                   nc=nc, combine=combine, config=config or PreprocessConfig())
+
+
+def random_config(rng):
+    """Thresholds that move every validity decision and flag (0 included: any lit channel)."""
+    return PreprocessConfig(intensity_threshold=float(rng.choice([0.0, 20.0, 60.5])),
+                            channel_floor=float(rng.choice([0.0, 4.0, 30.0])),
+                            saturation_level=int(rng.choice([1, 200, 255])))
 
 
 def same(a, b):
@@ -41,9 +48,20 @@ def test_decode_matches_reference(path, params):
     n, r, h, q, kind, ny, nc, combine, nan_fraction, seed = params
     rng = np.random.default_rng(seed)
     scans = make_scans(rng, n, r, h, q, kind)
-    lut = random_lut(rng, r, ny, nc, combine, nan_fraction, q)
+    lut = random_lut(rng, r, ny, nc, combine, nan_fraction, q, random_config(rng))
     got, want = lut.decode(scans, path=path), lut.decode_reference(scans)
     assert same(got, want)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("rows", [257, 258])
+def test_tall_rois_take_the_32_bit_sums(path, rows, rng):
+    """Up to 257 rows a ROI's sums fit 16 bits; above, the decoder sums in 32 bits. Both
+    against the twin, bright enough that the 16-bit sums would wrap, over two chunks of y."""
+    scans = make_scans(rng, 1, 2, rows, 300, "random")
+    scans[..., :40, :] = 255  # saturated stretch: sums of 255 * rows
+    lut = random_lut(rng, 2, 5, 9, "weighted", 0.05, 300)
+    assert same(lut.decode(scans, path=path), lut.decode_reference(scans))
 
 
 @pytest.mark.parametrize("path", PATHS)

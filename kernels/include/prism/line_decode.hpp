@@ -21,7 +21,10 @@
 // The per-scan work (row sums, de-interleave, per-y math, lookups) exists once per instruction
 // set (line_decode_scalar.cpp, _avx2, _avx512, _neon; all include line_decode_body.inc),
 // chosen at run time. Every path gives the same bits. One pass over each scan, in chunks of y
-// that stay in L1; scratch memory is allocated once per call and thread, never per scan.
+// that stay in L1; scratch memory is allocated once per call and thread, never per scan. On
+// AVX-512 the decoder after the row sums is one fused loop over 16 y's on registers; the
+// lookups load corner pairs with scalar loads on x86 (vgatherdpd is several times slower on
+// Intel cores with the gather-data-sampling microcode).
 #pragma once
 #include <cstddef>
 #include <cstdint>
