@@ -750,8 +750,12 @@ void register_line_kernels(py::module_& m) {
     float* x = xv.mutable_data();
     std::int8_t* ro = roi.mutable_data();
     std::uint8_t* f = flags.mutable_data();
-    py::gil_scoped_release release;
-    lut_decode(src, s, th, lut, x, ro, f, o);
+    LineCounts c;
+    {
+      py::gil_scoped_release release;
+      lut_decode(src, s, th, lut, x, ro, f, o, &c);
+    }
+    return py::make_tuple(c.decoded, c.dark, c.single_channel, c.saturated, c.no_lut);
   }, py::arg("scans").noconvert(), py::arg("table").noconvert(), py::arg("y0"), py::arg("dy"),
      py::arg("weighted"), py::arg("intensity_threshold"), py::arg("channel_floor"),
      py::arg("saturation_level"), py::arg("xv").noconvert(), py::arg("roi").noconvert(),

@@ -5,6 +5,7 @@
 #include "prism/line_decode.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -344,7 +345,7 @@ void extract_patches(const std::uint8_t* scan, std::int64_t rois, std::int64_t r
 
 void lut_decode(const std::uint8_t* scans, const ScanShape& shape, const LineThresholds& th,
                 const LineLut& lut, float* xv, std::int8_t* roi, std::uint8_t* flags,
-                const LineOptions& options) {
+                const LineOptions& options, LineCounts* counts) {
   check_shape(shape, "lut_decode");
   check_thresholds(th, "lut_decode");
   if (!lut.table || lut.ny < 1 || lut.nc < 2 || !(lut.dy > 0.0f) || !std::isfinite(lut.dy) ||
@@ -375,9 +376,24 @@ void lut_decode(const std::uint8_t* scans, const ScanShape& shape, const LineThr
     ty[y] = f - static_cast<float>(i);
   }
   const detail::LutGrid grid{&lut, iy.data(), iy1.data(), ty.data()};
+  // Per scan, then added to the call's totals (scans run on several threads).
+  std::atomic<std::int64_t> totals[5] = {0, 0, 0, 0, 0};
   run_batch(scans, shape, options.num_threads, [&](std::int64_t n, const detail::ScanArgs& a) {
-    k.decode(a, th, grid, xv + n * q, roi + n * q, flags + n * q);
+    LineCounts c;
+    k.decode(a, th, grid, xv + n * q, roi + n * q, flags + n * q, &c);
+    totals[0] += c.decoded;
+    totals[1] += c.dark;
+    totals[2] += c.single_channel;
+    totals[3] += c.saturated;
+    totals[4] += c.no_lut;
   });
+  if (counts) {
+    counts->decoded = totals[0];
+    counts->dark = totals[1];
+    counts->single_channel = totals[2];
+    counts->saturated = totals[3];
+    counts->no_lut = totals[4];
+  }
 }
 
 std::uint64_t read_checksum(const std::uint8_t* bytes, std::int64_t count) {

@@ -64,17 +64,20 @@ class LineDecodeResult:
     counts: dict = field(default_factory=dict)
 
 
-def _counts(xv: np.ndarray, flags: np.ndarray) -> dict:
-    n, q = flags.shape
-    decoded = int(np.count_nonzero(np.isfinite(xv)))
-    no_lut = int(np.count_nonzero(flags & NO_LUT))
+def _count_dict(n: int, q: int, decoded: int, dark: int, single: int, saturated: int,
+                no_lut: int) -> dict:
     # A valid y either decodes or carries NO_LUT, so the validity set A has decoded + no_lut.
-    return {"lines": int(n), "y_total": int(n * q), "y_valid": decoded + no_lut,
-            "decoded": decoded,
-            "dark": int(np.count_nonzero(flags & DARK)),
-            "single_channel": int(np.count_nonzero(flags & SINGLE_CHANNEL)),
-            "saturated": int(np.count_nonzero(flags & SATURATED)),
-            "no_lut": no_lut}
+    return {"lines": int(n), "y_total": int(n * q), "y_valid": int(decoded + no_lut),
+            "decoded": int(decoded), "dark": int(dark), "single_channel": int(single),
+            "saturated": int(saturated), "no_lut": int(no_lut)}
+
+
+def _counts(xv: np.ndarray, flags: np.ndarray) -> dict:
+    """The counts from the outputs (the twin's way; the C++ decoder counts as it writes)."""
+    n, q = flags.shape
+    return _count_dict(n, q, np.count_nonzero(np.isfinite(xv)),
+                       np.count_nonzero(flags & DARK), np.count_nonzero(flags & SINGLE_CHANNEL),
+                       np.count_nonzero(flags & SATURATED), np.count_nonzero(flags & NO_LUT))
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -227,11 +230,11 @@ class LineLUT:
         roi = np.empty((n, q), dtype=np.int8)
         flags = np.empty((n, q), dtype=np.uint8)
         cfg = self.config
-        _kernels.line_lut_decode(s, self.table, self.y0, self.dy, self.combine == "weighted",
-                                 cfg.intensity_threshold, cfg.channel_floor,
-                                 cfg.saturation_level, xv, roi, flags, path,
-                                 _check_threads(num_threads))
-        return LineDecodeResult(xv, roi, flags, _counts(xv, flags))
+        counted = _kernels.line_lut_decode(s, self.table, self.y0, self.dy,
+                                           self.combine == "weighted", cfg.intensity_threshold,
+                                           cfg.channel_floor, cfg.saturation_level, xv, roi,
+                                           flags, path, _check_threads(num_threads))
+        return LineDecodeResult(xv, roi, flags, _count_dict(n, q, *counted))
 
     def lookup_reference(self, roi: int, y: np.ndarray, c1: np.ndarray,
                          c2: np.ndarray) -> np.ndarray:

@@ -115,11 +115,19 @@ void extract_patches(const std::uint8_t* scan, std::int64_t rois, std::int64_t r
                      std::int64_t pixels, const std::int64_t* y_int, std::int64_t count,
                      std::int64_t width, float* patches, std::uint8_t* in_bounds);
 
+// What a decode call produced, over all N x Q y's: y's with a finite xv, and y's carrying each
+// flag (a valid y either decodes or carries kNoLut).
+struct LineCounts {
+  std::int64_t decoded = 0, dark = 0, single_channel = 0, saturated = 0, no_lut = 0;
+};
+
 // The LUT decoder: xv float32 (N, Q) (NaN where not decoded), roi int8 (N, Q) (-1: none),
-// flags (N, Q). lut.table must have shape.rois ROIs.
+// flags (N, Q). lut.table must have shape.rois ROIs. counts (optional): filled with the
+// call's LineCounts, counted by the kernels as they write (no second pass over the outputs).
 void lut_decode(const std::uint8_t* scans, const ScanShape& shape,
                 const LineThresholds& thresholds, const LineLut& lut, float* xv,
-                std::int8_t* roi, std::uint8_t* flags, const LineOptions& options = {});
+                std::int8_t* roi, std::uint8_t* flags, const LineOptions& options = {},
+                LineCounts* counts = nullptr);
 
 // An XOR checksum of `count` bytes: a decoder that only read every byte of its input once. Benchmarks
 // time it as the memory floor of a line decoder on the host (sdk.tools.bench_lines).
@@ -181,8 +189,9 @@ struct IsaKernels {
   void (*features)(const ScanArgs&, const LineThresholds&, float* features, std::uint8_t* valid,
                    std::uint8_t* flags);
   void (*gray)(const ScanArgs&, float* profile);
+  // counts: the scan's LineCounts are added to it.
   void (*decode)(const ScanArgs&, const LineThresholds&, const LutGrid&, float* xv,
-                 std::int8_t* roi, std::uint8_t* flags);
+                 std::int8_t* roi, std::uint8_t* flags, LineCounts* counts);
 };
 
 // nullptr where the path is not built into this binary (another architecture).
