@@ -39,8 +39,10 @@ constexpr std::uint8_t kSingleChannel = 2;
 constexpr std::uint8_t kSaturated = 4;
 constexpr std::uint8_t kNoLut = 8;
 
-// Pixels along y processed together (their row sums and means stay in L1).
-constexpr std::int64_t kChunk = 256;
+// Pixels along y processed together (their row sums and means stay in L1). With the next
+// chunk prefetched, a chunk of 3 ROIs x 8 rows is 9 KB in flight beside 9 KB being summed:
+// 128 measured 7 % faster than 256 on lines streamed from memory (Ice Lake, AVX-512).
+constexpr std::int64_t kChunk = 128;
 
 enum class LinePath { Auto, Scalar, Avx2, Avx512, Neon };
 
