@@ -157,12 +157,12 @@ void qgemm(U8Array x, const Packed& w, float sx, int zx, const EpilogueArrays& p
     prism::qgemm_requantized(src, m, *w, e, rq, pq, o);
 }
 
-// A GEMM layer prepared once (sdk.kernels_int.PwlqGemm): the weights, the checked epilogue and
-// the output form are fixed, so a call parses two arguments besides x and allocates its output
-// here. path/num_threads are per call (PwlqGemm takes them per call).
-class PreparedQgemm {
- public:
-  PreparedQgemm(Packed w, float sx, int zx, EpilogueArrays params, bool requantize,
+// What a prepared integer layer fixes at load time: the packed weights, the checked epilogue
+// and the output form. run() allocates the output (uint8 when requantized, else float32) and
+// calls run_q(q) or run_f(y) with the GIL released.
+class PreparedLayer {
+ protected:
+  PreparedLayer(Packed w, float sx, int zx, EpilogueArrays params, bool requantize,
                 float out_scale, int out_zero_point, bool relu)
       : w_(std::move(w)), params_(std::move(params)), requantize_(requantize) {
     epilogue_ = params_.get(sx, zx, w_->channels);
@@ -171,33 +171,50 @@ class PreparedQgemm {
     requant_.relu = relu;
   }
 
-  // x: uint8 (M, K) C-contiguous -> float32 (M, N), or uint8 (M, N) when requantized.
-  py::array operator()(U8Array x, const std::string& path, int num_threads) const {
-    if (x.ndim() != 2 || x.shape(1) != w_->depth) throw std::invalid_argument("x must be (M, K)");
-    const std::int64_t m = x.shape(0);
-    const std::vector<py::ssize_t> shape{m, w_->channels};
-    const prism::QgemmOptions o = options(path, num_threads);
-    const std::uint8_t* src = x.data();
+  template <class RunQ, class RunF>
+  py::array run(const std::vector<py::ssize_t>& shape, RunQ run_q, RunF run_f) const {
     if (requantize_) {
       U8Array q(shape);
       std::uint8_t* pq = q.mutable_data();
       py::gil_scoped_release release;
-      prism::qgemm_requantized(src, m, *w_, epilogue_, requant_, pq, o);
+      run_q(pq);
       return std::move(q);
     }
     F32Array y(shape);
     float* py = y.mutable_data();
     py::gil_scoped_release release;
-    prism::qgemm(src, m, *w_, epilogue_, py, o);
+    run_f(py);
     return std::move(y);
   }
 
- private:
   Packed w_;
   EpilogueArrays params_;  // keeps the per-channel arrays that epilogue_ points into alive
   prism::PwlqEpilogue epilogue_;
   prism::Requantization requant_;
   bool requantize_;
+};
+
+// A GEMM layer prepared once (sdk.kernels_int.PwlqGemm): a call parses two arguments besides x
+// and allocates its output here. path/num_threads are per call (PwlqGemm takes them per call).
+class PreparedQgemm : PreparedLayer {
+ public:
+  PreparedQgemm(Packed w, float sx, int zx, EpilogueArrays params, bool requantize,
+                float out_scale, int out_zero_point, bool relu)
+      : PreparedLayer(std::move(w), sx, zx, std::move(params), requantize, out_scale,
+                      out_zero_point, relu) {}
+
+  // x: uint8 (M, K) C-contiguous -> float32 (M, N), or uint8 (M, N) when requantized.
+  py::array operator()(U8Array x, const std::string& path, int num_threads) const {
+    if (x.ndim() != 2 || x.shape(1) != w_->depth) throw std::invalid_argument("x must be (M, K)");
+    const std::int64_t m = x.shape(0);
+    const prism::QgemmOptions o = options(path, num_threads);
+    const std::uint8_t* src = x.data();
+    return run({m, w_->channels},
+               [&](std::uint8_t* q) {
+                 prism::qgemm_requantized(src, m, *w_, epilogue_, requant_, q, o);
+               },
+               [&](float* y) { prism::qgemm(src, m, *w_, epilogue_, y, o); });
+  }
 };
 
 // The geometry of x (B, C_in, H, W) under w; checks x and the output's size.
@@ -254,7 +271,7 @@ void qconv2d(U8Array x, const Packed& w, std::int64_t kernel_h, std::int64_t ker
 // A convolution layer prepared once for float32 inputs quantized inside the kernel
 // (prism::InputQuantization): a call checks x, allocates the output and runs, with no Python
 // between (the per-layer cost of a small network's convolutions is mostly call overhead).
-class PreparedConv {
+class PreparedConv : PreparedLayer {
  public:
   PreparedConv(Packed w, std::int64_t kernel_h, std::int64_t kernel_w, std::int64_t stride_h,
                std::int64_t stride_w, std::int64_t pad_h, std::int64_t pad_w,
@@ -262,8 +279,9 @@ class PreparedConv {
                float clip_low, float clip_high, float sx, int zx, EpilogueArrays params,
                bool requantize, float out_scale, int out_zero_point, bool relu,
                const std::string& path, int num_threads)
-      : w_(std::move(w)), params_(std::move(params)), requantize_(requantize), relu_(relu),
-        options_(options(path, num_threads)) {
+      : PreparedLayer(std::move(w), sx, zx, std::move(params), requantize, out_scale,
+                      out_zero_point, relu),
+        relu_(relu), options_(options(path, num_threads)) {
     g_.out_channels = w_->channels;
     g_.groups = w_->groups;
     g_.kernel_h = kernel_h;
@@ -274,14 +292,10 @@ class PreparedConv {
     g_.pad_w = pad_w;
     g_.dilation_h = dilation_h;
     g_.dilation_w = dilation_w;
-    epilogue_ = params_.get(sx, zx, w_->channels);
     input_.scale = in_scale;
     input_.clip = clip;
     input_.clip_low = clip_low;
     input_.clip_high = clip_high;
-    requant_.scale = out_scale;
-    requant_.zero_point = out_zero_point;
-    requant_.relu = relu;
   }
 
   // x: float32 (B, C_in, H, W) C-contiguous -> float32 or uint8 (B, C_out, H_out, W_out);
@@ -305,29 +319,20 @@ class PreparedConv {
       if (!same) throw std::invalid_argument("residual must have the output's shape (B, C_out, H_out, W_out)");
       ops.residual = residual->data();
     }
-    if (requantize_) {
-      U8Array q(shape);
-      std::uint8_t* pq = q.mutable_data();
-      py::gil_scoped_release release;
-      prism::qconv2d_from_float_requantized(src, input_, g, *w_, epilogue_, requant_, pq,
-                                            options_);
-      return std::move(q);
-    }
-    F32Array y(shape);
-    float* py = y.mutable_data();
-    py::gil_scoped_release release;
-    prism::qconv2d_from_float(src, input_, g, *w_, epilogue_, ops, py, options_);
-    return std::move(y);
+    return run(shape,
+               [&](std::uint8_t* q) {
+                 prism::qconv2d_from_float_requantized(src, input_, g, *w_, epilogue_, requant_,
+                                                       q, options_);
+               },
+               [&](float* y) {
+                 prism::qconv2d_from_float(src, input_, g, *w_, epilogue_, ops, y, options_);
+               });
   }
 
  private:
-  Packed w_;
-  EpilogueArrays params_;  // keeps the per-channel arrays that epilogue_ points into alive
   prism::Conv2dGeometry g_;
-  prism::PwlqEpilogue epilogue_;
   prism::InputQuantization input_;
-  prism::Requantization requant_;
-  bool requantize_, relu_;
+  bool relu_;
   prism::QgemmOptions options_;
 };
 
