@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.prism-installed
 EXTRAS := toolchain,dev,camera,coop,plc
-NATIVE := $(shell find kernels sdk firmware_bridge -name '*.cpp' -o -name '*.hpp' -o -name '*.pyx' 2>/dev/null)
+NATIVE := $(shell find kernels sdk firmware_bridge -name '*.cpp' -o -name '*.hpp' -o -name '*.inc' -o -name '*.pyx' 2>/dev/null)
 CPP_BUILD := build/cpp
 
 .PHONY: demo test test-python test-cpp venv clean

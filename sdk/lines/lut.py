@@ -64,6 +64,15 @@ class LineDecodeResult:
     counts: dict = field(default_factory=dict)
 
 
+def _out_array(name: str, a, dtype, shape: tuple[int, int]) -> np.ndarray:
+    if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.shape == shape
+            and a.flags.c_contiguous and a.flags.writeable):
+        raise InputError(f"{name}: expected a writeable C-contiguous {np.dtype(dtype)} array of "
+                         f"shape {shape}, received {getattr(a, 'dtype', type(a).__name__)} "
+                         f"{getattr(a, 'shape', '')}")
+    return a
+
+
 def _count_dict(n: int, q: int, decoded: int, dark: int, single: int, saturated: int,
                 no_lut: int) -> dict:
     # A valid y either decodes or carries NO_LUT, so the validity set A has decoded + no_lut.
@@ -213,22 +222,31 @@ class LineLUT:
                              f"{self.rois}")
         return s
 
-    def decode(self, scans: np.ndarray, *, path: str = "auto",
-               num_threads: int = 1) -> LineDecodeResult:
+    def decode(self, scans: np.ndarray, *, path: str = "auto", num_threads: int = 1,
+               out: LineDecodeResult | None = None) -> LineDecodeResult:
         """Decode xv for every y of every scan with the C++ kernel (one pass per scan).
 
         Args:
             scans: uint8 ``(R, h, Q, 3)`` or ``(N, R, h, Q, 3)`` with the LUT's R.
             path: SIMD path (``"auto"``, ``"scalar"``, ``"avx2"``, ``"avx512"``, ``"neon"``).
             num_threads: threads over the N scans (1 by default; 0 uses every core).
+            out: a previous result whose arrays (C-contiguous, ``(N, Q)`` of this call) are
+                written again, as a streaming pipeline reuses its buffers: fresh arrays of a
+                full batch cost page faults and zeroing on every call (~5 % at 512 lines).
+                The returned result holds the same arrays and this call's counts.
         """
         from .. import _kernels
 
         s = self._check_scans(scans)
         n, _, _, q, _ = s.shape
-        xv = np.empty((n, q), dtype=np.float32)
-        roi = np.empty((n, q), dtype=np.int8)
-        flags = np.empty((n, q), dtype=np.uint8)
+        if out is None:
+            xv = np.empty((n, q), dtype=np.float32)
+            roi = np.empty((n, q), dtype=np.int8)
+            flags = np.empty((n, q), dtype=np.uint8)
+        else:
+            xv, roi, flags = (_out_array(f"out.{name}", getattr(out, name), dtype, (n, q))
+                              for name, dtype in (("xv", np.float32), ("roi", np.int8),
+                                                  ("flags", np.uint8)))
         cfg = self.config
         counted = _kernels.line_lut_decode(s, self.table, self.y0, self.dy,
                                            self.combine == "weighted", cfg.intensity_threshold,

@@ -216,3 +216,21 @@ def test_bad_inputs():
         if why:
             with pytest.raises(ValueError, match=path):
                 lut.decode(np.zeros((1, 3, 1, 4, 3), np.uint8), path=path)
+
+
+def test_decode_into_a_previous_result(rng):
+    """out= writes the same values and counts into the caller's arrays; a wrong array is an
+    InputError naming it, before anything is written."""
+    lut = random_lut(rng, 3, 5, 9, "weighted", 0.05, 300)
+    first = lut.decode(make_scans(rng, 4, 3, 8, 300, "sparse"))
+    scans = make_scans(rng, 4, 3, 8, 300, "random")
+    arrays = (first.xv, first.roi, first.flags)
+    again = lut.decode(scans, out=first)
+    assert all(a is b for a, b in zip((again.xv, again.roi, again.flags), arrays))
+    assert same(again, lut.decode_reference(scans))
+    with pytest.raises(InputError, match=r"out.xv: expected a writeable C-contiguous float32"):
+        lut.decode(scans[:2], out=first)  # N = 2 against (4, 300) arrays
+    bad = lut.decode(scans)
+    bad.roi = bad.roi.astype(np.int16)
+    with pytest.raises(InputError, match="out.roi"):
+        lut.decode(scans, out=bad)
