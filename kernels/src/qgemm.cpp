@@ -524,7 +524,12 @@ void run_gemm_jobs(const std::vector<GemmJob>& jobs, const PackedPwlqWeights& w,
     if (m <= 0) continue;
     macs += static_cast<double>(m) * w.channels_per_group() * w.depth;
     const std::int64_t groups = (m + kQgemmRowGroup - 1) / kQgemmRowGroup;
-    const std::int64_t count = (groups + kMaxRowGroupsPerBlock - 1) / kMaxRowGroupsPerBlock;
+    // Blocks of 3 row groups; with a 4-group tile, blocks of 3 and 4 where threes alone would
+    // leave blocks of 2 (4 groups: one block of 4, not 2 + 2).
+    const std::int64_t count =
+        isa.max_row_groups >= 4 && groups % kMaxRowGroupsPerBlock != 0
+            ? (groups + 3) / 4
+            : (groups + kMaxRowGroupsPerBlock - 1) / kMaxRowGroupsPerBlock;
     std::int64_t g0 = 0;
     for (std::int64_t b = 0; b < count; ++b) {
       const std::int64_t g1 = groups * (b + 1) / count;

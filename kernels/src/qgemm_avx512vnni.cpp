@@ -73,8 +73,48 @@ inline void dense_tile(const std::uint8_t* x, std::int64_t k_blocks, const std::
 #undef PRISM_STORE
 }
 
+// 4 row groups (64 rows) × 4 channels, twice per panel: blocks of 4 row groups replace blocks
+// of 2 (2 + 2 = 4 activation loads per 16 dot products of a k-block against 4 + 4 per 32 here;
+// the weight broadcasts are the same), e.g. for layers of 49 to 64 rows.
+inline void dense_tile4(const std::uint8_t* x, std::int64_t k_blocks, const std::int8_t* panel,
+                        int c0, std::int32_t* out, std::int64_t ld) {
+  const std::int64_t stride = k_blocks * 64;
+  const __m512i z = _mm512_setzero_si512();
+  __m512i a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
+  __m512i c0v = z, c1 = z, c2 = z, c3 = z, d0 = z, d1 = z, d2 = z, d3 = z;
+  for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
+    const __m512i x0 = _mm512_loadu_si512(x + kb * 64);
+    const __m512i x1 = _mm512_loadu_si512(x + stride + kb * 64);
+    const __m512i x2 = _mm512_loadu_si512(x + 2 * stride + kb * 64);
+    const __m512i x3 = _mm512_loadu_si512(x + 3 * stride + kb * 64);
+    const std::int8_t* wv = panel + kb * (kB * kP) + c0 * kB;
+#define PRISM_STEP4(j, cj)                                        \
+  {                                                               \
+    const __m512i w = _mm512_set1_epi32(load_i32(wv + (j) * kB)); \
+    PRISM_DPBUSD(a##j, x0, w);                                    \
+    PRISM_DPBUSD(b##j, x1, w);                                    \
+    PRISM_DPBUSD(cj, x2, w);                                      \
+    PRISM_DPBUSD(d##j, x3, w);                                    \
+  }
+    PRISM_STEP4(0, c0v) PRISM_STEP4(1, c1) PRISM_STEP4(2, c2) PRISM_STEP4(3, c3)
+#undef PRISM_STEP4
+  }
+#define PRISM_STORE4(j, cj)                                           \
+  _mm512_storeu_si512(out + (c0 + (j)) * ld, a##j);                 \
+  _mm512_storeu_si512(out + (c0 + (j)) * ld + 16, b##j);            \
+  _mm512_storeu_si512(out + (c0 + (j)) * ld + 32, cj);              \
+  _mm512_storeu_si512(out + (c0 + (j)) * ld + 48, d##j);
+  PRISM_STORE4(0, c0v) PRISM_STORE4(1, c1) PRISM_STORE4(2, c2) PRISM_STORE4(3, c3)
+#undef PRISM_STORE4
+}
+
 void dense(const DenseArgs& a) {
   const std::int64_t stride = a.x.k_blocks * 64;
+  if (a.x.row_groups == 4) {
+    dense_tile4(a.x.data, a.x.k_blocks, a.panel, 0, a.out, a.ld);
+    dense_tile4(a.x.data, a.x.k_blocks, a.panel, 4, a.out, a.ld);
+    return;
+  }
   std::int64_t g = 0;
   for (; g + 3 <= a.x.row_groups; g += 3)
     dense_tile<3>(a.x.data + g * stride, a.x.k_blocks, a.panel, a.out + g * 16, a.ld);
@@ -93,12 +133,15 @@ void dense(const DenseArgs& a) {
 template <int G>
 inline void tail_tile(const std::uint8_t* x, std::int64_t k_blocks, const QgemmTailBlock* b,
                       const QgemmTailBlock* end, std::int32_t* out_t) {
+  static_assert(G >= 1 && G <= 4, "1 to 4 row groups");
   const std::int64_t stride = k_blocks * 64;
   const std::uint8_t* x0 = x;
   const std::uint8_t* x1 = x + stride;
   const std::uint8_t* x2 = x + 2 * stride;
+  const std::uint8_t* x3 = x + 3 * stride;
   const __m512i z = _mm512_setzero_si512();
   __m512i ta0 = z, ta1 = z, tb0 = z, tb1 = z, tc0 = z, tc1 = z;  // t<row group><set>
+  __m512i td0 = z, td1 = z;
   static_assert(sizeof(QgemmTailBlock) == 8, "two blocks per 16-byte load");
   for (; b < end; b += 2) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
@@ -109,13 +152,16 @@ inline void tail_tile(const std::uint8_t* x, std::int64_t k_blocks, const QgemmT
     PRISM_DPBUSD(ta0, _mm512_loadu_si512(x0 + o0), w0);
     if constexpr (G >= 2) PRISM_DPBUSD(tb0, _mm512_loadu_si512(x1 + o0), w0);
     if constexpr (G >= 3) PRISM_DPBUSD(tc0, _mm512_loadu_si512(x2 + o0), w0);
+    if constexpr (G >= 4) PRISM_DPBUSD(td0, _mm512_loadu_si512(x3 + o0), w0);
     PRISM_DPBUSD(ta1, _mm512_loadu_si512(x0 + o1), w1);
     if constexpr (G >= 2) PRISM_DPBUSD(tb1, _mm512_loadu_si512(x1 + o1), w1);
     if constexpr (G >= 3) PRISM_DPBUSD(tc1, _mm512_loadu_si512(x2 + o1), w1);
+    if constexpr (G >= 4) PRISM_DPBUSD(td1, _mm512_loadu_si512(x3 + o1), w1);
   }
   _mm512_storeu_si512(out_t, _mm512_add_epi32(ta0, ta1));
   if constexpr (G >= 2) _mm512_storeu_si512(out_t + 16, _mm512_add_epi32(tb0, tb1));
   if constexpr (G >= 3) _mm512_storeu_si512(out_t + 32, _mm512_add_epi32(tc0, tc1));
+  if constexpr (G >= 4) _mm512_storeu_si512(out_t + 48, _mm512_add_epi32(td0, td1));
 }
 
 void tail(const TailArgs& a) {
@@ -124,6 +170,10 @@ void tail(const TailArgs& a) {
     const QgemmTailBlock* b = a.blocks + a.start[j];
     const QgemmTailBlock* end = a.blocks + a.start[j + 1];
     std::int32_t* out_t = a.out_t + j * a.ld;
+    if (a.x.row_groups == 4) {
+      tail_tile<4>(a.x.data, a.x.k_blocks, b, end, out_t);
+      continue;
+    }
     std::int64_t g = 0;
     for (; g + 3 <= a.x.row_groups; g += 3)
       tail_tile<3>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16);
@@ -373,7 +423,7 @@ double peak_probe(double seconds) {
 }
 
 const IsaKernels kAvx512Vnni{QgemmPath::Avx512Vnni, false,     dense,    tail, epilogue,
-                             pack_matrix,           store_rows, pack_taps, quantize};
+                             pack_matrix,           store_rows, pack_taps, quantize, 4};
 
 }  // namespace
 

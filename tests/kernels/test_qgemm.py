@@ -415,3 +415,23 @@ def test_odd_and_even_tail_block_counts(path, tail_blocks):
     np.testing.assert_array_equal(a_c, X.astype(np.int64) @ center.T.astype(np.int64))
     layer = ki.PwlqGemm(packed, 0.05, 7, 0.01, 0.03)
     np.testing.assert_array_equal(layer(X, path=path), layer.reference(X))
+
+
+@pytest.mark.parametrize("path", PATH_PARAMS)
+@pytest.mark.parametrize("m", [49, 64, 65, 112, 196, 784])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_blocks_of_three_and_four_groups(path, m, threads):
+    """Row counts whose 16-row groups split into blocks of 3 and 4 (AVX-512 has a 4-group
+    tile: 49 and 64 rows are one block of 4, 196 rows 3 + 3 + 3 + 4), with every tail form,
+    bit-exact with the twin at one and two threads."""
+    rng = np.random.default_rng(m)
+    X = rng.integers(0, 256, (m, 200), dtype=np.uint8)
+    codes = pwlq_codes(rng, 24, 200)
+    for form in FORMS:
+        packed = ki.pack_pwlq_weights(*codes, tail_form=form)
+        got = ki.qgemm_accumulators(X, packed, path=path, num_threads=threads)
+        want = ki.qgemm_accumulators_reference(X, packed)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+        layer = ki.PwlqGemm(packed, 0.05, 3, **epilogue_params(rng, 24))
+        np.testing.assert_array_equal(layer(X, path=path, num_threads=threads), layer.reference(X))

@@ -271,6 +271,9 @@ struct IsaKernels {
   void (*store_rows)(const StoreRowsArgs&);    // null: the portable loop (qgemm.cpp)
   void (*pack_taps)(const TapPackArgs&);       // null: the portable packer (qconv.cpp)
   void (*quantize)(const QuantizeArgs&);       // null: the portable loop (qgemm.cpp)
+  // dense and tail take blocks of up to this many row groups (3, or 4 where they have a
+  // 4-group tile: the driver then sizes row blocks 3 and 4 instead of 2 and 3).
+  int max_row_groups = 3;
 };
 
 // QuantizeLinear (QuantizeArgs) on the path's vector unit, or portably where it has none.
