@@ -3,6 +3,8 @@
 #include "prism/line_decode.hpp"
 
 #if defined(__aarch64__)
+#include <arm_neon.h>
+
 #include <cmath>
 #include <cstdint>
 
@@ -10,7 +12,9 @@ namespace prism {
 namespace line {
 namespace detail {
 namespace neon_isa {
+#define PRISM_LINE_NEON 1  // the body's NEON blocks (the scalar file on aarch64 includes it too)
 #include "line_decode_body.inc"
+#undef PRISM_LINE_NEON
 }  // namespace neon_isa
 
 const IsaKernels* neon_line_kernels() {

@@ -237,8 +237,22 @@ void paths_agree_with_scalar(LinePath path) {
     features.assign(n * q * (3 * rois + 1), 0.0f);
     gray.assign(n * q, 0.0f);
     std::vector<std::uint8_t> valid(n * q), fflags(n * q);
+    LineCounts counts;
     lut_decode(scans.data(), shape, th, lut, xv.data(), roi.data(), flags.data(),
-               LineOptions{p, 1});
+               LineOptions{p, 1}, &counts);
+    // The kernel's counts are the outputs' counts (decoded = finite xv, one count per flag).
+    LineCounts want;
+    for (std::int64_t i = 0; i < n * q; ++i) {
+      want.decoded += std::isfinite(xv[i]) ? 1 : 0;
+      want.dark += (flags[i] & kDark) != 0;
+      want.single_channel += (flags[i] & kSingleChannel) != 0;
+      want.saturated += (flags[i] & kSaturated) != 0;
+      want.no_lut += (flags[i] & kNoLut) != 0;
+    }
+    check(counts.decoded == want.decoded && counts.dark == want.dark &&
+              counts.single_channel == want.single_channel &&
+              counts.saturated == want.saturated && counts.no_lut == want.no_lut,
+          std::string("[") + line_path_name(p) + "] counts equal the outputs' counts");
     roi_means(scans.data(), shape, means.data(), LineOptions{p, 2});
     line_features(scans.data(), shape, th, features.data(), valid.data(), fflags.data(),
                   LineOptions{p, 1});
