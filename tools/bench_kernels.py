@@ -66,6 +66,10 @@ CONTENDERS = ["pwlq_sparse", "pwlq_dense2", "uniform_int8", "ort_matmulinteger",
 PEER = "ort_matmulinteger"
 TAIL_FRACTION = 0.1
 ZX = 128
+# Pause before each multi-threaded batch. ONNX Runtime's worker thread keeps spinning for
+# several milliseconds after a run; with 10 ms it still held the second vCPU of this 2-vCPU host
+# while our next batch ran (49x576x64 at 2 threads: 31 us instead of 15.5).
+SETTLE_S = 0.05
 
 
 def host_details() -> dict[str, Any]:
@@ -216,7 +220,7 @@ def run(rounds: int, batch_seconds: float, out_dir: Path) -> dict[str, Any]:
         for label, m, k, n in SHAPES:
             calls, meta = contenders_for(m, k, n, threads, rng)
             timing = time_interleaved(calls, rounds, batch_seconds,
-                                      settle_seconds=0.01 if threads > 1 else 0.0)
+                                      settle_seconds=SETTLE_S if threads > 1 else 0.0)
             ops = 2.0 * m * n * k
             entry = {"shape": label, "M": m, "K": k, "N": n, "threads": threads, **meta,
                      "contenders": {}}
