@@ -418,7 +418,7 @@ void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeig
 double PackedFoldQWeights::tail_group_density() const {
   if (!has_tail) return 0.0;
   const double pairs = 4.0 * out_channels * kernel * kernel * in_channels;
-  return static_cast<double>(tail_groups.size()) / pairs;
+  return static_cast<double>(tail_group_count) / pairs;
 }
 
 PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8_t* tail,
@@ -437,12 +437,14 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
   p.dense.assign(static_cast<std::size_t>(p.blocks * block_size), 0);
   p.sum_center.assign(static_cast<std::size_t>(nf), 0);
   p.sum_tail.assign(static_cast<std::size_t>(nf), 0);
-  p.tail_start.assign(static_cast<std::size_t>(nf + 1), 0);
+  p.tail_start.assign(static_cast<std::size_t>(nf * k + 1), 0);
   p.row_sums.assign(static_cast<std::size_t>(nf * k), 0);
+  p.tail_row_sums.assign(static_cast<std::size_t>(nf * k), 0);
   for (std::int64_t n = 0; n < nf; ++n) {
     const std::int64_t b = (n / 4) / kFoldQBlock, nl = n % (4 * kFoldQBlock);
     std::int8_t* blk = p.dense.data() + b * block_size;
     for (std::int64_t kh = 0; kh < k; ++kh) {
+      const std::size_t first = p.tail_groups.size();
       for (std::int64_t kw = 0; kw < k; ++kw) {
         for (std::int64_t ci = 0; ci < ci_n; ++ci) {
           std::int32_t codes = 0;
@@ -453,65 +455,81 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
             p.sum_center[n] += w0;
             p.sum_tail[n] += w1;
             p.row_sums[n * k + kh] += w0;
+            p.tail_row_sums[n * k + kh] += w1;
             blk[(((kh * k + kw) * ci_n + ci) * 4 * kFoldQBlock + nl) * 4 + q] = w0;
             codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(w1)) << (8 * q);
           }
           if (codes != 0) {  // a group with a non-zero tail code
+            ++p.tail_group_count;
             p.tail_groups.push_back(
                 FoldTailGroup{static_cast<std::int32_t>((kh * k + kw) * ci_n + ci), codes});
           }
         }
       }
+      if ((p.tail_groups.size() - first) % 2 != 0) {  // even length: a zero-code group
+        p.tail_groups.push_back(FoldTailGroup{p.tail_groups.back().group, 0});
+      }
+      p.tail_start[n * k + kh + 1] = static_cast<std::int64_t>(p.tail_groups.size());
     }
-    p.tail_start[n + 1] = static_cast<std::int64_t>(p.tail_groups.size());
   }
   return p;
 }
 
 namespace fold_conv_detail {
 
-std::int64_t q_row_groups(std::int64_t folded_out_width, std::int64_t kernel,
-                          std::int64_t dilation) {
-  const std::int64_t lanes = (folded_out_width + 15) / 16 * 16;
-  return (lanes + (kernel - 1) * dilation + 15) / 16 * 16;
+namespace {
+std::vector<std::uint8_t>& padded_row_scratch() {
+  thread_local std::vector<std::uint8_t> row;
+  return row;
 }
+}  // namespace
+
+std::int64_t q_lanes(std::int64_t folded_out_width) { return (folded_out_width + 15) / 16 * 16; }
 
 std::int64_t q_rows_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
-                          std::int64_t kernel, std::int64_t dilation) {
-  return kernel * in_channels * q_row_groups(folded_out_width, kernel, dilation) * 4;
+                          std::int64_t kernel) {
+  return kernel * kernel * in_channels * q_lanes(folded_out_width) * 4;
 }
 
 std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
-                            std::int64_t kernel, std::int64_t dilation) {
-  return 2 * q_rows_bytes(in_channels, folded_out_width, kernel, dilation) + 64;
+                            std::int64_t kernel) {
+  return 2 * q_rows_bytes(in_channels, folded_out_width, kernel) + 64;
 }
 
 void q_pack_rows(const QTask& t) {
-  const std::int64_t groups = q_row_groups(t.folded_out_width, t.kernel, t.dilation);
-  const std::int64_t set = q_rows_bytes(t.in_channels, t.folded_out_width, t.kernel, t.dilation);
-  const std::int64_t hf = t.height / 2, wf = t.width / 2;
-  const std::uint32_t pad = 0x01010101u * t.zx;
+  const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
+  const std::int64_t lanes = q_lanes(t.folded_out_width);
+  const std::int64_t set = q_rows_bytes(ci_n, t.folded_out_width, k);
+  const std::int64_t hf = t.height / 2, wf = t.width / 2;  // the folded input
+  const std::int64_t span = lanes + (k - 1) * d;  // folded columns −p .. −p + span − 1
+  // One padded row of groups per (row, kh, ci); each tap kw is the window at kw·d. Every byte
+  // of the padding is zx.
+  std::vector<std::uint8_t>& row_groups = padded_row_scratch();
+  row_groups.resize(static_cast<std::size_t>(4 * span));
+  std::uint8_t* padded = row_groups.data();
+  const std::int64_t g0 = std::min(t.padding, span);      // first image column
+  const std::int64_t g1 = std::min(t.padding + wf, span);  // past the last
+  std::memset(padded, t.zx, static_cast<std::size_t>(4 * g0));
+  std::memset(padded + 4 * g1, t.zx, static_cast<std::size_t>(4 * (span - g1)));
   for (std::int64_t r = 0; r < 2; ++r) {
-    for (std::int64_t kh = 0; kh < t.kernel; ++kh) {
+    for (std::int64_t kh = 0; kh < k; ++kh) {
       // Folded input row; a missing second output row reads padding.
-      const std::int64_t row = r < t.rows ? t.i + r + kh * t.dilation - t.padding : -1;
-      for (std::int64_t ci = 0; ci < t.in_channels; ++ci) {
-        std::uint8_t* dst = t.buffer + r * set + (kh * t.in_channels + ci) * groups * 4;
+      const std::int64_t row = r < t.rows ? t.i + r + kh * d - t.padding : -1;
+      for (std::int64_t ci = 0; ci < ci_n; ++ci) {
+        std::uint8_t* tap0 = t.buffer + r * set + (kh * k * ci_n + ci) * lanes * 4;
+        const std::int64_t tap_stride = ci_n * lanes * 4;  // to the next kw
         if (row < 0 || row >= hf) {
-          for (std::int64_t g = 0; g < groups; ++g) std::memcpy(dst + 4 * g, &pad, 4);
+          for (std::int64_t kw = 0; kw < k; ++kw)
+            std::memset(tap0 + kw * tap_stride, t.zx, static_cast<std::size_t>(4 * lanes));
           continue;
         }
-        const std::uint8_t* top = t.x + (ci * t.height + 2 * row) * t.width;
-        const std::uint8_t* bottom = top + t.width;
-        // Groups g hold folded column g − p; the image covers g in [p, p + wf).
-        const std::int64_t g0 = std::min(t.padding, groups);
-        const std::int64_t g1 = std::min(t.padding + wf, groups);
-        for (std::int64_t g = 0; g < g0; ++g) std::memcpy(dst + 4 * g, &pad, 4);
         // Group = (top[2c], top[2c + 1], bottom[2c], bottom[2c + 1]): two 16-bit halves
         // (little endian), a loop the compiler vectorizes.
+        const std::uint8_t* top = t.x + (ci * t.height + 2 * row) * t.width;
+        const std::uint8_t* bottom = top + t.width;
         const std::uint8_t* src_top = top + 2 * (g0 - t.padding);
         const std::uint8_t* src_bottom = bottom + 2 * (g0 - t.padding);
-        std::uint8_t* out = dst + 4 * g0;
+        std::uint8_t* out = padded + 4 * g0;
         for (std::int64_t g = 0; g < g1 - g0; ++g) {
           std::uint16_t a, b;
           std::memcpy(&a, src_top + 2 * g, 2);
@@ -520,17 +538,15 @@ void q_pack_rows(const QTask& t) {
               static_cast<std::uint32_t>(a) | (static_cast<std::uint32_t>(b) << 16);
           std::memcpy(out + 4 * g, &v, 4);
         }
-        for (std::int64_t g = g1; g < groups; ++g) std::memcpy(dst + 4 * g, &pad, 4);
+        for (std::int64_t kw = 0; kw < k; ++kw) {
+          std::memcpy(tap0 + kw * tap_stride, padded + 4 * kw * d,
+                      static_cast<std::size_t>(4 * lanes));
+        }
       }
     }
   }
-  for (std::int64_t kh = 0; kh < t.kernel; ++kh) {
-    for (std::int64_t kw = 0; kw < t.kernel; ++kw) {
-      for (std::int64_t ci = 0; ci < t.in_channels; ++ci) {
-        t.group_offset[(kh * t.kernel + kw) * t.in_channels + ci] =
-            static_cast<std::int32_t>(((kh * t.in_channels + ci) * groups + kw * t.dilation) * 4);
-      }
-    }
+  for (std::int64_t g = 0; g < k * k * ci_n; ++g) {
+    t.group_offset[g] = static_cast<std::int32_t>(g * lanes * 4);
   }
 }
 
@@ -614,8 +630,7 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
           : 1;
   const std::int64_t tasks = rows * splits;
   threads = static_cast<int>(std::min<std::int64_t>(threads, tasks));
-  const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, wf, g.kernel,
-                                                               g.dilation);
+  const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, wf, g.kernel);
   const std::int64_t in_image = g.in_channels * g.height * g.width;
   const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
   run_tasks(tasks, threads, [&](std::int64_t t) {
@@ -629,6 +644,7 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     task.group_offset = scratch.offsets.data();
     task.dense = w.dense.data();
     task.row_sums = w.row_sums.data();
+    task.tail_row_sums = w.tail_row_sums.data();
     task.tail_start = w.tail_start.data();
     task.tail_groups = w.tail_groups.data();
     task.has_tail = w.has_tail;
@@ -726,7 +742,7 @@ void scalar_q_task(const QTask& t) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels, wf = t.folded_out_width;
   const std::int64_t taps = k * k * ci_n;
   const std::int64_t block_size = taps * NB * 4;
-  const std::int64_t set = q_rows_bytes(ci_n, wf, k, t.dilation);
+  const std::int64_t set = q_rows_bytes(ci_n, wf, k);
   for (std::int64_t rr = 0; rr < t.rows; ++rr) {
     const std::uint8_t* buffer = t.buffer + rr * set;
     const std::int64_t i = t.i + rr;
@@ -754,7 +770,7 @@ void scalar_q_task(const QTask& t) {
         for (std::int64_t nl = 0; nl < 4 * co_count; ++nl) {
           const std::int64_t n = b * NB + nl;  // folded channel
           std::int32_t at[L] = {};
-          for (std::int64_t e = t.tail_start[n]; e < t.tail_start[n + 1]; ++e) {
+          for (std::int64_t e = t.tail_start[n * k]; e < t.tail_start[(n + 1) * k]; ++e) {
             const FoldTailGroup& tg = t.tail_groups[e];
             const std::uint8_t* xg = buffer + t.group_offset[tg.group] + 4 * j0;
             std::int8_t tc[4];

@@ -134,21 +134,25 @@ constexpr int kFoldQBlock = 3;
 
 // Integer weights packed once: the folded center codes W0 as
 //   dense[b][kh][kw][ci][n 12][q 4]        (n = co·4 + py·2 + px within block b)
-// and, with a tail, per folded channel the list of 4-byte groups holding a non-zero W1 code.
+// and, with a tail, per folded channel n and kernel row kh the list of 4-byte groups holding a
+// non-zero W1 code, in group order. Each (n, kh) list is padded to an even length with a
+// zero-code group (the AVX-512 tail pass takes two groups per step), so any run of consecutive
+// kernel rows of a channel has even length too.
 struct PackedFoldQWeights {
   std::int64_t in_channels = 0, out_channels = 0, kernel = 0;
   std::int64_t blocks = 0;
   bool has_tail = false;
   std::vector<std::int8_t> dense;
-  std::vector<std::int64_t> tail_start;  // 4·C_out + 1 offsets into tail_groups
+  std::vector<std::int64_t> tail_start;  // 4·C_out·K + 1 offsets: list (n, kh) at n·K + kh
   std::vector<FoldTailGroup> tail_groups;
+  std::int64_t tail_group_count = 0;     // groups with a non-zero code (tail_groups less padding)
   std::vector<std::int32_t> sum_center, sum_tail;  // ΣW0[n], ΣW1[n]
-  // Σ W0[n, ·, kh, ·] per [n][kh]: what a kernel row lying wholly in the zero-point
-  // padding adds (times zx), so the dense pass can skip it.
-  std::vector<std::int32_t> row_sums;
+  // Σ W0[n, ·, kh, ·] and Σ W1[n, ·, kh, ·] per [n][kh]: what a kernel row lying wholly in the
+  // zero-point padding adds (times zx), so the dense and tail passes can skip it.
+  std::vector<std::int32_t> row_sums, tail_row_sums;
 
   std::int64_t depth() const { return 4 * in_channels * kernel * kernel; }
-  // Fraction of (channel, group) pairs the tail pass visits.
+  // Fraction of (channel, group) pairs with a non-zero tail code (the padding not counted).
   double tail_group_density() const;
 };
 
@@ -216,6 +220,7 @@ struct QTask {
   // The packed weights (PackedFoldQWeights) as plain pointers.
   const std::int8_t* dense;
   const std::int32_t* row_sums;
+  const std::int32_t* tail_row_sums;
   const std::int64_t* tail_start;
   const FoldTailGroup* tail_groups;
   bool has_tail;
@@ -235,17 +240,18 @@ struct QTask {
   std::uint8_t* q;
 };
 
-// The 4-byte-group buffer of one integer task: for each of its two output rows, K folded rows ×
-// C_in channels × q_row_groups(...) groups (q_rows_bytes(...) bytes), plus one vector of slack.
-std::int64_t q_row_groups(std::int64_t folded_out_width, std::int64_t kernel,
-                          std::int64_t dilation);
+// The 4-byte-group buffer of one integer task: for each of its two output rows, one row of
+// q_lanes(...) groups per tap (kh, kw) and input channel: row (kh·K + kw)·C_in + ci holds, at
+// lane l, the 2×2 fold block of folded input (i + r + kh·d − p, l + kw·d − p) (zx outside the
+// image). Every tap thus starts on a 64-byte boundary: no vector load splits a cache line.
+// q_rows_bytes(...) bytes per output row, plus one vector of slack.
+std::int64_t q_lanes(std::int64_t folded_out_width);
 std::int64_t q_rows_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
-                          std::int64_t kernel, std::int64_t dilation);
+                          std::int64_t kernel);
 std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
-                            std::int64_t kernel, std::int64_t dilation);
-// Fills task.buffer: for output row i + r (r < 2), kh and ci, the 4-byte groups of folded row
-// i + r + kh·d − p at folded columns −p .. −p + q_row_groups − 1 (zx outside the image); and
-// task.group_offset[(kh·K + kw)·C_in + ci], the byte offset of tap (kh, kw, ci) in a row set.
+                            std::int64_t kernel);
+// Fills task.buffer as above and task.group_offset[(kh·K + kw)·C_in + ci], the byte offset of
+// tap (kh, kw, ci) in a row set (its row index times 4·q_lanes).
 void q_pack_rows(const QTask& task);
 
 // Winograd F(2×2, 3×3) on dilated tiles, one image at a time, in three phases. A tile is the 2×2
