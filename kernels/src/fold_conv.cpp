@@ -477,76 +477,88 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
 
 namespace fold_conv_detail {
 
-namespace {
-std::vector<std::uint8_t>& padded_row_scratch() {
-  thread_local std::vector<std::uint8_t> row;
-  return row;
-}
-}  // namespace
-
-std::int64_t q_lanes(std::int64_t folded_out_width) { return (folded_out_width + 15) / 16 * 16; }
-
-std::int64_t q_rows_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
-                          std::int64_t kernel) {
-  return kernel * kernel * in_channels * q_lanes(folded_out_width) * 4;
+std::int64_t q_planes_bytes(const FoldConvGeometry& g) {
+  const std::int64_t hp = g.height / 2 + 2 * g.padding, wp = g.width / 2 + 2 * g.padding;
+  return g.in_channels * hp * wp * 4 + 64;
 }
 
-std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
-                            std::int64_t kernel) {
-  return 2 * q_rows_bytes(in_channels, folded_out_width, kernel) + 64;
-}
-
-void q_pack_rows(const QTask& t) {
-  const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
-  const std::int64_t lanes = q_lanes(t.folded_out_width);
-  const std::int64_t set = q_rows_bytes(ci_n, t.folded_out_width, k);
-  const std::int64_t hf = t.height / 2, wf = t.width / 2;  // the folded input
-  const std::int64_t span = lanes + (k - 1) * d;  // folded columns −p .. −p + span − 1
-  // One padded row of groups per (row, kh, ci); each tap kw is the window at kw·d. Every byte
-  // of the padding is zx.
-  std::vector<std::uint8_t>& row_groups = padded_row_scratch();
-  row_groups.resize(static_cast<std::size_t>(4 * span));
-  std::uint8_t* padded = row_groups.data();
-  const std::int64_t g0 = std::min(t.padding, span);      // first image column
-  const std::int64_t g1 = std::min(t.padding + wf, span);  // past the last
-  std::memset(padded, t.zx, static_cast<std::size_t>(4 * g0));
-  std::memset(padded + 4 * g1, t.zx, static_cast<std::size_t>(4 * (span - g1)));
-  for (std::int64_t r = 0; r < 2; ++r) {
-    for (std::int64_t kh = 0; kh < k; ++kh) {
-      // Folded input row; a missing second output row reads padding.
-      const std::int64_t row = r < t.rows ? t.i + r + kh * d - t.padding : -1;
-      for (std::int64_t ci = 0; ci < ci_n; ++ci) {
-        std::uint8_t* tap0 = t.buffer + r * set + (kh * k * ci_n + ci) * lanes * 4;
-        const std::int64_t tap_stride = ci_n * lanes * 4;  // to the next kw
-        if (row < 0 || row >= hf) {
-          for (std::int64_t kw = 0; kw < k; ++kw)
-            std::memset(tap0 + kw * tap_stride, t.zx, static_cast<std::size_t>(4 * lanes));
-          continue;
-        }
-        // Group = (top[2c], top[2c + 1], bottom[2c], bottom[2c + 1]): two 16-bit halves
-        // (little endian), a loop the compiler vectorizes.
-        const std::uint8_t* top = t.x + (ci * t.height + 2 * row) * t.width;
-        const std::uint8_t* bottom = top + t.width;
-        const std::uint8_t* src_top = top + 2 * (g0 - t.padding);
-        const std::uint8_t* src_bottom = bottom + 2 * (g0 - t.padding);
-        std::uint8_t* out = padded + 4 * g0;
-        for (std::int64_t g = 0; g < g1 - g0; ++g) {
-          std::uint16_t a, b;
-          std::memcpy(&a, src_top + 2 * g, 2);
-          std::memcpy(&b, src_bottom + 2 * g, 2);
-          const std::uint32_t v =
-              static_cast<std::uint32_t>(a) | (static_cast<std::uint32_t>(b) << 16);
-          std::memcpy(out + 4 * g, &v, 4);
-        }
-        for (std::int64_t kw = 0; kw < k; ++kw) {
-          std::memcpy(tap0 + kw * tap_stride, padded + 4 * kw * d,
-                      static_cast<std::size_t>(4 * lanes));
-        }
+void q_build_planes(const std::uint8_t* image, const FoldConvGeometry& g, std::uint8_t zx,
+                    std::uint8_t* planes) {
+  const std::int64_t hf = g.height / 2, wf = g.width / 2, p = g.padding;
+  const std::int64_t hp = hf + 2 * p, wp = wf + 2 * p;
+  std::uint8_t* dst = planes;
+  for (std::int64_t ci = 0; ci < g.in_channels; ++ci) {
+    for (std::int64_t row = 0; row < hp; ++row, dst += 4 * wp) {
+      const std::int64_t ir = row - p;
+      if (ir < 0 || ir >= hf) {
+        std::memset(dst, zx, static_cast<std::size_t>(4 * wp));
+        continue;
+      }
+      std::memset(dst, zx, static_cast<std::size_t>(4 * p));
+      std::memset(dst + 4 * (p + wf), zx, static_cast<std::size_t>(4 * p));
+      // Group = (top[2c], top[2c + 1], bottom[2c], bottom[2c + 1]): two 16-bit halves
+      // (little endian), a loop the compiler vectorizes.
+      const std::uint8_t* top = image + (ci * g.height + 2 * ir) * g.width;
+      const std::uint8_t* bottom = top + g.width;
+      std::uint8_t* out = dst + 4 * p;
+      for (std::int64_t c = 0; c < wf; ++c) {
+        std::uint16_t lo, hi;
+        std::memcpy(&lo, top + 2 * c, 2);
+        std::memcpy(&hi, bottom + 2 * c, 2);
+        const std::uint32_t v =
+            static_cast<std::uint32_t>(lo) | (static_cast<std::uint32_t>(hi) << 16);
+        std::memcpy(out + 4 * c, &v, 4);
       }
     }
   }
-  for (std::int64_t g = 0; g < k * k * ci_n; ++g) {
-    t.group_offset[g] = static_cast<std::int32_t>(g * lanes * 4);
+  std::memset(dst, zx, 64);  // read slack
+}
+
+std::int64_t q_vector_bytes(std::int64_t in_channels, std::int64_t kernel) {
+  return kernel * kernel * in_channels * 64;
+}
+
+std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t kernel) {
+  return kFoldQVectors * q_vector_bytes(in_channels, kernel) + 64;
+}
+
+void q_live_rows(const QTask& t, std::int64_t& kh0, std::int64_t& kh1) {
+  const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
+  const std::int64_t m0 = 16 * t.v0, m1 = std::min(16 * (t.v0 + t.vectors), pixels);
+  const std::int64_t i0 = m0 / wf, i1 = (m1 - 1) / wf, hf = t.height / 2;
+  auto live = [&](std::int64_t kh) {
+    const std::int64_t shift = kh * t.dilation - t.padding;
+    return i1 + shift >= 0 && i0 + shift < hf;
+  };
+  kh0 = 0;
+  while (kh0 < t.kernel && !live(kh0)) ++kh0;
+  kh1 = kh0;
+  while (kh1 < t.kernel && live(kh1)) ++kh1;
+}
+
+void q_pack_vectors(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
+  const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
+  const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
+  const std::int64_t vb = q_vector_bytes(ci_n, k);
+  const std::uint32_t pad = 0x01010101u * t.zx;
+  for (std::int64_t v = 0; v < t.vectors; ++v) {
+    for (std::int64_t l = 0; l < 16; ++l) {
+      const std::int64_t m = 16 * (t.v0 + v) + l, i = m / wf, j = m % wf;
+      for (std::int64_t kh = kh0; kh < kh1; ++kh) {
+        for (std::int64_t kw = 0; kw < k; ++kw) {
+          for (std::int64_t ci = 0; ci < ci_n; ++ci) {
+            std::uint8_t* dst = t.buffer + v * vb + ((kh * k + kw) * ci_n + ci) * 64 + 4 * l;
+            if (m >= pixels) {
+              std::memcpy(dst, &pad, 4);
+              continue;
+            }
+            const std::int64_t row = i + kh * d, col = j + kw * d;
+            std::memcpy(dst, t.planes + ((ci * t.plane_height + row) * t.plane_width + col) * 4,
+                        4);
+          }
+        }
+      }
+    }
   }
 }
 
@@ -577,7 +589,7 @@ struct QConstants : EpilogueChannelConstants {
 // A 64-byte aligned scratch area per thread, grown on demand and reused across calls.
 struct Scratch {
   std::vector<std::uint8_t> bytes;
-  std::vector<std::int32_t> offsets;
+  std::vector<std::uint8_t> planes;  // fold_qconv2d's padded planes (the calling thread's)
   std::uint8_t* aligned(std::int64_t size) {
     if (static_cast<std::int64_t>(bytes.size()) < size + 64) bytes.resize(size + 64);
     const auto addr = reinterpret_cast<std::uintptr_t>(bytes.data());
@@ -619,29 +631,40 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
   const FoldConvIsa& isa = resolve(options.path, true);
   const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
   const double macs = static_cast<double>(g.batch) * g.out_channels * 4 * hf * wf * g.depth();
-  // Tasks are pairs of folded output rows; with few pairs for the threads, the weight blocks
-  // are split too (each part gathers its rows again: 8·C_in·K bytes per column against 12× as
-  // many multiply-adds per block).
-  const std::int64_t pairs = (hf + 1) / 2, rows = g.batch * pairs;
-  int threads = thread_count(options.num_threads, macs, rows * w.blocks);
+  // Tasks are blocks of up to kFoldQVectors vectors of 16 folded output pixels (as even as
+  // possible: 13 vectors are 4 + 3 + 3 + 3, not 4 + 4 + 4 + 1); with few blocks for the
+  // threads, the weight blocks are split too (each part gathers its pixels again:
+  // 64·C_in·K² bytes per vector against 12× as many multiply-adds per weight block).
+  const std::int64_t vecs = (hf * wf + 15) / 16;
+  const std::int64_t vblocks = (vecs + fold_conv_detail::kFoldQVectors - 1) / fold_conv_detail::kFoldQVectors;
+  const std::int64_t units = g.batch * vblocks;
+  int threads = thread_count(options.num_threads, macs, units * w.blocks);
   const std::int64_t splits =
-      threads > 1 && rows < 2 * threads
-          ? std::min<std::int64_t>(w.blocks, (2 * threads + rows - 1) / rows)
+      threads > 1 && units < 2 * threads
+          ? std::min<std::int64_t>(w.blocks, (2 * threads + units - 1) / units)
           : 1;
-  const std::int64_t tasks = rows * splits;
+  const std::int64_t tasks = units * splits;
   threads = static_cast<int>(std::min<std::int64_t>(threads, tasks));
-  const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, wf, g.kernel);
+  const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, g.kernel);
+  const std::int64_t plane_bytes = fold_conv_detail::q_planes_bytes(g);
   const std::int64_t in_image = g.in_channels * g.height * g.width;
   const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
+  // The padded planes of every image, built by the calling thread, read by all.
+  std::vector<std::uint8_t>& planes = thread_scratch().planes;
+  if (static_cast<std::int64_t>(planes.size()) < g.batch * plane_bytes)
+    planes.resize(static_cast<std::size_t>(g.batch * plane_bytes));
+  for (std::int64_t image = 0; image < g.batch; ++image) {
+    fold_conv_detail::q_build_planes(x + image * in_image, g, static_cast<std::uint8_t>(e.zx),
+                                     planes.data() + image * plane_bytes);
+  }
+  const std::int64_t per_block = vecs / vblocks, extra = vecs % vblocks;
   run_tasks(tasks, threads, [&](std::int64_t t) {
-    const std::int64_t s = t % splits, row = t / splits;
-    const std::int64_t i = 2 * (row % pairs), image = row / pairs;
+    const std::int64_t s = t % splits, unit = t / splits;
+    const std::int64_t image = unit / vblocks, vb = unit % vblocks;
     Scratch& scratch = thread_scratch();
     fold_conv_detail::QTask task;
-    task.x = x + image * in_image;
+    task.planes = planes.data() + image * plane_bytes;
     task.buffer = scratch.aligned(buffer);
-    scratch.offsets.resize(static_cast<std::size_t>(g.kernel * g.kernel * g.in_channels));
-    task.group_offset = scratch.offsets.data();
     task.dense = w.dense.data();
     task.row_sums = w.row_sums.data();
     task.tail_row_sums = w.tail_row_sums.data();
@@ -651,15 +674,17 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     task.out_channels = w.out_channels;
     task.in_channels = g.in_channels;
     task.height = g.height;
-    task.width = g.width;
     task.kernel = g.kernel;
     task.dilation = g.dilation;
     task.padding = g.padding;
+    task.folded_out_height = hf;
     task.folded_out_width = wf;
+    task.plane_height = g.height / 2 + 2 * g.padding;
+    task.plane_width = g.width / 2 + 2 * g.padding;
     task.out_height = g.out_height();
     task.out_width = g.out_width();
-    task.i = i;
-    task.rows = std::min<std::int64_t>(2, hf - i);
+    task.v0 = vb * per_block + std::min(vb, extra);
+    task.vectors = per_block + (vb < extra ? 1 : 0);
     task.block0 = w.blocks * s / splits;
     task.block1 = w.blocks * (s + 1) / splits;
     task.zx = static_cast<std::uint8_t>(e.zx);
@@ -671,7 +696,6 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     task.r = out.r ? out.r + image * hf * wf : nullptr;
     task.y = out.y ? out.y + off : nullptr;
     task.q = out.q ? out.q + off : nullptr;
-    fold_conv_detail::q_pack_rows(task);
     isa.q_task(task);
   });
 }
@@ -740,69 +764,66 @@ inline std::int32_t dot4(const std::uint8_t* x, const std::int8_t* w) {
 void scalar_q_task(const QTask& t) {
   constexpr int L = 16, NB = 4 * kFoldQBlock;
   const std::int64_t k = t.kernel, ci_n = t.in_channels, wf = t.folded_out_width;
-  const std::int64_t taps = k * k * ci_n;
+  const std::int64_t taps = k * k * ci_n, pixels = t.folded_out_height * wf;
   const std::int64_t block_size = taps * NB * 4;
-  const std::int64_t set = q_rows_bytes(ci_n, wf, k);
-  for (std::int64_t rr = 0; rr < t.rows; ++rr) {
-    const std::uint8_t* buffer = t.buffer + rr * set;
-    const std::int64_t i = t.i + rr;
-    for (std::int64_t j0 = 0; j0 < wf; j0 += L) {
-      const std::int64_t lanes = std::min<std::int64_t>(L, wf - j0);
-      std::int32_t r[L] = {};
-      for (std::int64_t g = 0; g < taps; ++g) {
-        const std::uint8_t* xg = buffer + t.group_offset[g] + 4 * j0;
-        for (int l = 0; l < L; ++l)
-          r[l] += xg[4 * l] + xg[4 * l + 1] + xg[4 * l + 2] + xg[4 * l + 3];
+  q_pack_vectors(t, 0, k);  // every kernel row, padding included
+  for (std::int64_t v = 0; v < t.vectors; ++v) {
+    const std::uint8_t* buffer = t.buffer + v * q_vector_bytes(ci_n, k);
+    const std::int64_t m0 = 16 * (t.v0 + v);
+    std::int32_t r[L] = {};
+    for (std::int64_t g = 0; g < taps; ++g) {
+      const std::uint8_t* xg = buffer + 64 * g;
+      for (int l = 0; l < L; ++l)
+        r[l] += xg[4 * l] + xg[4 * l + 1] + xg[4 * l + 2] + xg[4 * l + 3];
+    }
+    if (t.write_r && t.r) {
+      for (std::int64_t l = 0; l < L && m0 + l < pixels; ++l) t.r[m0 + l] = r[l];
+    }
+    for (std::int64_t b = t.block0; b < t.block1; ++b) {
+      std::int32_t acc[NB][L] = {};
+      const std::int8_t* wp = t.dense + b * block_size;
+      for (std::int64_t g = 0; g < taps; ++g, wp += NB * 4) {
+        const std::uint8_t* xg = buffer + 64 * g;
+        for (int n = 0; n < NB; ++n)
+          for (int l = 0; l < L; ++l) acc[n][l] += dot4(xg + 4 * l, wp + 4 * n);
       }
-      if (t.write_r && t.r) {
-        for (std::int64_t l = 0; l < lanes; ++l) t.r[i * wf + j0 + l] = r[l];
-      }
-      for (std::int64_t b = t.block0; b < t.block1; ++b) {
-        std::int32_t acc[NB][L] = {};
-        const std::int8_t* wp = t.dense + b * block_size;
-        for (std::int64_t g = 0; g < taps; ++g, wp += NB * 4) {
-          const std::uint8_t* xg = buffer + t.group_offset[g] + 4 * j0;
-          for (int n = 0; n < NB; ++n)
-            for (int l = 0; l < L; ++l) acc[n][l] += dot4(xg + 4 * l, wp + 4 * n);
+      const std::int64_t co_count =
+          std::min<std::int64_t>(kFoldQBlock, t.out_channels - b * kFoldQBlock);
+      for (std::int64_t nl = 0; nl < 4 * co_count; ++nl) {
+        const std::int64_t n = b * NB + nl;  // folded channel
+        std::int32_t at[L] = {};
+        for (std::int64_t e = t.tail_start[n * k]; e < t.tail_start[(n + 1) * k]; ++e) {
+          const FoldTailGroup& tg = t.tail_groups[e];
+          const std::uint8_t* xg = buffer + 64 * tg.group;
+          std::int8_t tc[4];
+          std::memcpy(tc, &tg.codes, 4);
+          for (int l = 0; l < L; ++l) at[l] += dot4(xg + 4 * l, tc);
         }
-        const std::int64_t co_count =
-            std::min<std::int64_t>(kFoldQBlock, t.out_channels - b * kFoldQBlock);
-        for (std::int64_t nl = 0; nl < 4 * co_count; ++nl) {
-          const std::int64_t n = b * NB + nl;  // folded channel
-          std::int32_t at[L] = {};
-          for (std::int64_t e = t.tail_start[n * k]; e < t.tail_start[(n + 1) * k]; ++e) {
-            const FoldTailGroup& tg = t.tail_groups[e];
-            const std::uint8_t* xg = buffer + t.group_offset[tg.group] + 4 * j0;
-            std::int8_t tc[4];
-            std::memcpy(tc, &tg.codes, 4);
-            for (int l = 0; l < L; ++l) at[l] += dot4(xg + 4 * l, tc);
+        const std::int64_t co = n / 4, py = (n / 2) % 2, px = n % 2;
+        for (std::int64_t l = 0; l < L && m0 + l < pixels; ++l) {
+          const std::int64_t i = (m0 + l) / wf, j = (m0 + l) % wf;
+          const std::int64_t o = (co * t.out_height + 2 * i + py) * t.out_width + 2 * j + px;
+          const std::int32_t ac = acc[nl][l];
+          if (!t.epilogue) {
+            t.a_c[o] = ac;
+            t.a_t[o] = at[l];
+            continue;
           }
-          const std::int64_t co = n / 4, py = (n / 2) % 2, px = n % 2;
-          const std::int64_t base = (co * t.out_height + 2 * i + py) * t.out_width + 2 * j0 + px;
-          for (std::int64_t l = 0; l < lanes; ++l) {
-            const std::int32_t ac = acc[nl][l];
-            const std::int64_t o = base + 2 * l;
-            if (!t.epilogue) {
-              t.a_c[o] = ac;
-              t.a_t[o] = at[l];
-              continue;
-            }
-            const QEpilogue& q = *t.epilogue;
-            float y = static_cast<float>(ac - q.zero_c[n]) * q.alpha_c[n];
-            if (t.has_tail) {
-              y = y + static_cast<float>(at[l] - q.zero_t[n]) * q.alpha_t[n];
-            }
-            y = y + static_cast<float>(r[l] - q.row_zero) * q.gamma[n];
-            y = y + q.beta[n];
-            if (t.y) {
-              t.y[o] = y;
-              continue;
-            }
-            float v = std::nearbyint(y / q.out_scale) + q.out_zero;  // round half to even
-            v = v > q.out_low ? v : q.out_low;  // NaN -> low, as vmaxps does
-            v = v < 255.0f ? v : 255.0f;
-            t.q[o] = static_cast<std::uint8_t>(v);
+          const QEpilogue& q = *t.epilogue;
+          float y = static_cast<float>(ac - q.zero_c[n]) * q.alpha_c[n];
+          if (t.has_tail) {
+            y = y + static_cast<float>(at[l] - q.zero_t[n]) * q.alpha_t[n];
           }
+          y = y + static_cast<float>(r[l] - q.row_zero) * q.gamma[n];
+          y = y + q.beta[n];
+          if (t.y) {
+            t.y[o] = y;
+            continue;
+          }
+          float f = std::nearbyint(y / q.out_scale) + q.out_zero;  // round half to even
+          f = f > q.out_low ? f : q.out_low;  // NaN -> low, as vmaxps does
+          f = f < 255.0f ? f : 255.0f;
+          t.q[o] = static_cast<std::uint8_t>(f);
         }
       }
     }

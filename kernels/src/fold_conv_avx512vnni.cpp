@@ -2,16 +2,17 @@
 // -mavx512vl -mavx512vnni (this file only) and chosen at run time when cpu_features().avx512_vnni.
 //
 // The fold is free here: the 4 bytes that vpdpbusd reduces into one int32 lane are the 2×2 fold
-// block (bh, bw) of one input channel, gathered once per task by q_pack_rows (one 64-byte
-// aligned row per tap, so no load splits a cache line), and the weight is the broadcast 4 codes
-// w[n, ci·4 + bh·2 + bw, kh, kw]. A zmm covers 16 folded columns (a chunk) of one folded row.
-// Dense pass: register tile 2 folded rows × 12 folded channels (3 output channels × py × px) =
-// 24 accumulators, so each tap costs 2 activation loads and 12 weight broadcasts for 24
-// vpdpbusd. Sparse tail pass: per channel, its list of groups with a tail code against both rows
-// and two chunks at once (4 vpdpbusd per group and code). Kernel rows that lie wholly in the
-// padding are skipped by both passes and added as zx times their code sums. The unfold is the
-// output store: the px = 0 and px = 1 results of a channel and row are interleaved (vpermt2d)
-// into 32 consecutive output pixels.
+// block (bh, bw) of one input channel, taken from the padded planes (q_build_planes) by the
+// task's pack into one 64-byte aligned row per tap, input channel and vector (so no load splits
+// a cache line), and the weight is the broadcast 4 codes w[n, ci·4 + bh·2 + bw, kh, kw]. A zmm
+// holds 16 folded output pixels in row-major order over the image (a vector may span rows, so no
+// lane is wasted at the end of a row); a task has up to 4 vectors. Dense pass: register tiles of
+// 4 (or 3) vectors × 6 folded channels, two per block of 12 (3 output channels × py × px).
+// Sparse tail pass: per channel, its list of groups with a tail code against all the task's
+// vectors (one code broadcast, up to 4 vpdpbusd). Kernel rows that lie wholly in the padding are
+// skipped by both passes and added as zx times their code sums. The unfold is the output store:
+// the px = 0 and px = 1 results of a channel and row are interleaved (vpermt2d) into consecutive
+// output pixels, one store per row a vector touches.
 #include "prism/fold_conv.hpp"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
@@ -94,110 +95,166 @@ inline __m128i requantize(const QEpilogue& q, __m512 y) {
 // accumulators between registers in a loop like the tail pass's; the asm pins each to one).
 #define PRISM_DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
-// Scratch of one task step: [chunk 2][row 2][folded channel NB][16 lanes].
-constexpr std::int64_t slot(std::int64_t chunk, std::int64_t row, std::int64_t nl) {
-  return 16 * ((chunk * 2 + row) * NB + nl);
+// Scratch of dense and tail sums: [vector][folded channel NB][16 lanes].
+constexpr std::int64_t slot(std::int64_t v, std::int64_t nl) { return 16 * (v * NB + nl); }
+
+// A run of lanes [l0, l1) of one vector whose pixels lie in one folded output row i, from
+// column j.
+struct Segment {
+  std::int64_t l0, l1, i, j;
+};
+
+// The segments of vector v of the task; returns their count (1 unless the vector spans rows).
+int segments(const QTask& t, std::int64_t v, Segment* out) {
+  const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
+  const std::int64_t m0 = 16 * (t.v0 + v), m1 = m0 + 16 < pixels ? m0 + 16 : pixels;
+  int n = 0;
+  for (std::int64_t m = m0; m < m1;) {
+    const std::int64_t i = m / wf, j = m % wf;
+    const std::int64_t len = wf - j < m1 - m ? wf - j : m1 - m;
+    out[n++] = Segment{m - m0, m - m0 + len, i, j};
+    m += len;
+  }
+  return n;
 }
 
-// The kernel rows [kh0, kh1) of a task that read the image for at least one of its output rows;
-// the others lie wholly in the zero-point padding (an interval: the input row grows with kh).
-void live_rows(const QTask& t, std::int64_t& kh0, std::int64_t& kh1) {
-  const std::int64_t hf = t.height / 2;
-  auto live = [&](std::int64_t kh) {
-    const std::int64_t r0 = t.i + kh * t.dilation - t.padding;
-    return (r0 >= 0 && r0 < hf) || (t.rows == 2 && r0 + 1 >= 0 && r0 + 1 < hf);
-  };
-  kh0 = 0;
-  while (kh0 < t.kernel && !live(kh0)) ++kh0;
-  kh1 = kh0;
-  while (kh1 < t.kernel && live(kh1)) ++kh1;
+inline __mmask16 lanes_mask(std::int64_t l0, std::int64_t l1) {
+  return static_cast<__mmask16>(first(l1) & ~first(l0));
 }
 
-// The dense pass of one channel block over 16 folded columns (chunk at j0) of both rows:
-// out[row][n][lane] = Σ x·W0 for the 12 channels n. Kernel rows outside [kh0, kh1) are skipped
-// and added as zx·row_sums instead.
-__attribute__((noinline)) void dense_block(const QTask& t, std::int64_t b, std::int64_t j0, std::int64_t kh0,
-                 std::int64_t kh1, std::int32_t* out) {
+// Fills the buffer rows of kernel rows [kh0, kh1): per tap, input channel and vector, one masked
+// load per segment from the padded planes (lanes past the last pixel hold zx) and one aligned
+// store. The load address is the segment's first pixel less l0 lanes; masked lanes are not read.
+void pack(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
+  const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
+  const std::int64_t wp = t.plane_width, plane = t.plane_height * wp * 4;
+  const std::int64_t vb = q_vector_bytes(ci_n, k);
+  const __m512i pad = _mm512_set1_epi8(static_cast<char>(t.zx));
+  Segment seg[kFoldQVectors][16];
+  int count[kFoldQVectors];
+  for (std::int64_t v = 0; v < t.vectors; ++v) count[v] = segments(t, v, seg[v]);
+  const auto base = reinterpret_cast<std::uintptr_t>(t.planes);
+  for (std::int64_t kh = kh0; kh < kh1; ++kh) {
+    for (std::int64_t kw = 0; kw < k; ++kw) {
+      for (std::int64_t v = 0; v < t.vectors; ++v) {
+        std::uint8_t* dst = t.buffer + v * vb + (kh * k + kw) * ci_n * 64;
+        std::int64_t off[16];
+        __mmask16 mask[16];
+        for (int s = 0; s < count[v]; ++s) {
+          const Segment& g = seg[v][s];
+          off[s] = ((g.i + kh * d) * wp + g.j + kw * d - g.l0) * 4;
+          mask[s] = lanes_mask(g.l0, g.l1);
+        }
+        if (count[v] == 1) {  // the usual case: one row
+          for (std::int64_t ci = 0; ci < ci_n; ++ci, dst += 64) {
+            const void* src = reinterpret_cast<const void*>(base + ci * plane + off[0]);
+            _mm512_store_si512(dst, _mm512_mask_loadu_epi32(pad, mask[0], src));
+          }
+          continue;
+        }
+        for (std::int64_t ci = 0; ci < ci_n; ++ci, dst += 64) {
+          __m512i x = pad;
+          for (int s = 0; s < count[v]; ++s) {
+            const void* src = reinterpret_cast<const void*>(base + ci * plane + off[s]);
+            x = _mm512_mask_loadu_epi32(x, mask[s], src);
+          }
+          _mm512_store_si512(dst, x);
+        }
+      }
+    }
+  }
+}
+
+// The dense pass of one channel block, channels [c0, c0 + C), over vectors [v, v + V):
+// out[vector][n][lane] = Σ x·W0, kernel rows [kh0, kh1); the others lie in the padding for every
+// pixel and are added as zx·row_sums. Register tiles V × C ≤ 24 accumulators: 4 × 6 and 3 × 6
+// (each group: V activation loads and C weight broadcasts for V·C vpdpbusd), 2 × 12 and 1 × 12.
+template <int V, int C>
+__attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::int64_t v,
+                                          std::int64_t c0, std::int64_t kh0, std::int64_t kh1,
+                                          std::int32_t* out) {
+  static_assert(V >= 1 && V <= 4 && V * C <= 24, "at most 24 accumulators");
   const std::int64_t k = t.kernel, ci_n = t.in_channels;
-  const std::int64_t lane_bytes = 4 * q_lanes(t.folded_out_width);
-  const std::int64_t set = q_rows_bytes(ci_n, t.folded_out_width, k);
-  const std::int8_t* wp = t.dense + (b * k + kh0) * k * ci_n * NB * 4;
-  __m512i a0[NB], a1[NB];
+  const std::int64_t vb = q_vector_bytes(ci_n, k);
+  const std::int8_t* wp = t.dense + (b * k + kh0) * k * ci_n * NB * 4 + 4 * c0;
+  __m512i a[V][C];
+#pragma GCC unroll 24
+  for (int i = 0; i < V * C; ++i) a[i / C][i % C] = _mm512_setzero_si512();
+  const std::uint8_t* xg = t.buffer + v * vb + kh0 * k * ci_n * 64;
+  for (std::int64_t g = (kh1 - kh0) * k * ci_n; g > 0; --g, xg += 64, wp += NB * 4) {
+    __m512i x[V];
+#pragma GCC unroll 4
+    for (int i = 0; i < V; ++i) x[i] = _mm512_load_si512(xg + i * vb);
 #pragma GCC unroll 12
-  for (int n = 0; n < NB; ++n) a0[n] = a1[n] = _mm512_setzero_si512();
-  const std::uint8_t* xg = t.buffer + kh0 * k * ci_n * lane_bytes + 4 * j0;
-  for (std::int64_t g = (kh1 - kh0) * k * ci_n; g > 0; --g, xg += lane_bytes, wp += NB * 4) {
-    const __m512i x0 = _mm512_load_si512(xg), x1 = _mm512_load_si512(xg + set);
-#pragma GCC unroll 12
-    for (int n = 0; n < NB; ++n) {
+    for (int n = 0; n < C; ++n) {
       const __m512i w = _mm512_set1_epi32(load_i32(wp + 4 * n));
-      PRISM_DPBUSD(a0[n], x0, w);
-      PRISM_DPBUSD(a1[n], x1, w);
+#pragma GCC unroll 4
+      for (int i = 0; i < V; ++i) PRISM_DPBUSD(a[i][n], x[i], w);
     }
   }
 #pragma GCC unroll 12
-  for (int n = 0; n < NB; ++n) {
+  for (int n = 0; n < C; ++n) {
     std::int32_t skipped = 0;
     for (std::int64_t kh = 0; kh < k; ++kh) {
-      if (kh < kh0 || kh >= kh1) skipped += t.row_sums[(b * NB + n) * k + kh];
+      if (kh < kh0 || kh >= kh1) skipped += t.row_sums[(b * NB + c0 + n) * k + kh];
     }
     const __m512i pad = _mm512_set1_epi32(static_cast<std::int32_t>(t.zx) * skipped);
-    _mm512_store_si512(out + slot(0, 0, n), _mm512_add_epi32(a0[n], pad));
-    _mm512_store_si512(out + slot(0, 1, n), _mm512_add_epi32(a1[n], pad));
+#pragma GCC unroll 4
+    for (int i = 0; i < V; ++i)
+      _mm512_store_si512(out + slot(v + i, c0 + n), _mm512_add_epi32(a[i][n], pad));
   }
 }
 
-// One channel's tail over G = 2 (one chunk, both rows) or 4 (two chunks) vectors per group.
-// The pass is bound by loads (a 512-bit activation load per vpdpbusd), so, as in the GEMM's
-// tail pass, the two groups of a step come from one 16-byte load: the group indices go to
-// general registers and the codes are broadcast from the vector register. Lists are padded to
-// an even length at packing. x: the tap rows of chunk 0, row 0; `set` bytes to row 1, 64 to
-// chunk 1.
+// One channel's tail over the task's G vectors (1 to 4): one vpdpbusd per group and vector. The
+// pass is bound by loads (a 512-bit activation load per vpdpbusd), so, as in the GEMM's tail
+// pass, the two groups of a step come from one 16-byte load: the group indices go to general
+// registers and the codes are broadcast from the vector register. Lists are padded to an even
+// length at packing.
 template <int G>
-inline void tail_tile(const std::uint8_t* x, std::int64_t set, std::int64_t lane_bytes,
-                      const FoldTailGroup* e, const FoldTailGroup* end, std::int32_t pad,
-                      std::int32_t* out, std::int64_t nl) {
-  static_assert(G == 2 || G == 4, "one or two chunks of both rows");
+inline void tail_tile(const std::uint8_t* x, std::int64_t vb, const FoldTailGroup* e,
+                      const FoldTailGroup* end, std::int32_t pad, std::int32_t* out,
+                      std::int64_t nl) {
+  static_assert(G >= 1 && G <= 4, "1 to 4 vectors");
   static_assert(sizeof(FoldTailGroup) == 8, "two groups per 16-byte load");
   const std::uint8_t* x0 = x;
-  const std::uint8_t* x1 = x + set;
-  const std::uint8_t* x2 = x + 64;
-  const std::uint8_t* x3 = x + set + 64;
+  const std::uint8_t* x1 = x + vb;
+  const std::uint8_t* x2 = x + 2 * vb;
+  const std::uint8_t* x3 = x + 3 * vb;
   const __m512i z = _mm512_setzero_si512();
   __m512i a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, d0 = z, d1 = z;  // <vector><set>
   for (; e < end; e += 2) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(e));
-    const std::int64_t o0 = static_cast<std::int64_t>(_mm_cvtsi128_si32(v)) * lane_bytes;
-    const std::int64_t o1 = static_cast<std::int64_t>(_mm_extract_epi32(v, 2)) * lane_bytes;
+    const std::int64_t o0 = static_cast<std::int64_t>(_mm_cvtsi128_si32(v)) * 64;
+    const std::int64_t o1 = static_cast<std::int64_t>(_mm_extract_epi32(v, 2)) * 64;
     const __m512i w0 = _mm512_broadcastd_epi32(_mm_srli_epi64(v, 32));
     const __m512i w1 = _mm512_broadcastd_epi32(_mm_srli_si128(v, 12));
     PRISM_DPBUSD(a0, _mm512_load_si512(x0 + o0), w0);
-    PRISM_DPBUSD(b0, _mm512_load_si512(x1 + o0), w0);
-    if constexpr (G == 4) PRISM_DPBUSD(c0, _mm512_load_si512(x2 + o0), w0);
-    if constexpr (G == 4) PRISM_DPBUSD(d0, _mm512_load_si512(x3 + o0), w0);
+    if constexpr (G >= 2) PRISM_DPBUSD(b0, _mm512_load_si512(x1 + o0), w0);
+    if constexpr (G >= 3) PRISM_DPBUSD(c0, _mm512_load_si512(x2 + o0), w0);
+    if constexpr (G >= 4) PRISM_DPBUSD(d0, _mm512_load_si512(x3 + o0), w0);
     PRISM_DPBUSD(a1, _mm512_load_si512(x0 + o1), w1);
-    PRISM_DPBUSD(b1, _mm512_load_si512(x1 + o1), w1);
-    if constexpr (G == 4) PRISM_DPBUSD(c1, _mm512_load_si512(x2 + o1), w1);
-    if constexpr (G == 4) PRISM_DPBUSD(d1, _mm512_load_si512(x3 + o1), w1);
+    if constexpr (G >= 2) PRISM_DPBUSD(b1, _mm512_load_si512(x1 + o1), w1);
+    if constexpr (G >= 3) PRISM_DPBUSD(c1, _mm512_load_si512(x2 + o1), w1);
+    if constexpr (G >= 4) PRISM_DPBUSD(d1, _mm512_load_si512(x3 + o1), w1);
   }
   const __m512i p = _mm512_set1_epi32(pad);
-  _mm512_store_si512(out + slot(0, 0, nl), _mm512_add_epi32(_mm512_add_epi32(a0, a1), p));
-  _mm512_store_si512(out + slot(0, 1, nl), _mm512_add_epi32(_mm512_add_epi32(b0, b1), p));
-  if constexpr (G == 4) {
-    _mm512_store_si512(out + slot(1, 0, nl), _mm512_add_epi32(_mm512_add_epi32(c0, c1), p));
-    _mm512_store_si512(out + slot(1, 1, nl), _mm512_add_epi32(_mm512_add_epi32(d0, d1), p));
-  }
+  auto put = [&](std::int64_t o, __m512i v) {
+    _mm512_store_si512(out + o, _mm512_add_epi32(v, p));
+  };
+  put(slot(0, nl), _mm512_add_epi32(a0, a1));
+  if constexpr (G >= 2) put(slot(1, nl), _mm512_add_epi32(b0, b1));
+  if constexpr (G >= 3) put(slot(2, nl), _mm512_add_epi32(c0, c1));
+  if constexpr (G >= 4) put(slot(3, nl), _mm512_add_epi32(d0, d1));
 }
 
-// The sparse tail pass of one channel block for both rows and `chunks` (1 or 2) chunks from j0:
-// out[chunk][row][nl][lane] = Σ x·W1 over the groups holding a non-zero tail code, kernel rows
+// The sparse tail pass of one channel block over all vectors of the task:
+// out[vector][nl][lane] = Σ x·W1 over the groups holding a non-zero tail code, kernel rows
 // [kh0, kh1) from the lists and the others as zx·tail_row_sums.
-__attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::int64_t channels, std::int64_t j0,
-                std::int64_t chunks, std::int64_t kh0, std::int64_t kh1, std::int32_t* out) {
+template <int G>
+__attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::int64_t channels,
+                                          std::int64_t kh0, std::int64_t kh1, std::int32_t* out) {
   const std::int64_t k = t.kernel;
-  const std::int64_t lane_bytes = 4 * q_lanes(t.folded_out_width);
-  const std::int64_t set = q_rows_bytes(t.in_channels, t.folded_out_width, k);
-  const std::uint8_t* x = t.buffer + 4 * j0;
+  const std::int64_t vb = q_vector_bytes(t.in_channels, k);
   for (std::int64_t nl = 0; nl < channels; ++nl) {
     const std::int64_t n = b * NB + nl;
     const FoldTailGroup* e = t.tail_groups + t.tail_start[n * k + kh0];
@@ -206,87 +263,115 @@ __attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::i
     for (std::int64_t kh = 0; kh < k; ++kh) {
       if (kh < kh0 || kh >= kh1) skipped += t.tail_row_sums[n * k + kh];
     }
-    const std::int32_t pad = static_cast<std::int32_t>(t.zx) * skipped;
-    if (chunks == 2) {
-      tail_tile<4>(x, set, lane_bytes, e, end, pad, out, nl);
-    } else {
-      tail_tile<2>(x, set, lane_bytes, e, end, pad, out, nl);
-    }
+    tail_tile<G>(t.buffer, vb, e, end, static_cast<std::int32_t>(t.zx) * skipped, out, nl);
   }
 }
 
 void q_task(const QTask& t) {
-  const std::int64_t k = t.kernel, ci_n = t.in_channels, wf = t.folded_out_width;
-  const std::int64_t taps = k * k * ci_n;
-  const std::int64_t set = q_rows_bytes(ci_n, wf, k);
+  const std::int64_t k = t.kernel, ci_n = t.in_channels;
+  const std::int64_t vb = q_vector_bytes(ci_n, k);
   const __m512i ones = _mm512_set1_epi32(0x01010101);
   const __m512i zero = _mm512_setzero_si512();
   const Interleave il;
   std::int64_t kh0, kh1;
-  live_rows(t, kh0, kh1);
-  alignas(64) std::int32_t dense[4 * NB * 16], tails[4 * NB * 16];
-  for (std::int64_t j0 = 0; j0 < wf; j0 += 32) {
-    const std::int64_t chunks = wf - j0 > 16 ? 2 : 1;
-    __m512i r[2][2];  // window sums [chunk][row]
-    for (std::int64_t c = 0; c < chunks; ++c) {
-      const std::int64_t jc = j0 + 16 * c, lanes = wf - jc < 16 ? wf - jc : 16;
-      for (std::int64_t rr = 0; rr < 2; ++rr) {
-        // Window sums; four independent chains (a single one is latency-bound).
-        __m512i part[4] = {zero, zero, zero, zero};
-        const std::uint8_t* xr = t.buffer + rr * set + 4 * jc;
-        std::int64_t g = 0;
-        for (; g + 3 < taps; g += 4) {
-          for (int q = 0; q < 4; ++q) {
-            part[q] = _mm512_dpbusd_epi32(
-                part[q], _mm512_load_si512(xr + t.group_offset[g + q]), ones);
-          }
-        }
-        for (; g < taps; ++g) {
-          part[0] = _mm512_dpbusd_epi32(part[0], _mm512_load_si512(xr + t.group_offset[g]), ones);
-        }
-        r[c][rr] = _mm512_add_epi32(_mm512_add_epi32(part[0], part[1]),
-                                    _mm512_add_epi32(part[2], part[3]));
-        if (t.write_r && t.r && rr < t.rows)
-          _mm512_mask_storeu_epi32(t.r + (t.i + rr) * wf + jc, first(lanes), r[c][rr]);
+  q_live_rows(t, kh0, kh1);
+  pack(t, kh0, kh1);
+  // Window sums over the live kernel rows; four independent chains (a single one is
+  // latency-bound). Each skipped row adds zx for each of its 4·K·C_in bytes.
+  const std::int64_t live = (kh1 - kh0) * k * ci_n;
+  const __m512i r_pad = _mm512_set1_epi32(4 * static_cast<std::int32_t>(t.zx) *
+                                          static_cast<std::int32_t>((k - (kh1 - kh0)) * k * ci_n));
+  __m512i r[kFoldQVectors];
+  Segment seg[kFoldQVectors][16];
+  int count[kFoldQVectors];
+  const std::int64_t pixels = t.folded_out_height * t.folded_out_width;
+  for (std::int64_t v = 0; v < t.vectors; ++v) {
+    count[v] = segments(t, v, seg[v]);
+    __m512i part[4] = {zero, zero, zero, zero};
+    const std::uint8_t* xr = t.buffer + v * vb + kh0 * k * ci_n * 64;
+    std::int64_t g = 0;
+    for (; g + 3 < live; g += 4) {
+      for (int q = 0; q < 4; ++q) {
+        part[q] = _mm512_dpbusd_epi32(part[q], _mm512_load_si512(xr + 64 * (g + q)), ones);
       }
     }
-    for (std::int64_t b = t.block0; b < t.block1; ++b) {
-      const std::int64_t co_count =
-          t.out_channels - b * kFoldQBlock < kFoldQBlock ? t.out_channels - b * kFoldQBlock
-                                                         : kFoldQBlock;
-      for (std::int64_t c = 0; c < chunks; ++c) {
-        dense_block(t, b, j0 + 16 * c, kh0, kh1, dense + slot(c, 0, 0));
+    for (; g < live; ++g) {
+      part[0] = _mm512_dpbusd_epi32(part[0], _mm512_load_si512(xr + 64 * g), ones);
+    }
+    r[v] = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(part[0], part[1]),
+                                             _mm512_add_epi32(part[2], part[3])),
+                            r_pad);
+    if (t.write_r && t.r) {
+      const std::int64_t m0 = 16 * (t.v0 + v);
+      _mm512_mask_storeu_epi32(t.r + m0, first(pixels - m0), r[v]);
+    }
+  }
+  alignas(64) std::int32_t dense[kFoldQVectors * NB * 16], tails[kFoldQVectors * NB * 16];
+  for (std::int64_t b = t.block0; b < t.block1; ++b) {
+    const std::int64_t co_count =
+        t.out_channels - b * kFoldQBlock < kFoldQBlock ? t.out_channels - b * kFoldQBlock
+                                                       : kFoldQBlock;
+    switch (t.vectors) {
+      case 1: dense_tile<1, 12>(t, b, 0, 0, kh0, kh1, dense); break;
+      case 2: dense_tile<2, 12>(t, b, 0, 0, kh0, kh1, dense); break;
+      case 3:
+        dense_tile<3, 6>(t, b, 0, 0, kh0, kh1, dense);
+        dense_tile<3, 6>(t, b, 0, 6, kh0, kh1, dense);
+        break;
+      default:
+        dense_tile<4, 6>(t, b, 0, 0, kh0, kh1, dense);
+        dense_tile<4, 6>(t, b, 0, 6, kh0, kh1, dense);
+        break;
+    }
+    if (t.has_tail) {
+      const std::int64_t channels = 4 * co_count;
+      switch (t.vectors) {
+        case 1: tail_block<1>(t, b, channels, kh0, kh1, tails); break;
+        case 2: tail_block<2>(t, b, channels, kh0, kh1, tails); break;
+        case 3: tail_block<3>(t, b, channels, kh0, kh1, tails); break;
+        default: tail_block<4>(t, b, channels, kh0, kh1, tails); break;
       }
-      if (t.has_tail) tail_block(t, b, 4 * co_count, j0, chunks, kh0, kh1, tails);
-      for (std::int64_t c = 0; c < chunks; ++c) {
-        const std::int64_t jc = j0 + 16 * c, lanes = wf - jc < 16 ? wf - jc : 16;
-        for (std::int64_t rr = 0; rr < t.rows; ++rr) {
-          for (std::int64_t co = 0; co < co_count; ++co) {
-            for (int py = 0; py < 2; ++py) {
-              __m512i ac[2], at[2];
-              std::int64_t n[2];
-              for (int px = 0; px < 2; ++px) {
-                const std::int64_t nl = co * 4 + py * 2 + px;
-                n[px] = b * NB + nl;
-                at[px] = t.has_tail ? _mm512_load_si512(tails + slot(c, rr, nl)) : zero;
-                ac[px] = _mm512_load_si512(dense + slot(c, rr, nl));
-              }
-              const std::int64_t o =
-                  ((b * kFoldQBlock + co) * t.out_height + 2 * (t.i + rr) + py) * t.out_width +
-                  2 * jc;
-              if (!t.epilogue) {
-                store_pairs(t.a_c + o, ac[0], ac[1], lanes, il);
-                store_pairs(t.a_t + o, at[0], at[1], lanes, il);
-                continue;
-              }
-              const QEpilogue& q = *t.epilogue;
-              const __m512 y0 = epilogue(q, n[0], t.has_tail, ac[0], at[0], r[c][rr]);
-              const __m512 y1 = epilogue(q, n[1], t.has_tail, ac[1], at[1], r[c][rr]);
-              if (t.y) {
-                store_pairs(t.y + o, y0, y1, lanes, il);
-              } else {
-                store_pairs(t.q + o, requantize(q, y0), requantize(q, y1), lanes);
-              }
+    }
+    for (std::int64_t vv = 0; vv < t.vectors; ++vv) {
+      for (std::int64_t co = 0; co < co_count; ++co) {
+        for (int py = 0; py < 2; ++py) {
+          __m512i ac[2], at[2];
+          std::int64_t n[2];
+          for (int px = 0; px < 2; ++px) {
+            const std::int64_t nl = co * 4 + py * 2 + px;
+            n[px] = b * NB + nl;
+            at[px] = t.has_tail ? _mm512_load_si512(tails + slot(vv, nl)) : zero;
+            ac[px] = _mm512_load_si512(dense + slot(vv, nl));
+          }
+          const std::int64_t plane = (b * kFoldQBlock + co) * t.out_height + py;
+          if (!t.epilogue) {
+            for (int s = 0; s < count[vv]; ++s) {
+              const Segment& g = seg[vv][s];
+              const __mmask16 m = lanes_mask(g.l0, g.l1);
+              const std::int64_t o = (plane + 2 * g.i) * t.out_width + 2 * g.j;
+              store_pairs(t.a_c + o, _mm512_maskz_compress_epi32(m, ac[0]),
+                          _mm512_maskz_compress_epi32(m, ac[1]), g.l1 - g.l0, il);
+              store_pairs(t.a_t + o, _mm512_maskz_compress_epi32(m, at[0]),
+                          _mm512_maskz_compress_epi32(m, at[1]), g.l1 - g.l0, il);
+            }
+            continue;
+          }
+          const QEpilogue& q = *t.epilogue;
+          const __m512 y0 = epilogue(q, n[0], t.has_tail, ac[0], at[0], r[vv]);
+          const __m512 y1 = epilogue(q, n[1], t.has_tail, ac[1], at[1], r[vv]);
+          for (int s = 0; s < count[vv]; ++s) {
+            const Segment& g = seg[vv][s];
+            const std::int64_t o = (plane + 2 * g.i) * t.out_width + 2 * g.j;
+            __m512 z0 = y0, z1 = y1;
+            if (g.l0 > 0) {
+              const __mmask16 m = lanes_mask(g.l0, g.l1);
+              z0 = _mm512_maskz_compress_ps(m, y0);
+              z1 = _mm512_maskz_compress_ps(m, y1);
+            }
+            if (t.y) {
+              store_pairs(t.y + o, z0, z1, g.l1 - g.l0, il);
+            } else {
+              store_pairs(t.q + o, requantize(q, z0), requantize(q, z1), g.l1 - g.l0);
             }
           }
         }

@@ -211,12 +211,17 @@ struct QEpilogue {
   float out_scale, out_zero, out_low;
 };
 
-// One integer task: folded output rows i and i + 1 (rows = 1 or 2) of one image, weight blocks
+// Folded output pixels are handled in vectors of 16, in row-major order over the image (a vector
+// may span rows); an integer task takes up to kFoldQVectors of them.
+constexpr int kFoldQVectors = 4;
+
+// One integer task: vectors [v0, v0 + vectors) of one image (folded output pixels
+// m = 16·v0 .. 16·(v0 + vectors) − 1; those ≥ Hf·Wf are not outputs), weight blocks
 // [block0, block1).
 struct QTask {
-  const std::uint8_t* x;      // image: (C_in, H, W)
-  std::uint8_t* buffer;       // scratch, q_buffer_bytes(...) bytes, 64-byte aligned
-  std::int32_t* group_offset; // scratch, K·K·C_in entries
+  // The image's folded input in zero-point padded planes (q_build_planes), 4-byte groups.
+  const std::uint8_t* planes;
+  std::uint8_t* buffer;  // scratch, q_buffer_bytes(...) bytes, 64-byte aligned
   // The packed weights (PackedFoldQWeights) as plain pointers.
   const std::int8_t* dense;
   const std::int32_t* row_sums;
@@ -225,14 +230,15 @@ struct QTask {
   const FoldTailGroup* tail_groups;
   bool has_tail;
   std::int64_t out_channels;
-  std::int64_t in_channels, height, width;
+  std::int64_t in_channels, height;  // C_in, H of x
   std::int64_t kernel, dilation, padding;
-  std::int64_t folded_out_width;  // Wf
-  std::int64_t out_height, out_width;
-  std::int64_t i, rows;
+  std::int64_t folded_out_height, folded_out_width;  // Hf, Wf
+  std::int64_t plane_height, plane_width;            // H/2 + 2p, W/2 + 2p
+  std::int64_t out_height, out_width;                // 2·Hf, 2·Wf
+  std::int64_t v0, vectors;
   std::int64_t block0, block1;
   std::uint8_t zx;
-  bool write_r;         // write R of these rows (the task with block0 = 0)
+  bool write_r;         // write R of these pixels (the task with block0 = 0)
   const QEpilogue* epilogue;  // null for the accumulator output
   // Image bases of the outputs (as FoldQOutput, offset to this image).
   std::int32_t *a_c, *a_t, *r;
@@ -240,19 +246,25 @@ struct QTask {
   std::uint8_t* q;
 };
 
-// The 4-byte-group buffer of one integer task: for each of its two output rows, one row of
-// q_lanes(...) groups per tap (kh, kw) and input channel: row (kh·K + kw)·C_in + ci holds, at
-// lane l, the 2×2 fold block of folded input (i + r + kh·d − p, l + kw·d − p) (zx outside the
-// image). Every tap thus starts on a 64-byte boundary: no vector load splits a cache line.
-// q_rows_bytes(...) bytes per output row, plus one vector of slack.
-std::int64_t q_lanes(std::int64_t folded_out_width);
-std::int64_t q_rows_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
-                          std::int64_t kernel);
-std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t folded_out_width,
-                            std::int64_t kernel);
-// Fills task.buffer as above and task.group_offset[(kh·K + kw)·C_in + ci], the byte offset of
-// tap (kh, kw, ci) in a row set (its row index times 4·q_lanes).
-void q_pack_rows(const QTask& task);
+// The padded planes of one image: plane ci holds, at (row, column), the 2×2 fold block of folded
+// input (row − p, column − p) as 4 bytes (top-left, top-right, bottom-left, bottom-right), zx
+// outside the image. q_planes_bytes(...) bytes (plus one vector of read slack).
+std::int64_t q_planes_bytes(const FoldConvGeometry& geometry);
+void q_build_planes(const std::uint8_t* image, const FoldConvGeometry& geometry, std::uint8_t zx,
+                    std::uint8_t* planes);
+
+// The 4-byte-group buffer of one integer task: per vector v, one 64-byte row per tap (kh, kw)
+// and input channel, row (kh·K + kw)·C_in + ci holding at lane l the group of plane ci at
+// (i + kh·d, j + kw·d), (i, j) the folded output pixel 16·(v0 + v) + l. Every row starts on a
+// 64-byte boundary: no vector load splits a cache line. q_vector_bytes(...) bytes per vector.
+std::int64_t q_vector_bytes(std::int64_t in_channels, std::int64_t kernel);
+std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t kernel);
+// Fills the rows of task.buffer for kernel rows [kh0, kh1) (the portable packer; lanes past the
+// last pixel hold zx).
+void q_pack_vectors(const QTask& task, std::int64_t kh0, std::int64_t kh1);
+// The kernel rows [kh0, kh1) that read the image for at least one pixel of the task; the others
+// lie wholly in the zero-point padding (an interval: the input row grows with kh).
+void q_live_rows(const QTask& task, std::int64_t& kh0, std::int64_t& kh1);
 
 // Winograd F(2×2, 3×3) on dilated tiles, one image at a time, in three phases. A tile is the 2×2
 // folded output positions {i, i + d} × {j, j + d}; its input is the 4×4 folded positions
