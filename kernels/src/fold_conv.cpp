@@ -483,11 +483,11 @@ std::int64_t q_planes_bytes(const FoldConvGeometry& g) {
 }
 
 void q_build_planes(const std::uint8_t* image, const FoldConvGeometry& g, std::uint8_t zx,
-                    std::uint8_t* planes) {
+                    std::uint8_t* planes, std::int64_t c0, std::int64_t c1) {
   const std::int64_t hf = g.height / 2, wf = g.width / 2, p = g.padding;
   const std::int64_t hp = hf + 2 * p, wp = wf + 2 * p;
-  std::uint8_t* dst = planes;
-  for (std::int64_t ci = 0; ci < g.in_channels; ++ci) {
+  std::uint8_t* dst = planes + c0 * hp * wp * 4;
+  for (std::int64_t ci = c0; ci < c1; ++ci) {
     for (std::int64_t row = 0; row < hp; ++row, dst += 4 * wp) {
       const std::int64_t ir = row - p;
       if (ir < 0 || ir >= hf) {
@@ -511,7 +511,7 @@ void q_build_planes(const std::uint8_t* image, const FoldConvGeometry& g, std::u
       }
     }
   }
-  std::memset(dst, zx, 64);  // read slack
+  if (c1 == g.in_channels) std::memset(dst, zx, 64);  // read slack
 }
 
 std::int64_t q_vector_bytes(std::int64_t in_channels, std::int64_t kernel) {
@@ -539,7 +539,6 @@ void q_live_rows(const QTask& t, std::int64_t& kh0, std::int64_t& kh1) {
 void q_pack_vectors(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
   const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
-  const std::int64_t vb = q_vector_bytes(ci_n, k);
   const std::uint32_t pad = 0x01010101u * t.zx;
   for (std::int64_t v = 0; v < t.vectors; ++v) {
     for (std::int64_t l = 0; l < 16; ++l) {
@@ -547,7 +546,8 @@ void q_pack_vectors(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
       for (std::int64_t kh = kh0; kh < kh1; ++kh) {
         for (std::int64_t kw = 0; kw < k; ++kw) {
           for (std::int64_t ci = 0; ci < ci_n; ++ci) {
-            std::uint8_t* dst = t.buffer + v * vb + ((kh * k + kw) * ci_n + ci) * 64 + 4 * l;
+            std::uint8_t* dst =
+                t.buffer + v * 64 + ((kh * k + kw) * ci_n + ci) * kFoldQRowBytes + 4 * l;
             if (m >= pixels) {
               std::memcpy(dst, &pad, 4);
               continue;
@@ -632,16 +632,17 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
   const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
   const double macs = static_cast<double>(g.batch) * g.out_channels * 4 * hf * wf * g.depth();
   // Tasks are blocks of up to kFoldQVectors vectors of 16 folded output pixels (as even as
-  // possible: 13 vectors are 4 + 3 + 3 + 3, not 4 + 4 + 4 + 1); with few blocks for the
-  // threads, the weight blocks are split too (each part gathers its pixels again:
-  // 64·C_in·K² bytes per vector against 12× as many multiply-adds per weight block).
+  // possible: 13 vectors are 4 + 3 + 3 + 3, not 4 + 4 + 4 + 1). With several threads the
+  // weight blocks are split too, to at least 4 tasks per thread (balance); each part packs its
+  // vectors again, one masked load and store per 64 bytes against 48 vpdpbusd per weight block.
   const std::int64_t vecs = (hf * wf + 15) / 16;
-  const std::int64_t vblocks = (vecs + fold_conv_detail::kFoldQVectors - 1) / fold_conv_detail::kFoldQVectors;
+  constexpr std::int64_t kVectors = fold_conv_detail::kFoldQVectors;
+  const std::int64_t vblocks = (vecs + kVectors - 1) / kVectors;
   const std::int64_t units = g.batch * vblocks;
   int threads = thread_count(options.num_threads, macs, units * w.blocks);
   const std::int64_t splits =
-      threads > 1 && units < 2 * threads
-          ? std::min<std::int64_t>(w.blocks, (2 * threads + units - 1) / units)
+      threads > 1 && units < 4 * threads
+          ? std::min<std::int64_t>(w.blocks, (4 * threads + units - 1) / units)
           : 1;
   const std::int64_t tasks = units * splits;
   threads = static_cast<int>(std::min<std::int64_t>(threads, tasks));
@@ -653,10 +654,16 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
   std::vector<std::uint8_t>& planes = thread_scratch().planes;
   if (static_cast<std::int64_t>(planes.size()) < g.batch * plane_bytes)
     planes.resize(static_cast<std::size_t>(g.batch * plane_bytes));
-  for (std::int64_t image = 0; image < g.batch; ++image) {
+  // Channel ranges of the images, so that one image gives every thread a part.
+  const std::int64_t parts = std::min<std::int64_t>(
+      g.in_channels, std::max<std::int64_t>(1, (threads + g.batch - 1) / g.batch));
+  run_tasks(g.batch * parts, threads, [&](std::int64_t t) {
+    const std::int64_t image = t / parts, part = t % parts;
     fold_conv_detail::q_build_planes(x + image * in_image, g, static_cast<std::uint8_t>(e.zx),
-                                     planes.data() + image * plane_bytes);
-  }
+                                     planes.data() + image * plane_bytes,
+                                     g.in_channels * part / parts,
+                                     g.in_channels * (part + 1) / parts);
+  });
   const std::int64_t per_block = vecs / vblocks, extra = vecs % vblocks;
   run_tasks(tasks, threads, [&](std::int64_t t) {
     const std::int64_t s = t % splits, unit = t / splits;
@@ -768,11 +775,11 @@ void scalar_q_task(const QTask& t) {
   const std::int64_t block_size = taps * NB * 4;
   q_pack_vectors(t, 0, k);  // every kernel row, padding included
   for (std::int64_t v = 0; v < t.vectors; ++v) {
-    const std::uint8_t* buffer = t.buffer + v * q_vector_bytes(ci_n, k);
+    const std::uint8_t* buffer = t.buffer + v * 64;
     const std::int64_t m0 = 16 * (t.v0 + v);
     std::int32_t r[L] = {};
     for (std::int64_t g = 0; g < taps; ++g) {
-      const std::uint8_t* xg = buffer + 64 * g;
+      const std::uint8_t* xg = buffer + kFoldQRowBytes * g;
       for (int l = 0; l < L; ++l)
         r[l] += xg[4 * l] + xg[4 * l + 1] + xg[4 * l + 2] + xg[4 * l + 3];
     }
@@ -783,7 +790,7 @@ void scalar_q_task(const QTask& t) {
       std::int32_t acc[NB][L] = {};
       const std::int8_t* wp = t.dense + b * block_size;
       for (std::int64_t g = 0; g < taps; ++g, wp += NB * 4) {
-        const std::uint8_t* xg = buffer + 64 * g;
+        const std::uint8_t* xg = buffer + kFoldQRowBytes * g;
         for (int n = 0; n < NB; ++n)
           for (int l = 0; l < L; ++l) acc[n][l] += dot4(xg + 4 * l, wp + 4 * n);
       }
@@ -794,7 +801,7 @@ void scalar_q_task(const QTask& t) {
         std::int32_t at[L] = {};
         for (std::int64_t e = t.tail_start[n * k]; e < t.tail_start[(n + 1) * k]; ++e) {
           const FoldTailGroup& tg = t.tail_groups[e];
-          const std::uint8_t* xg = buffer + 64 * tg.group;
+          const std::uint8_t* xg = buffer + kFoldQRowBytes * tg.group;
           std::int8_t tc[4];
           std::memcpy(tc, &tg.codes, 4);
           for (int l = 0; l < L; ++l) at[l] += dot4(xg + 4 * l, tc);

@@ -28,6 +28,7 @@ namespace fold_conv_detail {
 namespace {
 
 constexpr int NB = 4 * kFoldQBlock;  // folded channels per block
+constexpr std::int64_t kRow = kFoldQRowBytes;
 
 inline std::int32_t load_i32(const void* p) {
   std::int32_t v;
@@ -128,7 +129,6 @@ inline __mmask16 lanes_mask(std::int64_t l0, std::int64_t l1) {
 void pack(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
   const std::int64_t wp = t.plane_width, plane = t.plane_height * wp * 4;
-  const std::int64_t vb = q_vector_bytes(ci_n, k);
   const __m512i pad = _mm512_set1_epi8(static_cast<char>(t.zx));
   Segment seg[kFoldQVectors][16];
   int count[kFoldQVectors];
@@ -137,7 +137,7 @@ void pack(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
   for (std::int64_t kh = kh0; kh < kh1; ++kh) {
     for (std::int64_t kw = 0; kw < k; ++kw) {
       for (std::int64_t v = 0; v < t.vectors; ++v) {
-        std::uint8_t* dst = t.buffer + v * vb + (kh * k + kw) * ci_n * 64;
+        std::uint8_t* dst = t.buffer + v * 64 + (kh * k + kw) * ci_n * kRow;
         std::int64_t off[16];
         __mmask16 mask[16];
         for (int s = 0; s < count[v]; ++s) {
@@ -146,13 +146,13 @@ void pack(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
           mask[s] = lanes_mask(g.l0, g.l1);
         }
         if (count[v] == 1) {  // the usual case: one row
-          for (std::int64_t ci = 0; ci < ci_n; ++ci, dst += 64) {
+          for (std::int64_t ci = 0; ci < ci_n; ++ci, dst += kRow) {
             const void* src = reinterpret_cast<const void*>(base + ci * plane + off[0]);
             _mm512_store_si512(dst, _mm512_mask_loadu_epi32(pad, mask[0], src));
           }
           continue;
         }
-        for (std::int64_t ci = 0; ci < ci_n; ++ci, dst += 64) {
+        for (std::int64_t ci = 0; ci < ci_n; ++ci, dst += kRow) {
           __m512i x = pad;
           for (int s = 0; s < count[v]; ++s) {
             const void* src = reinterpret_cast<const void*>(base + ci * plane + off[s]);
@@ -175,16 +175,15 @@ __attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::i
                                           std::int32_t* out) {
   static_assert(V >= 1 && V <= 4 && V * C <= 24, "at most 24 accumulators");
   const std::int64_t k = t.kernel, ci_n = t.in_channels;
-  const std::int64_t vb = q_vector_bytes(ci_n, k);
   const std::int8_t* wp = t.dense + (b * k + kh0) * k * ci_n * NB * 4 + 4 * c0;
   __m512i a[V][C];
 #pragma GCC unroll 24
   for (int i = 0; i < V * C; ++i) a[i / C][i % C] = _mm512_setzero_si512();
-  const std::uint8_t* xg = t.buffer + v * vb + kh0 * k * ci_n * 64;
-  for (std::int64_t g = (kh1 - kh0) * k * ci_n; g > 0; --g, xg += 64, wp += NB * 4) {
+  const std::uint8_t* xg = t.buffer + v * 64 + kh0 * k * ci_n * kRow;
+  for (std::int64_t g = (kh1 - kh0) * k * ci_n; g > 0; --g, xg += kRow, wp += NB * 4) {
     __m512i x[V];
 #pragma GCC unroll 4
-    for (int i = 0; i < V; ++i) x[i] = _mm512_load_si512(xg + i * vb);
+    for (int i = 0; i < V; ++i) x[i] = _mm512_load_si512(xg + i * 64);
 #pragma GCC unroll 12
     for (int n = 0; n < C; ++n) {
       const __m512i w = _mm512_set1_epi32(load_i32(wp + 4 * n));
@@ -211,21 +210,21 @@ __attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::i
 // registers and the codes are broadcast from the vector register. Lists are padded to an even
 // length at packing.
 template <int G>
-inline void tail_tile(const std::uint8_t* x, std::int64_t vb, const FoldTailGroup* e,
+inline void tail_tile(const std::uint8_t* x, const FoldTailGroup* e,
                       const FoldTailGroup* end, std::int32_t pad, std::int32_t* out,
                       std::int64_t nl) {
   static_assert(G >= 1 && G <= 4, "1 to 4 vectors");
   static_assert(sizeof(FoldTailGroup) == 8, "two groups per 16-byte load");
   const std::uint8_t* x0 = x;
-  const std::uint8_t* x1 = x + vb;
-  const std::uint8_t* x2 = x + 2 * vb;
-  const std::uint8_t* x3 = x + 3 * vb;
+  const std::uint8_t* x1 = x + 64;
+  const std::uint8_t* x2 = x + 128;
+  const std::uint8_t* x3 = x + 192;
   const __m512i z = _mm512_setzero_si512();
   __m512i a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, d0 = z, d1 = z;  // <vector><set>
   for (; e < end; e += 2) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(e));
-    const std::int64_t o0 = static_cast<std::int64_t>(_mm_cvtsi128_si32(v)) * 64;
-    const std::int64_t o1 = static_cast<std::int64_t>(_mm_extract_epi32(v, 2)) * 64;
+    const std::int64_t o0 = static_cast<std::int64_t>(_mm_cvtsi128_si32(v)) * kRow;
+    const std::int64_t o1 = static_cast<std::int64_t>(_mm_extract_epi32(v, 2)) * kRow;
     const __m512i w0 = _mm512_broadcastd_epi32(_mm_srli_epi64(v, 32));
     const __m512i w1 = _mm512_broadcastd_epi32(_mm_srli_si128(v, 12));
     PRISM_DPBUSD(a0, _mm512_load_si512(x0 + o0), w0);
@@ -254,7 +253,6 @@ template <int G>
 __attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::int64_t channels,
                                           std::int64_t kh0, std::int64_t kh1, std::int32_t* out) {
   const std::int64_t k = t.kernel;
-  const std::int64_t vb = q_vector_bytes(t.in_channels, k);
   for (std::int64_t nl = 0; nl < channels; ++nl) {
     const std::int64_t n = b * NB + nl;
     const FoldTailGroup* e = t.tail_groups + t.tail_start[n * k + kh0];
@@ -263,13 +261,12 @@ __attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::i
     for (std::int64_t kh = 0; kh < k; ++kh) {
       if (kh < kh0 || kh >= kh1) skipped += t.tail_row_sums[n * k + kh];
     }
-    tail_tile<G>(t.buffer, vb, e, end, static_cast<std::int32_t>(t.zx) * skipped, out, nl);
+    tail_tile<G>(t.buffer, e, end, static_cast<std::int32_t>(t.zx) * skipped, out, nl);
   }
 }
 
 void q_task(const QTask& t) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels;
-  const std::int64_t vb = q_vector_bytes(ci_n, k);
   const __m512i ones = _mm512_set1_epi32(0x01010101);
   const __m512i zero = _mm512_setzero_si512();
   const Interleave il;
@@ -288,15 +285,15 @@ void q_task(const QTask& t) {
   for (std::int64_t v = 0; v < t.vectors; ++v) {
     count[v] = segments(t, v, seg[v]);
     __m512i part[4] = {zero, zero, zero, zero};
-    const std::uint8_t* xr = t.buffer + v * vb + kh0 * k * ci_n * 64;
+    const std::uint8_t* xr = t.buffer + v * 64 + kh0 * k * ci_n * kRow;
     std::int64_t g = 0;
     for (; g + 3 < live; g += 4) {
       for (int q = 0; q < 4; ++q) {
-        part[q] = _mm512_dpbusd_epi32(part[q], _mm512_load_si512(xr + 64 * (g + q)), ones);
+        part[q] = _mm512_dpbusd_epi32(part[q], _mm512_load_si512(xr + kRow * (g + q)), ones);
       }
     }
     for (; g < live; ++g) {
-      part[0] = _mm512_dpbusd_epi32(part[0], _mm512_load_si512(xr + 64 * g), ones);
+      part[0] = _mm512_dpbusd_epi32(part[0], _mm512_load_si512(xr + kRow * g), ones);
     }
     r[v] = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(part[0], part[1]),
                                              _mm512_add_epi32(part[2], part[3])),

@@ -248,15 +248,18 @@ struct QTask {
 
 // The padded planes of one image: plane ci holds, at (row, column), the 2×2 fold block of folded
 // input (row − p, column − p) as 4 bytes (top-left, top-right, bottom-left, bottom-right), zx
-// outside the image. q_planes_bytes(...) bytes (plus one vector of read slack).
+// outside the image. q_planes_bytes(...) bytes (with one vector of read slack). Builds the planes
+// of input channels [c0, c1) (the slack with the last).
 std::int64_t q_planes_bytes(const FoldConvGeometry& geometry);
 void q_build_planes(const std::uint8_t* image, const FoldConvGeometry& geometry, std::uint8_t zx,
-                    std::uint8_t* planes);
+                    std::uint8_t* planes, std::int64_t c0, std::int64_t c1);
 
-// The 4-byte-group buffer of one integer task: per vector v, one 64-byte row per tap (kh, kw)
-// and input channel, row (kh·K + kw)·C_in + ci holding at lane l the group of plane ci at
-// (i + kh·d, j + kw·d), (i, j) the folded output pixel 16·(v0 + v) + l. Every row starts on a
-// 64-byte boundary: no vector load splits a cache line. q_vector_bytes(...) bytes per vector.
+// The 4-byte-group buffer of one integer task: one kFoldQRowBytes row per tap (kh, kw) and input
+// channel, row (kh·K + kw)·C_in + ci holding the task's vectors side by side: vector v's lane l
+// (bytes 64·v + 4·l) is the group of plane ci at (i + kh·d, j + kw·d), (i, j) the folded output
+// pixel 16·(v0 + v) + l. A tail group's vectors are thus 4 adjacent cache lines, and no vector
+// load splits a line. q_vector_bytes(...) is the buffer's size per vector.
+constexpr std::int64_t kFoldQRowBytes = 64 * kFoldQVectors;
 std::int64_t q_vector_bytes(std::int64_t in_channels, std::int64_t kernel);
 std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t kernel);
 // Fills the rows of task.buffer for kernel rows [kh0, kh1) (the portable packer; lanes past the
