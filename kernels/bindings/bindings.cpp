@@ -157,15 +157,23 @@ void qgemm(U8Array x, const Packed& w, float sx, int zx, const EpilogueArrays& p
     prism::qgemm_requantized(src, m, *w, e, rq, pq, o);
 }
 
+using PackedFoldQ = std::shared_ptr<prism::PackedFoldQWeights>;
+
+// The per-channel epilogue length of packed weights: N of a GEMM or convolution, the folded
+// output channels 4·C_out of a folded convolution.
+std::int64_t epilogue_channels(const Packed& w) { return w->channels; }
+std::int64_t epilogue_channels(const PackedFoldQ& w) { return 4 * w->out_channels; }
+
 // What a prepared integer layer fixes at load time: the packed weights, the checked epilogue
 // and the output form. run() allocates the output (uint8 when requantized, else float32) and
 // calls run_q(q) or run_f(y) with the GIL released.
+template <class P>
 class PreparedLayer {
  protected:
-  PreparedLayer(Packed w, float sx, int zx, EpilogueArrays params, bool requantize,
+  PreparedLayer(P w, float sx, int zx, EpilogueArrays params, bool requantize,
                 float out_scale, int out_zero_point, bool relu)
       : w_(std::move(w)), params_(std::move(params)), requantize_(requantize) {
-    epilogue_ = params_.get(sx, zx, w_->channels);
+    epilogue_ = params_.get(sx, zx, epilogue_channels(w_));
     requant_.scale = out_scale;
     requant_.zero_point = out_zero_point;
     requant_.relu = relu;
@@ -187,7 +195,7 @@ class PreparedLayer {
     return std::move(y);
   }
 
-  Packed w_;
+  P w_;
   EpilogueArrays params_;  // keeps the per-channel arrays that epilogue_ points into alive
   prism::PwlqEpilogue epilogue_;
   prism::Requantization requant_;
@@ -196,7 +204,7 @@ class PreparedLayer {
 
 // A GEMM layer prepared once (sdk.kernels_int.PwlqGemm): a call parses two arguments besides x
 // and allocates its output here. path/num_threads are per call (PwlqGemm takes them per call).
-class PreparedQgemm : PreparedLayer {
+class PreparedQgemm : PreparedLayer<Packed> {
  public:
   PreparedQgemm(Packed w, float sx, int zx, EpilogueArrays params, bool requantize,
                 float out_scale, int out_zero_point, bool relu)
@@ -271,7 +279,7 @@ void qconv2d(U8Array x, const Packed& w, std::int64_t kernel_h, std::int64_t ker
 // A convolution layer prepared once for float32 inputs quantized inside the kernel
 // (prism::InputQuantization): a call checks x, allocates the output and runs, with no Python
 // between (the per-layer cost of a small network's convolutions is mostly call overhead).
-class PreparedConv : PreparedLayer {
+class PreparedConv : PreparedLayer<Packed> {
  public:
   PreparedConv(Packed w, std::int64_t kernel_h, std::int64_t kernel_w, std::int64_t stride_h,
                std::int64_t stride_w, std::int64_t pad_h, std::int64_t pad_w,
@@ -339,7 +347,6 @@ class PreparedConv : PreparedLayer {
 // ---- Folded convolution, FP32 and integer (sdk/fold_conv.py documents and checks the inputs).
 
 using PackedFold = std::shared_ptr<prism::PackedFoldWeights>;
-using PackedFoldQ = std::shared_ptr<prism::PackedFoldQWeights>;
 
 prism::FoldConvGeometry fold_geometry(const py::array& x, std::int64_t in_channels,
                                       std::int64_t out_channels, std::int64_t kernel,
@@ -449,6 +456,41 @@ void fold_qconv2d(U8Array x, const PackedFoldQ& w, std::int64_t dilation, std::i
   py::gil_scoped_release release;
   prism::fold_qconv2d(src, g, *w, e, out, o);
 }
+
+// A folded integer convolution prepared once (sdk.fold_conv.FoldQConvLayer): a call checks x,
+// allocates the output and runs, with no Python between.
+class PreparedFoldQConv : PreparedLayer<PackedFoldQ> {
+ public:
+  PreparedFoldQConv(PackedFoldQ w, std::int64_t dilation, std::int64_t padding, float sx, int zx,
+                    EpilogueArrays params, bool requantize, float out_scale, int out_zero_point,
+                    bool relu)
+      : PreparedLayer(std::move(w), sx, zx, std::move(params), requantize, out_scale,
+                      out_zero_point, relu),
+        dilation_(dilation), padding_(padding) {}
+
+  // x: uint8 (B, C_in, H, W) C-contiguous -> float32 or uint8 (B, C_out, 2·Hf, 2·Wf).
+  py::array operator()(U8Array x, const std::string& path, int num_threads) const {
+    const prism::FoldConvGeometry g =
+        fold_geometry(x, w_->in_channels, w_->out_channels, w_->kernel, dilation_, padding_);
+    const prism::FoldConvOptions o = fold_options(path, num_threads);
+    const std::uint8_t* src = x.data();
+    return run({g.batch, g.out_channels, g.out_height(), g.out_width()},
+               [&](std::uint8_t* q) {
+                 prism::FoldQOutput out;
+                 out.q = q;
+                 out.requant = &requant_;
+                 if (g.batch) prism::fold_qconv2d(src, g, *w_, epilogue_, out, o);
+               },
+               [&](float* y) {
+                 prism::FoldQOutput out;
+                 out.y = y;
+                 if (g.batch) prism::fold_qconv2d(src, g, *w_, epilogue_, out, o);
+               });
+  }
+
+ private:
+  std::int64_t dilation_, padding_;
+};
 
 }  // namespace
 
@@ -589,6 +631,14 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("out_scale") = 1.0f,
         py::arg("out_zero_point") = 0, py::arg("relu") = false, py::arg("path") = "auto",
         py::arg("num_threads") = 0, "See sdk.fold_conv.fold_qconv2d.");
+  py::class_<PreparedFoldQConv>(m, "PreparedFoldQConv2d", "See sdk.fold_conv.FoldQConvLayer.")
+      .def(py::init<PackedFoldQ, std::int64_t, std::int64_t, float, int, EpilogueArrays, bool,
+                    float, int, bool>(),
+           py::arg("packed"), py::arg("dilation"), py::arg("padding"), py::arg("sx"),
+           py::arg("zx"), py::arg("params"), py::arg("requantize"), py::arg("out_scale"),
+           py::arg("out_zero_point"), py::arg("relu"))
+      .def("__call__", &PreparedFoldQConv::operator(), py::arg("x").noconvert(),
+           py::arg("path"), py::arg("num_threads"));
   register_line_kernels(m);
 }
 

@@ -344,6 +344,49 @@ def test_input_errors():
     np.testing.assert_allclose(fc.fold_conv2d(wide[..., ::2], w, b), fc.fold_conv2d(x, w, b))
 
 
+@pytest.mark.parametrize("path", INT_PATHS)
+def test_prepared_layer_is_fold_qconv2d(path):
+    """FoldQConvLayer gives fold_qconv2d's bits (float and requantized, padding 'same' and
+    explicit, batch 0, 1 and 3, 1 and 2 threads) and checks X per call."""
+    rng = np.random.default_rng(21)
+    packed = fc.pack_fold_qweights(*random_codes(rng, (12, 8, 3, 3), True))
+    n = 12
+    params = dict(s1=rng.uniform(0.005, 0.02, n), s2=rng.uniform(0.01, 0.05, n),
+                  a=rng.uniform(0.8, 1.2, n), c=rng.uniform(-1e-3, 1e-3, n),
+                  bias=rng.standard_normal(n))
+    requant = dict(out_scale=0.07, out_zero_point=9, relu=True)
+    for geo in (dict(dilation=2), dict(dilation=3, padding=1)):
+        for extra in ({}, requant):
+            layer = fc.prepare_fold_qconv2d(packed, 0.03, 77, **params, **extra, **geo)
+            assert layer.requantized == bool(extra)
+            for batch in (0, 1, 3):
+                X = rng.integers(0, 256, (batch, 2, 14, 22), dtype=np.uint8)
+                want = fc.fold_qconv2d(X, packed, 0.03, 77, **params, **extra, **geo, path=path)
+                for t in (1, 2):
+                    got = layer(X, path=path, num_threads=t)
+                    assert got.dtype == want.dtype and got.shape == want.shape
+                    np.testing.assert_array_equal(got, want)
+    with pytest.raises(InputError, match="X: expected dtype uint8"):
+        layer(X.astype(np.int16))
+    with pytest.raises(InputError, match=r"X: expected shape \(N, 2, H, W\)"):
+        layer(X[:, :1])
+    with pytest.raises(InputError, match="X: H and W must be even"):
+        layer(X[..., :21])
+    with pytest.raises(InputError, match="does not fit"):
+        layer(X[..., :2, :2])
+    with pytest.raises(InputError, match="num_threads"):
+        layer(X, num_threads=0)
+    with pytest.raises(InputError, match="s1"):
+        fc.prepare_fold_qconv2d(packed, 0.03, 77, None)
+    with pytest.raises(InputError, match="dilation"):
+        fc.prepare_fold_qconv2d(packed, 0.03, 77, 1.0, dilation=0)
+    even = fc.pack_fold_qweights(*random_codes(rng, (4, 4, 2, 2), True))  # K = 2
+    with pytest.raises(InputError, match="'same' needs an even"):
+        fc.prepare_fold_qconv2d(even, 0.03, 77, 1.0)
+    with pytest.raises(InputError, match="packed"):
+        fc.prepare_fold_qconv2d(object(), 0.03, 77, 1.0)
+
+
 def test_integer_input_errors():
     rng = np.random.default_rng(0)
     center, tail = random_codes(rng, (8, 8, 3, 3), True)
