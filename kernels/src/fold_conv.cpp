@@ -2,6 +2,7 @@
 // the portable (scalar) kernels. The SIMD inner loops live in fold_conv_<isa>.cpp; semantics in
 // prism/fold_conv.hpp.
 #include "prism/fold_conv.hpp"
+#include "scalar_epilogue.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -817,20 +818,14 @@ void scalar_q_task(const QTask& t) {
             continue;
           }
           const QEpilogue& q = *t.epilogue;
-          float y = static_cast<float>(ac - q.zero_c[n]) * q.alpha_c[n];
-          if (t.has_tail) {
-            y = y + static_cast<float>(at[l] - q.zero_t[n]) * q.alpha_t[n];
-          }
-          y = y + static_cast<float>(r[l] - q.row_zero) * q.gamma[n];
-          y = y + q.beta[n];
+          const float y = scalar_epilogue::value(ac, q.zero_c[n], q.alpha_c[n], t.has_tail, at[l],
+                                                 q.zero_t[n], q.alpha_t[n], r[l], q.row_zero,
+                                                 q.gamma[n], q.beta[n]);
           if (t.y) {
             t.y[o] = y;
             continue;
           }
-          float f = std::nearbyint(y / q.out_scale) + q.out_zero;  // round half to even
-          f = f > q.out_low ? f : q.out_low;  // NaN -> low, as vmaxps does
-          f = f < 255.0f ? f : 255.0f;
-          t.q[o] = static_cast<std::uint8_t>(f);
+          t.q[o] = scalar_epilogue::requantize(y, q.out_scale, q.out_zero, q.out_low);
         }
       }
     }

@@ -204,46 +204,26 @@ __attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::i
   }
 }
 
-// One channel's tail over the task's G vectors (1 to 4): one vpdpbusd per group and vector. The
-// pass is bound by loads (a 512-bit activation load per vpdpbusd), so, as in the GEMM's tail
-// pass, the two groups of a step come from one 16-byte load: the group indices go to general
-// registers and the codes are broadcast from the vector register. Lists are padded to an even
-// length at packing.
+#include "vnni_tail.inc"
+
+// One channel's tail over the task's G vectors (1 to 4): one vpdpbusd per group and vector (see
+// vnni_tail.inc; the task's vectors of a group are 64 bytes apart in its kRow-byte row). Lists
+// are padded to an even length at packing.
 template <int G>
 inline void tail_tile(const std::uint8_t* x, const FoldTailGroup* e,
                       const FoldTailGroup* end, std::int32_t pad, std::int32_t* out,
                       std::int64_t nl) {
-  static_assert(G >= 1 && G <= 4, "1 to 4 vectors");
-  static_assert(sizeof(FoldTailGroup) == 8, "two groups per 16-byte load");
-  const std::uint8_t* x0 = x;
-  const std::uint8_t* x1 = x + 64;
-  const std::uint8_t* x2 = x + 128;
-  const std::uint8_t* x3 = x + 192;
   const __m512i z = _mm512_setzero_si512();
   __m512i a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, d0 = z, d1 = z;  // <vector><set>
-  for (; e < end; e += 2) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(e));
-    const std::int64_t o0 = static_cast<std::int64_t>(_mm_cvtsi128_si32(v)) * kRow;
-    const std::int64_t o1 = static_cast<std::int64_t>(_mm_extract_epi32(v, 2)) * kRow;
-    const __m512i w0 = _mm512_broadcastd_epi32(_mm_srli_epi64(v, 32));
-    const __m512i w1 = _mm512_broadcastd_epi32(_mm_srli_si128(v, 12));
-    PRISM_DPBUSD(a0, _mm512_load_si512(x0 + o0), w0);
-    if constexpr (G >= 2) PRISM_DPBUSD(b0, _mm512_load_si512(x1 + o0), w0);
-    if constexpr (G >= 3) PRISM_DPBUSD(c0, _mm512_load_si512(x2 + o0), w0);
-    if constexpr (G >= 4) PRISM_DPBUSD(d0, _mm512_load_si512(x3 + o0), w0);
-    PRISM_DPBUSD(a1, _mm512_load_si512(x0 + o1), w1);
-    if constexpr (G >= 2) PRISM_DPBUSD(b1, _mm512_load_si512(x1 + o1), w1);
-    if constexpr (G >= 3) PRISM_DPBUSD(c1, _mm512_load_si512(x2 + o1), w1);
-    if constexpr (G >= 4) PRISM_DPBUSD(d1, _mm512_load_si512(x3 + o1), w1);
-  }
+  vnni_tail_steps<G>(x, 64, kRow, e, end, a0, b0, c0, d0, a1, b1, c1, d1);
   const __m512i p = _mm512_set1_epi32(pad);
-  auto put = [&](std::int64_t o, __m512i v) {
-    _mm512_store_si512(out + o, _mm512_add_epi32(v, p));
-  };
-  put(slot(0, nl), _mm512_add_epi32(a0, a1));
-  if constexpr (G >= 2) put(slot(1, nl), _mm512_add_epi32(b0, b1));
-  if constexpr (G >= 3) put(slot(2, nl), _mm512_add_epi32(c0, c1));
-  if constexpr (G >= 4) put(slot(3, nl), _mm512_add_epi32(d0, d1));
+  _mm512_store_si512(out + slot(0, nl), _mm512_add_epi32(_mm512_add_epi32(a0, a1), p));
+  if constexpr (G >= 2)
+    _mm512_store_si512(out + slot(1, nl), _mm512_add_epi32(_mm512_add_epi32(b0, b1), p));
+  if constexpr (G >= 3)
+    _mm512_store_si512(out + slot(2, nl), _mm512_add_epi32(_mm512_add_epi32(c0, c1), p));
+  if constexpr (G >= 4)
+    _mm512_store_si512(out + slot(3, nl), _mm512_add_epi32(_mm512_add_epi32(d0, d1), p));
 }
 
 // The sparse tail pass of one channel block over all vectors of the task:

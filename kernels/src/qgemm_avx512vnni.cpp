@@ -124,40 +124,17 @@ void dense(const DenseArgs& a) {
     dense_tile<1>(a.x.data + g * stride, a.x.k_blocks, a.panel, a.out + g * 16, a.ld);
 }
 
-// One channel's tail over G row groups: one vpdpbusd per block and row group. The pass is bound
-// by loads (a 512-bit activation load per vpdpbusd), so the two blocks of a step come from one
-// 16-byte load: the k-block indices go to general registers and the codes are broadcast from the
-// vector register instead of from memory. Channel lists are padded to an even length at packing
-// (a zero-code block), so a step never reads past its channel. Two accumulator sets (even and odd
-// blocks) double the independent dependency chains.
+#include "vnni_tail.inc"
+
+// One channel's tail over G row groups: one vpdpbusd per block and row group (see
+// vnni_tail.inc; channel lists are padded to an even length at packing with a zero-code block).
 template <int G>
 inline void tail_tile(const std::uint8_t* x, std::int64_t k_blocks, const QgemmTailBlock* b,
                       const QgemmTailBlock* end, std::int32_t* out_t) {
-  static_assert(G >= 1 && G <= 4, "1 to 4 row groups");
-  const std::int64_t stride = k_blocks * 64;
-  const std::uint8_t* x0 = x;
-  const std::uint8_t* x1 = x + stride;
-  const std::uint8_t* x2 = x + 2 * stride;
-  const std::uint8_t* x3 = x + 3 * stride;
   const __m512i z = _mm512_setzero_si512();
   __m512i ta0 = z, ta1 = z, tb0 = z, tb1 = z, tc0 = z, tc1 = z;  // t<row group><set>
   __m512i td0 = z, td1 = z;
-  static_assert(sizeof(QgemmTailBlock) == 8, "two blocks per 16-byte load");
-  for (; b < end; b += 2) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b));
-    const std::int64_t o0 = static_cast<std::int64_t>(_mm_cvtsi128_si32(v)) * 64;
-    const std::int64_t o1 = static_cast<std::int64_t>(_mm_extract_epi32(v, 2)) * 64;
-    const __m512i w0 = _mm512_broadcastd_epi32(_mm_srli_epi64(v, 32));
-    const __m512i w1 = _mm512_broadcastd_epi32(_mm_srli_si128(v, 12));
-    PRISM_DPBUSD(ta0, _mm512_loadu_si512(x0 + o0), w0);
-    if constexpr (G >= 2) PRISM_DPBUSD(tb0, _mm512_loadu_si512(x1 + o0), w0);
-    if constexpr (G >= 3) PRISM_DPBUSD(tc0, _mm512_loadu_si512(x2 + o0), w0);
-    if constexpr (G >= 4) PRISM_DPBUSD(td0, _mm512_loadu_si512(x3 + o0), w0);
-    PRISM_DPBUSD(ta1, _mm512_loadu_si512(x0 + o1), w1);
-    if constexpr (G >= 2) PRISM_DPBUSD(tb1, _mm512_loadu_si512(x1 + o1), w1);
-    if constexpr (G >= 3) PRISM_DPBUSD(tc1, _mm512_loadu_si512(x2 + o1), w1);
-    if constexpr (G >= 4) PRISM_DPBUSD(td1, _mm512_loadu_si512(x3 + o1), w1);
-  }
+  vnni_tail_steps<G>(x, k_blocks * 64, 64, b, end, ta0, tb0, tc0, td0, ta1, tb1, tc1, td1);
   _mm512_storeu_si512(out_t, _mm512_add_epi32(ta0, ta1));
   if constexpr (G >= 2) _mm512_storeu_si512(out_t + 16, _mm512_add_epi32(tb0, tb1));
   if constexpr (G >= 3) _mm512_storeu_si512(out_t + 32, _mm512_add_epi32(tc0, tc1));

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "prism/qgemm.hpp"
+#include "scalar_epilogue.hpp"
 
 namespace prism {
 namespace qgemm_detail {
@@ -57,18 +58,16 @@ void epilogue(const EpilogueArgs& a) {
   for (std::int64_t j = 0; j < a.channels; ++j) {
     for (std::int64_t r = 0; r < a.rows; ++r) {
       const std::int64_t i = j * a.ld + r;
-      float y = static_cast<float>(a.acc[i] - a.zero_c[j]) * a.alpha_c[j];
-      if (a.acc_t) y = y + static_cast<float>(a.acc_t[i] - a.zero_t[j]) * a.alpha_t[j];
-      y = y + static_cast<float>(a.row_sums[r] - a.row_zero) * a.gamma[j];
-      y = y + a.beta[j];
+      const bool tail = a.acc_t != nullptr;
+      const float y = scalar_epilogue::value(
+          a.acc[i], a.zero_c[j], a.alpha_c[j], tail, tail ? a.acc_t[i] : 0,
+          tail ? a.zero_t[j] : 0, tail ? a.alpha_t[j] : 0.0f, a.row_sums[r], a.row_zero,
+          a.gamma[j], a.beta[j]);
       if (!a.q) {
         a.y[i] = y;
         continue;
       }
-      float t = std::nearbyint(y / a.out_scale) + a.out_zero;  // round half to even
-      t = t > a.out_low ? t : a.out_low;  // NaN -> low, as vmaxps does
-      t = t < 255.0f ? t : 255.0f;
-      a.q[i] = static_cast<std::uint8_t>(t);
+      a.q[i] = scalar_epilogue::requantize(y, a.out_scale, a.out_zero, a.out_low);
     }
   }
 }
