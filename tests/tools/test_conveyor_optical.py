@@ -61,8 +61,16 @@ def run_line(line, classifier, log_path):
             config = ScannerConfig(gate_distance_counts=GATE_COUNTS, margin_counts=10, **line.config_overrides())
             scanner = ConveyorScanner(source, line.belt.extractor(line.lut), classifier, plc, config,
                                       log_path=log_path)
-            # until every object's gate count has passed (the PLC's encoder follows the lines)
-            stats = scanner.run(duration_s=(belt.objects[-1].end + GATE_COUNTS + 150) / RATE_HZ)
+            # Until every object's gate count has passed (the PLC's encoder follows the lines):
+            # checked each second, so a host too busy to deliver the lines in real time gets
+            # more time (up to three times the nominal run) instead of a short count.
+            until = belt.objects[-1].end + GATE_COUNTS + line.gate_tolerance_counts + 150
+
+            def stop_past_last_gate(_stats):
+                if line.plc.position >= until:
+                    scanner.stop()
+
+            stats = scanner.run(duration_s=3 * until / RATE_HZ, on_progress=stop_past_last_gate)
         finally:
             source.close()
     records = [json.loads(s) for s in log_path.read_text().splitlines()]
