@@ -74,6 +74,11 @@ def host_info() -> dict[str, Any]:
     return info
 
 
+def info_row(what: str, value: float, unit: str, peer: str) -> dict[str, Any]:
+    """A perf-table row that reports a measurement without a goal (``goal``/``met`` None)."""
+    return {"what": what, "value": value, "unit": unit, "peer": peer, "goal": None, "met": None}
+
+
 def time_calls(fn: Callable[[], Any], count: int) -> np.ndarray:
     """Wall time in seconds of ``count`` consecutive calls of ``fn``."""
     out = np.empty(count)

@@ -187,6 +187,8 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None) -> dict[
 
 def perf_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per contender and thread count: the worst of the shapes, against its goal."""
+    from .bench import info_row
+
     rows = []
     threads = sorted({r["threads"] for r in report["results"]})
     for name, goal in GOALS.items():
@@ -205,11 +207,10 @@ def perf_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         if r["threads"] == 1 and r["dilation"] == 2 and r["h"] == 56 and \
                 "fraction_of_vpdpbusd_peak" in r:
             for name in ("int8", "pwlq"):
-                rows.append({"what": f"folded conv {LABELS[name]} 56x56 d=2, 1 thread: fraction "
+                rows.append(info_row(f"folded conv {LABELS[name]} 56x56 d=2, 1 thread: fraction "
                                      f"of the measured vpdpbusd peak",
-                             "value": round(r["fraction_of_vpdpbusd_peak"][name], 3),
-                             "unit": "of peak", "peer": "vpdpbusd loop", "goal": None,
-                             "met": None})
+                                     round(r["fraction_of_vpdpbusd_peak"][name], 3), "of peak",
+                                     "vpdpbusd loop"))
     return rows
 
 

@@ -49,6 +49,7 @@ import numpy as np
 from sdk import _kernels
 from sdk import kernels_int as ki
 
+from .bench import info_row
 from .perf_table import render
 
 COMMAND = "python -m sdk.tools.bench_kernels"
@@ -316,17 +317,14 @@ def summary_rows(results: list[dict], thread_counts: list[int], host: dict) -> l
                      "value": round(value, 3), "unit": "x", "peer": "pwlq_dense2",
                      "goal": "> 1.0", "met": value > 1.0})
         if "pwlq_bound_vs_ort" in ref:
-            rows.append({"what": f"PWLQ W4A8 at 100% of the vpdpbusd peak vs ORT MatMulInteger "
+            rows.append(info_row(f"PWLQ W4A8 at 100% of the vpdpbusd peak vs ORT MatMulInteger "
                                  f"(the work bound), 1024x576x128, {tag}",
-                         "value": round(ref["pwlq_bound_vs_ort"], 3), "unit": "x", "peer": PEER,
-                         "goal": None, "met": None})
+                                 round(ref["pwlq_bound_vs_ort"], 3), "x", PEER))
         if "fraction_of_measured_peak" in ref:
             for name in ("uniform_int8", "pwlq_sparse"):
-                rows.append({"what": f"{name} 1024x576x128 fraction of measured vpdpbusd peak, "
-                                     f"{tag}",
-                             "value": round(ref["fraction_of_measured_peak"][name], 3),
-                             "unit": "of peak", "peer": "vpdpbusd loop", "goal": None,
-                             "met": None})
+                rows.append(info_row(f"{name} 1024x576x128 fraction of measured vpdpbusd peak, "
+                                     f"{tag}", round(ref["fraction_of_measured_peak"][name], 3),
+                                     "of peak", "vpdpbusd loop"))
     return rows
 
 

@@ -523,18 +523,26 @@ std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t kernel) {
   return kFoldQVectors * q_vector_bytes(in_channels, kernel) + 64;
 }
 
-void q_live_rows(const QTask& t, std::int64_t& kh0, std::int64_t& kh1) {
-  const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
-  const std::int64_t m0 = 16 * t.v0, m1 = std::min(16 * (t.v0 + t.vectors), pixels);
-  const std::int64_t i0 = m0 / wf, i1 = (m1 - 1) / wf, hf = t.height / 2;
+void live_rows(std::int64_t v0, std::int64_t vectors, std::int64_t folded_out_height,
+               std::int64_t folded_out_width, std::int64_t height, std::int64_t kernel,
+               std::int64_t dilation, std::int64_t padding, std::int64_t& kh0,
+               std::int64_t& kh1) {
+  const std::int64_t wf = folded_out_width, pixels = folded_out_height * wf;
+  const std::int64_t m0 = 16 * v0, m1 = std::min(16 * (v0 + vectors), pixels);
+  const std::int64_t i0 = m0 / wf, i1 = (m1 - 1) / wf, hf = height / 2;
   auto live = [&](std::int64_t kh) {
-    const std::int64_t shift = kh * t.dilation - t.padding;
+    const std::int64_t shift = kh * dilation - padding;
     return i1 + shift >= 0 && i0 + shift < hf;
   };
   kh0 = 0;
-  while (kh0 < t.kernel && !live(kh0)) ++kh0;
+  while (kh0 < kernel && !live(kh0)) ++kh0;
   kh1 = kh0;
-  while (kh1 < t.kernel && live(kh1)) ++kh1;
+  while (kh1 < kernel && live(kh1)) ++kh1;
+}
+
+void q_live_rows(const QTask& t, std::int64_t& kh0, std::int64_t& kh1) {
+  live_rows(t.v0, t.vectors, t.folded_out_height, t.folded_out_width, t.height, t.kernel,
+            t.dilation, t.padding, kh0, kh1);
 }
 
 void q_pack_vectors(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
@@ -632,20 +640,36 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
   const FoldConvIsa& isa = resolve(options.path, true);
   const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
   const double macs = static_cast<double>(g.batch) * g.out_channels * 4 * hf * wf * g.depth();
-  // Tasks are blocks of up to kFoldQVectors vectors of 16 folded output pixels (as even as
-  // possible: 13 vectors are 4 + 3 + 3 + 3, not 4 + 4 + 4 + 1). With several threads the
-  // weight blocks are split too, to at least 4 tasks per thread (balance); each part packs its
-  // vectors again, one masked load and store per 64 bytes against 48 vpdpbusd per weight block.
+  // Units are blocks of up to kFoldQVectors vectors of 16 folded output pixels (as even as
+  // possible: 13 vectors are 4 + 3 + 3 + 3, not 4 + 4 + 4 + 1). A unit and a range of weight
+  // blocks make a piece of work (vectors × blocks). With several threads the sequence of all
+  // (unit, block) pairs is cut into 2 chunks per thread of equal work, handed out dynamically:
+  // the threads finish together, and a unit is gathered again only where a cut splits it.
   const std::int64_t vecs = (hf * wf + 15) / 16;
   constexpr std::int64_t kVectors = fold_conv_detail::kFoldQVectors;
   const std::int64_t vblocks = (vecs + kVectors - 1) / kVectors;
   const std::int64_t units = g.batch * vblocks;
+  const std::int64_t per_block = vecs / vblocks, extra = vecs % vblocks;
+  auto unit_vectors = [&](std::int64_t u) { return per_block + (u % vblocks < extra ? 1 : 0); };
+  // Work of one weight block of unit u: its vectors times its kernel rows that read the image
+  // (rows lying wholly in the padding are skipped).
+  std::vector<std::int64_t> unit_work(static_cast<std::size_t>(units));
+  std::int64_t work = 0;
+  auto unit_v0 = [&](std::int64_t u) {
+    const std::int64_t vb = u % vblocks;
+    return vb * per_block + std::min(vb, extra);
+  };
+  for (std::int64_t u = 0; u < units; ++u) {
+    std::int64_t kh0, kh1;
+    fold_conv_detail::live_rows(unit_v0(u), unit_vectors(u), hf, wf, g.height, g.kernel,
+                                g.dilation, g.padding, kh0, kh1);
+    unit_work[static_cast<std::size_t>(u)] =
+        unit_vectors(u) * std::max<std::int64_t>(kh1 - kh0, 1);
+    work += unit_work[static_cast<std::size_t>(u)] * w.blocks;
+  }
   int threads = thread_count(options.num_threads, macs, units * w.blocks);
-  const std::int64_t splits =
-      threads > 1 && units < 4 * threads
-          ? std::min<std::int64_t>(w.blocks, (4 * threads + units - 1) / units)
-          : 1;
-  const std::int64_t tasks = units * splits;
+  const std::int64_t tasks =
+      threads > 1 ? std::min<std::int64_t>(units * w.blocks, 2 * threads) : 1;
   threads = static_cast<int>(std::min<std::int64_t>(threads, tasks));
   const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, g.kernel);
   const std::int64_t plane_bytes = fold_conv_detail::q_planes_bytes(g);
@@ -665,10 +689,8 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
                                      g.in_channels * part / parts,
                                      g.in_channels * (part + 1) / parts);
   });
-  const std::int64_t per_block = vecs / vblocks, extra = vecs % vblocks;
-  run_tasks(tasks, threads, [&](std::int64_t t) {
-    const std::int64_t s = t % splits, unit = t / splits;
-    const std::int64_t image = unit / vblocks, vb = unit % vblocks;
+  auto run_piece = [&](std::int64_t unit, std::int64_t b0, std::int64_t b1) {
+    const std::int64_t image = unit / vblocks;
     Scratch& scratch = thread_scratch();
     fold_conv_detail::QTask task;
     task.planes = planes.data() + image * plane_bytes;
@@ -691,12 +713,12 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     task.plane_width = g.width / 2 + 2 * g.padding;
     task.out_height = g.out_height();
     task.out_width = g.out_width();
-    task.v0 = vb * per_block + std::min(vb, extra);
-    task.vectors = per_block + (vb < extra ? 1 : 0);
-    task.block0 = w.blocks * s / splits;
-    task.block1 = w.blocks * (s + 1) / splits;
+    task.v0 = unit_v0(unit);
+    task.vectors = unit_vectors(unit);
+    task.block0 = b0;
+    task.block1 = b1;
     task.zx = static_cast<std::uint8_t>(e.zx);
-    task.write_r = s == 0;
+    task.write_r = b0 == 0;
     task.epilogue = constants ? &constants->view : nullptr;
     const std::int64_t off = image * out_image;
     task.a_c = out.a_c ? out.a_c + off : nullptr;
@@ -705,6 +727,24 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     task.y = out.y ? out.y + off : nullptr;
     task.q = out.q ? out.q + off : nullptr;
     isa.q_task(task);
+  };
+  run_tasks(tasks, threads, [&](std::int64_t t) {
+    // Work [start, end) of the sequence. Unit u's block b covers [offset + b·v, offset +
+    // (b + 1)·v), v the unit's work per block; a chunk takes the blocks whose work starts in its
+    // range, so the chunks tile the blocks.
+    const std::int64_t start = work * t / tasks, end = work * (t + 1) / tasks;
+    std::int64_t offset = 0;
+    for (std::int64_t u = 0; u < units && offset < end; ++u) {
+      const std::int64_t v = unit_work[static_cast<std::size_t>(u)], size = v * w.blocks;
+      if (offset + size > start) {
+        auto first_block = [&](std::int64_t at) {
+          return std::min(w.blocks, std::max<std::int64_t>(0, (at - offset + v - 1) / v));
+        };
+        const std::int64_t b0 = first_block(start), b1 = first_block(end);
+        if (b0 < b1) run_piece(u, b0, b1);
+      }
+      offset += size;
+    }
   });
 }
 

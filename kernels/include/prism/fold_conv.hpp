@@ -265,8 +265,13 @@ std::int64_t q_buffer_bytes(std::int64_t in_channels, std::int64_t kernel);
 // Fills the rows of task.buffer for kernel rows [kh0, kh1) (the portable packer; lanes past the
 // last pixel hold zx).
 void q_pack_vectors(const QTask& task, std::int64_t kh0, std::int64_t kh1);
-// The kernel rows [kh0, kh1) that read the image for at least one pixel of the task; the others
-// lie wholly in the zero-point padding (an interval: the input row grows with kh).
+// The kernel rows [kh0, kh1) that read the image for at least one pixel of vectors
+// [v0, v0 + vectors); the others lie wholly in the zero-point padding (an interval: the input row
+// grows with kh). q_live_rows: those of a task.
+void live_rows(std::int64_t v0, std::int64_t vectors, std::int64_t folded_out_height,
+               std::int64_t folded_out_width, std::int64_t height, std::int64_t kernel,
+               std::int64_t dilation, std::int64_t padding, std::int64_t& kh0,
+               std::int64_t& kh1);
 void q_live_rows(const QTask& task, std::int64_t& kh0, std::int64_t& kh1);
 
 // Winograd F(2×2, 3×3) on dilated tiles, one image at a time, in three phases. A tile is the 2×2
