@@ -74,6 +74,14 @@ def host_info() -> dict[str, Any]:
     return info
 
 
+def measured_vpdpbusd_peak() -> float:
+    """``vpdpbusd`` zmm per CPU-second of one thread, the best of three 0.3 s loops (0 without
+    AVX-512 VNNI): the denominator of the integer kernels' "fraction of peak"."""
+    from sdk import _kernels
+
+    return max(_kernels.vpdpbusd_per_second(0.3) for _ in range(3))
+
+
 def info_row(what: str, value: float, unit: str, peer: str) -> dict[str, Any]:
     """A perf-table row that reports a measurement without a goal (``goal``/``met`` None)."""
     return {"what": what, "value": value, "unit": unit, "peer": peer, "goal": None, "met": None}

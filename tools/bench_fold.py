@@ -100,11 +100,11 @@ class QuietGate:
     """Holds each timing round until the host runs at full speed. On a shared VM other tenants
     slow this one for seconds to minutes at a time, and not every contender alike (the
     ``vpdpbusd``-bound integer kernels lose more than PyTorch's FP32 convolution). Before a
-    round, a 3 ms ``vpdpbusd`` loop on the calling thread (``_kernels.vpdpbusd_per_second``) must
-    reach ``threshold`` of the fastest probe seen in the run, in wall time and on as many threads at
-    once as the round's contenders use; otherwise the round waits 0.2 s and
-    probes again, at most ``patience`` times, then runs anyway and is counted as ``unquiet``.
-    Every contender of a round is measured under the same gate. Without AVX-512 VNNI (probe 0)
+    round, a 3 ms ``vpdpbusd`` loop (``_kernels.vpdpbusd_per_second``), run on as many threads
+    at once as the round's contenders use, must reach ``threshold`` of the fastest probe seen
+    in the run, in wall time, on every thread; otherwise the round waits 0.2 s and probes
+    again, at most ``patience`` times, then runs anyway and is counted as ``unquiet``. Every
+    contender of a round is measured under the same gate. Without AVX-512 VNNI (probe 0)
     nothing is gated."""
 
     def __init__(self, threshold: float = 0.9, patience: int = 25):
@@ -138,6 +138,9 @@ class QuietGate:
             self.waits += 1
             time.sleep(0.2)
         self.unquiet += 1
+
+    def close(self) -> None:
+        self._pool.shutdown()
 
     def summary(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "probe_best_vpdpbusd_per_s": self.best,
@@ -175,7 +178,7 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None) -> dict[
 
     from sdk import fold_conv as fc
 
-    from .bench import host_info
+    from .bench import host_info, measured_vpdpbusd_peak
 
     all_threads = os.cpu_count() or 1
     thread_counts = thread_counts or tuple(sorted({1, all_threads}))
@@ -210,20 +213,20 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None) -> dict[
                                           for n in GOALS}
             row["speedup"] = row["speedup_cpu_median" if threads == 1 else "speedup_wall_best"]
             # What the sparse tail pass adds: PWLQ over int8 time (same dense pass).
-            row["pwlq_over_int8"] = float(np.median(per_round(cpu, "pwlq") / per_round(cpu, "int8"))
-                                          if threads == 1 else wall["pwlq"].min() / wall["int8"].min())
+            row["pwlq_over_int8"] = float(
+                np.median(per_round(cpu, "pwlq") / per_round(cpu, "int8")) if threads == 1
+                else wall["pwlq"].min() / wall["int8"].min())
             results.append(row)
             print(f"threads={threads} {h}x{h} d={d}: peer {row['ms_median']['peer']:.2f} ms; "
                   + ", ".join(f"{n} {row['ms_median'][n]:.2f} ms ({row['speedup'][n]:.2f}x, "
                               f"cold {row['speedup_cold_median'][n]:.2f}x)" for n in GOALS),
                   flush=True)
-    from sdk import _kernels
-
-    # The measured vpdpbusd rate of one thread (0 without AVX-512 VNNI): the denominator of the
-    # integer kernels' "fraction of peak" at 1 thread. Work counted as the unfused sequence's
-    # multiply-adds / 64 (PWLQ: times 1 + tail group density); the kernels skip kernel rows that
-    # lie wholly in the padding, so shapes with much padding (d = 4, 6) count work not done.
-    peak = max(_kernels.vpdpbusd_per_second(0.3) for _ in range(3))
+    gate.close()
+    # The integer kernels' fraction of the measured vpdpbusd peak at 1 thread. Work counted as
+    # the unfused sequence's multiply-adds / 64 (PWLQ: times 1 + tail group density); the kernels
+    # skip kernel rows that lie wholly in the padding, so shapes with much padding (d = 4, 6)
+    # count work not done.
+    peak = measured_vpdpbusd_peak()
     for row in results:
         if row["threads"] != 1 or not peak:
             continue

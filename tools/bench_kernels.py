@@ -49,7 +49,7 @@ import numpy as np
 from sdk import _kernels
 from sdk import kernels_int as ki
 
-from .bench import info_row
+from .bench import info_row, measured_vpdpbusd_peak
 from .perf_table import render
 
 COMMAND = "python -m sdk.tools.bench_kernels"
@@ -100,7 +100,7 @@ def host_details() -> dict[str, Any]:
     info["simd"] = {k: v for k, v in _kernels.cpu_features().items() if k != "arch"}
     info["kernel_path"] = ki.simd_path()
     info["load_average_at_start"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    per_thread = max(_kernels.vpdpbusd_per_second(0.3) for _ in range(3))
+    per_thread = measured_vpdpbusd_peak()
     info["vpdpbusd_per_second_per_thread"] = per_thread
     info["peak_gops_per_thread_measured"] = per_thread * 128 / 1e9 if per_thread else None
     info["peak_gops_per_thread_nominal"] = (mhz * 1e6 * 2 * 128 / 1e9

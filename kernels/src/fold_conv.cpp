@@ -675,7 +675,8 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
   const std::int64_t plane_bytes = fold_conv_detail::q_planes_bytes(g);
   const std::int64_t in_image = g.in_channels * g.height * g.width;
   const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
-  // The padded planes of every image, built by the calling thread, read by all.
+  // The padded planes of every image, in the calling thread's scratch: built in channel ranges
+  // by all threads first, then read by all.
   std::vector<std::uint8_t>& planes = thread_scratch().planes;
   if (static_cast<std::int64_t>(planes.size()) < g.batch * plane_bytes)
     planes.resize(static_cast<std::size_t>(g.batch * plane_bytes));

@@ -123,16 +123,32 @@ inline __mmask16 lanes_mask(std::int64_t l0, std::int64_t l1) {
   return static_cast<__mmask16>(first(l1) & ~first(l0));
 }
 
+// Lanes [l0, l1) of segment g moved down to lane 0 (stores start at the segment's first pixel).
+inline __m512i from_lane(const Segment& g, __m512i v) {
+  return g.l0 == 0 ? v : _mm512_maskz_compress_epi32(lanes_mask(g.l0, g.l1), v);
+}
+inline __m512 from_lane(const Segment& g, __m512 v) {
+  return g.l0 == 0 ? v : _mm512_maskz_compress_ps(lanes_mask(g.l0, g.l1), v);
+}
+
+// The task's vectors as row segments: seg[v][0, count[v]).
+struct TaskSegments {
+  Segment seg[kFoldQVectors][16];
+  int count[kFoldQVectors];
+  explicit TaskSegments(const QTask& t) {
+    for (std::int64_t v = 0; v < t.vectors; ++v) count[v] = segments(t, v, seg[v]);
+  }
+};
+
 // Fills the buffer rows of kernel rows [kh0, kh1): per tap, input channel and vector, one masked
 // load per segment from the padded planes (lanes past the last pixel hold zx) and one aligned
 // store. The load address is the segment's first pixel less l0 lanes; masked lanes are not read.
-void pack(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
+void pack(const QTask& t, const TaskSegments& segs, std::int64_t kh0, std::int64_t kh1) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
   const std::int64_t wp = t.plane_width, plane = t.plane_height * wp * 4;
   const __m512i pad = _mm512_set1_epi8(static_cast<char>(t.zx));
-  Segment seg[kFoldQVectors][16];
-  int count[kFoldQVectors];
-  for (std::int64_t v = 0; v < t.vectors; ++v) count[v] = segments(t, v, seg[v]);
+  const auto& seg = segs.seg;
+  const auto& count = segs.count;
   const auto base = reinterpret_cast<std::uintptr_t>(t.planes);
   for (std::int64_t kh = kh0; kh < kh1; ++kh) {
     for (std::int64_t kw = 0; kw < k; ++kw) {
@@ -165,6 +181,17 @@ void pack(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
   }
 }
 
+// zx times the codes of channel n's kernel rows outside [kh0, kh1) (sums: row_sums or
+// tail_row_sums): what those rows, lying wholly in the padding, add to every lane.
+inline __m512i padding_rows(const QTask& t, const std::int32_t* sums, std::int64_t n,
+                            std::int64_t kh0, std::int64_t kh1) {
+  std::int32_t skipped = 0;
+  for (std::int64_t kh = 0; kh < t.kernel; ++kh) {
+    if (kh < kh0 || kh >= kh1) skipped += sums[n * t.kernel + kh];
+  }
+  return _mm512_set1_epi32(static_cast<std::int32_t>(t.zx) * skipped);
+}
+
 // The dense pass of one channel block, channels [c0, c0 + C), over vectors [v, v + V):
 // out[vector][n][lane] = Σ x·W0, kernel rows [kh0, kh1); the others lie in the padding for every
 // pixel and are added as zx·row_sums. Register tiles V × C ≤ 24 accumulators: 4 × 6 and 3 × 6
@@ -193,11 +220,7 @@ __attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::i
   }
 #pragma GCC unroll 12
   for (int n = 0; n < C; ++n) {
-    std::int32_t skipped = 0;
-    for (std::int64_t kh = 0; kh < k; ++kh) {
-      if (kh < kh0 || kh >= kh1) skipped += t.row_sums[(b * NB + c0 + n) * k + kh];
-    }
-    const __m512i pad = _mm512_set1_epi32(static_cast<std::int32_t>(t.zx) * skipped);
+    const __m512i pad = padding_rows(t, t.row_sums, b * NB + c0 + n, kh0, kh1);
 #pragma GCC unroll 4
     for (int i = 0; i < V; ++i)
       _mm512_store_si512(out + slot(v + i, c0 + n), _mm512_add_epi32(a[i][n], pad));
@@ -211,12 +234,11 @@ __attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::i
 // are padded to an even length at packing.
 template <int G>
 inline void tail_tile(const std::uint8_t* x, const FoldTailGroup* e,
-                      const FoldTailGroup* end, std::int32_t pad, std::int32_t* out,
+                      const FoldTailGroup* end, __m512i p, std::int32_t* out,
                       std::int64_t nl) {
   const __m512i z = _mm512_setzero_si512();
   __m512i a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, d0 = z, d1 = z;  // <vector><set>
   vnni_tail_steps<G>(x, 64, kRow, e, end, a0, b0, c0, d0, a1, b1, c1, d1);
-  const __m512i p = _mm512_set1_epi32(pad);
   _mm512_store_si512(out + slot(0, nl), _mm512_add_epi32(_mm512_add_epi32(a0, a1), p));
   if constexpr (G >= 2)
     _mm512_store_si512(out + slot(1, nl), _mm512_add_epi32(_mm512_add_epi32(b0, b1), p));
@@ -237,11 +259,7 @@ __attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::i
     const std::int64_t n = b * NB + nl;
     const FoldTailGroup* e = t.tail_groups + t.tail_start[n * k + kh0];
     const FoldTailGroup* end = t.tail_groups + t.tail_start[n * k + kh1];
-    std::int32_t skipped = 0;
-    for (std::int64_t kh = 0; kh < k; ++kh) {
-      if (kh < kh0 || kh >= kh1) skipped += t.tail_row_sums[n * k + kh];
-    }
-    tail_tile<G>(t.buffer, e, end, static_cast<std::int32_t>(t.zx) * skipped, out, nl);
+    tail_tile<G>(t.buffer, e, end, padding_rows(t, t.tail_row_sums, n, kh0, kh1), out, nl);
   }
 }
 
@@ -252,18 +270,18 @@ void q_task(const QTask& t) {
   const Interleave il;
   std::int64_t kh0, kh1;
   q_live_rows(t, kh0, kh1);
-  pack(t, kh0, kh1);
+  const TaskSegments segs(t);
+  pack(t, segs, kh0, kh1);
   // Window sums over the live kernel rows; four independent chains (a single one is
   // latency-bound). Each skipped row adds zx for each of its 4·K·C_in bytes.
   const std::int64_t live = (kh1 - kh0) * k * ci_n;
   const __m512i r_pad = _mm512_set1_epi32(4 * static_cast<std::int32_t>(t.zx) *
                                           static_cast<std::int32_t>((k - (kh1 - kh0)) * k * ci_n));
   __m512i r[kFoldQVectors];
-  Segment seg[kFoldQVectors][16];
-  int count[kFoldQVectors];
+  const auto& seg = segs.seg;
+  const auto& count = segs.count;
   const std::int64_t pixels = t.folded_out_height * t.folded_out_width;
   for (std::int64_t v = 0; v < t.vectors; ++v) {
-    count[v] = segments(t, v, seg[v]);
     __m512i part[4] = {zero, zero, zero, zero};
     const std::uint8_t* xr = t.buffer + v * 64 + kh0 * k * ci_n * kRow;
     std::int64_t g = 0;
@@ -324,12 +342,9 @@ void q_task(const QTask& t) {
           if (!t.epilogue) {
             for (int s = 0; s < count[vv]; ++s) {
               const Segment& g = seg[vv][s];
-              const __mmask16 m = lanes_mask(g.l0, g.l1);
               const std::int64_t o = (plane + 2 * g.i) * t.out_width + 2 * g.j;
-              store_pairs(t.a_c + o, _mm512_maskz_compress_epi32(m, ac[0]),
-                          _mm512_maskz_compress_epi32(m, ac[1]), g.l1 - g.l0, il);
-              store_pairs(t.a_t + o, _mm512_maskz_compress_epi32(m, at[0]),
-                          _mm512_maskz_compress_epi32(m, at[1]), g.l1 - g.l0, il);
+              store_pairs(t.a_c + o, from_lane(g, ac[0]), from_lane(g, ac[1]), g.l1 - g.l0, il);
+              store_pairs(t.a_t + o, from_lane(g, at[0]), from_lane(g, at[1]), g.l1 - g.l0, il);
             }
             continue;
           }
@@ -339,12 +354,7 @@ void q_task(const QTask& t) {
           for (int s = 0; s < count[vv]; ++s) {
             const Segment& g = seg[vv][s];
             const std::int64_t o = (plane + 2 * g.i) * t.out_width + 2 * g.j;
-            __m512 z0 = y0, z1 = y1;
-            if (g.l0 > 0) {
-              const __mmask16 m = lanes_mask(g.l0, g.l1);
-              z0 = _mm512_maskz_compress_ps(m, y0);
-              z1 = _mm512_maskz_compress_ps(m, y1);
-            }
+            const __m512 z0 = from_lane(g, y0), z1 = from_lane(g, y1);
             if (t.y) {
               store_pairs(t.y + o, z0, z1, g.l1 - g.l0, il);
             } else {
