@@ -37,7 +37,11 @@ tensor, no offset): per folded output channel ``n`` and folded position, exact i
 the zero point ``zx``, i.e. the real value 0.0), ``R = Σ X`` over the same window, and then the
 float32 epilogue of :mod:`sdk.kernels_int` in the same order (per-channel parameters have
 ``4·C_out`` entries, indexed by ``n``), optionally requantized to uint8. The twins reproduce it
-bit for bit. FP32 results differ from PyTorch only by summation order (well within ``1e-4`` for
+bit for bit. Integer paths: ``avx512vnni`` (vpdpbusd), ``avx2`` (vpmaddubsw; codes beyond ±64
+are split in two so that no pair sum saturates, and with small codes, e.g. 4-bit PWLQ, up to
+``32767 // (510·max|code|)`` groups are summed in int16 before widening), ``neon_dot`` (aarch64
+``sdot`` on ``x − 128``, corrected by ``128·ΣW``; the Jetson path, tested under qemu) and
+``scalar``. FP32 results differ from PyTorch only by summation order (well within ``1e-4`` for
 unit-scale data).
 
 Input rules: arrays must already have the right dtype (float32 / uint8 / int8) and are never
@@ -68,7 +72,7 @@ __all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_paddi
 #: instruction-set paths of the FP32 kernel (``avx512_winograd``: Winograd F(2×2, 3×3) for
 #: K = 3, the direct ``avx512`` kernel otherwise) and of the integer kernel
 PATHS = ("scalar", "avx2", "avx512", "avx512_winograd")
-INTEGER_PATHS = ("scalar", "avx512vnni")
+INTEGER_PATHS = ("scalar", "avx2", "avx512vnni", "neon_dot")
 _MAX_DEPTH = 65536  # 255·128·depth must fit an int32 accumulator
 
 

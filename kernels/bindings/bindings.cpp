@@ -600,6 +600,7 @@ PYBIND11_MODULE(_kernels, m) {
       .def_readonly("out_channels", &prism::PackedFoldQWeights::out_channels)
       .def_readonly("kernel", &prism::PackedFoldQWeights::kernel)
       .def_readonly("has_tail", &prism::PackedFoldQWeights::has_tail)
+      .def_readonly("max_abs_code", &prism::PackedFoldQWeights::max_abs_code)
       .def_property_readonly("tail_group_density", &prism::PackedFoldQWeights::tail_group_density)
       .def_property_readonly("nbytes", [](const prism::PackedFoldQWeights& w) {
         return w.dense.size() + w.tail_groups.size() * sizeof(prism::FoldTailGroup) +
@@ -609,7 +610,7 @@ PYBIND11_MODULE(_kernels, m) {
     py::dict d;
     for (auto p : {prism::FoldConvPath::Scalar, prism::FoldConvPath::Avx2,
                    prism::FoldConvPath::Avx512, prism::FoldConvPath::Avx512Winograd,
-                   prism::FoldConvPath::Avx512Vnni})
+                   prism::FoldConvPath::Avx512Vnni, prism::FoldConvPath::NeonDot})
       d[prism::fold_conv_path_name(p)] = prism::fold_conv_path_unavailable_reason(p, integer);
     return d;
   }, py::arg("integer"), "{path: '' if the FP32 / integer kernel runs on it here, else why not}");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -59,6 +60,7 @@ const char* fold_conv_path_name(FoldConvPath path) {
     case FoldConvPath::Avx512: return "avx512";
     case FoldConvPath::Avx512Winograd: return "avx512_winograd";
     case FoldConvPath::Avx512Vnni: return "avx512vnni";
+    case FoldConvPath::NeonDot: return "neon_dot";
   }
   return "?";
 }
@@ -66,12 +68,12 @@ const char* fold_conv_path_name(FoldConvPath path) {
 FoldConvPath parse_fold_conv_path(const std::string& name) {
   for (FoldConvPath p : {FoldConvPath::Auto, FoldConvPath::Scalar, FoldConvPath::Avx2,
                          FoldConvPath::Avx512, FoldConvPath::Avx512Winograd,
-                         FoldConvPath::Avx512Vnni}) {
+                         FoldConvPath::Avx512Vnni, FoldConvPath::NeonDot}) {
     if (name == fold_conv_path_name(p)) return p;
   }
   throw std::invalid_argument(
       "unknown fold_conv path '" + name +
-      "'; expected auto, scalar, avx2, avx512, avx512_winograd or avx512vnni");
+      "'; expected auto, scalar, avx2, avx512, avx512_winograd, avx512vnni or neon_dot");
 }
 
 namespace {
@@ -85,6 +87,7 @@ const FoldConvIsa* built(FoldConvPath path) {
     case FoldConvPath::Avx512: return fold_conv_detail::fold_conv_avx512();
     case FoldConvPath::Avx512Winograd: return fold_conv_detail::fold_conv_avx512_winograd();
     case FoldConvPath::Avx512Vnni: return fold_conv_detail::fold_conv_avx512vnni();
+    case FoldConvPath::NeonDot: return fold_conv_detail::fold_conv_neon_dot();
     case FoldConvPath::Auto: break;
   }
   return nullptr;
@@ -98,6 +101,7 @@ bool cpu_has(FoldConvPath path) {
     case FoldConvPath::Avx512: return f.avx512f;
     case FoldConvPath::Avx512Winograd: return f.avx512f;
     case FoldConvPath::Avx512Vnni: return f.avx512_vnni;
+    case FoldConvPath::NeonDot: return f.neon_dotprod;
     case FoldConvPath::Auto: return true;
   }
   return false;
@@ -124,7 +128,7 @@ std::string fold_conv_path_unavailable_reason(FoldConvPath path, bool integer) {
 
 FoldConvPath fold_conv_best_path(bool integer) {
   const FoldConvPath order[] = {FoldConvPath::Avx512Vnni, FoldConvPath::Avx512Winograd,
-                                FoldConvPath::Avx512, FoldConvPath::Avx2};
+                                FoldConvPath::Avx512, FoldConvPath::Avx2, FoldConvPath::NeonDot};
   for (FoldConvPath p : order) {
     if (fold_conv_path_unavailable_reason(p, integer).empty()) return p;
   }
@@ -453,6 +457,7 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
             const std::int64_t idx = ((n * fin + ci * 4 + q) * k + kh) * k + kw;
             const std::int8_t w0 = center[idx];
             const std::int8_t w1 = tail ? tail[idx] : 0;
+            p.max_abs_code = std::max({p.max_abs_code, std::abs(int{w0}), std::abs(int{w1})});
             p.sum_center[n] += w0;
             p.sum_tail[n] += w1;
             p.row_sums[n * k + kh] += w0;
@@ -543,6 +548,29 @@ void live_rows(std::int64_t v0, std::int64_t vectors, std::int64_t folded_out_he
 void q_live_rows(const QTask& t, std::int64_t& kh0, std::int64_t& kh1) {
   live_rows(t.v0, t.vectors, t.folded_out_height, t.folded_out_width, t.height, t.kernel,
             t.dilation, t.padding, kh0, kh1);
+}
+
+void q_task_segments(const QTask& t, QTaskSegments& out) {
+  const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
+  for (std::int64_t v = 0; v < t.vectors; ++v) {
+    const std::int64_t m0 = 16 * (t.v0 + v), m1 = std::min(m0 + 16, pixels);
+    int n = 0;
+    for (std::int64_t m = m0; m < m1;) {
+      const std::int64_t i = m / wf, j = m % wf, len = std::min(wf - j, m1 - m);
+      out.seg[v][n++] = QSegment{m - m0, m - m0 + len, i, j};
+      m += len;
+    }
+    out.count[v] = n;
+  }
+}
+
+std::int32_t q_row_code_sum(const QTask& t, const std::int32_t* sums, std::int64_t n,
+                            std::int64_t kh0, std::int64_t kh1, std::int32_t live_x) {
+  std::int32_t live = 0, skipped = 0;
+  for (std::int64_t kh = 0; kh < t.kernel; ++kh) {
+    (kh < kh0 || kh >= kh1 ? skipped : live) += sums[n * t.kernel + kh];
+  }
+  return static_cast<std::int32_t>(t.zx) * skipped + live_x * live;
 }
 
 void q_pack_vectors(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
@@ -702,6 +730,9 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     task.tail_start = w.tail_start.data();
     task.tail_groups = w.tail_groups.data();
     task.has_tail = w.has_tail;
+    task.wide_codes = w.max_abs_code > 64;
+    task.int16_groups =
+        w.max_abs_code == 0 ? 64 : std::max<std::int64_t>(1, 32767 / (510 * w.max_abs_code));
     task.out_channels = w.out_channels;
     task.in_channels = g.in_channels;
     task.height = g.height;

@@ -1,11 +1,25 @@
-// AVX2 + FMA path of the FP32 folded convolution. Compiled with -mavx2 -mfma (this file only)
-// and chosen at run time when cpu_features().avx2. The AVX-512 scheme (fold_conv_avx512.cpp) on
-// 8-lane vectors: 8 output pixels per ymm, vmovsldup / vmovshdup for the two fold columns, a
-// broadcast weight pair per phase; 6 output channels × 2 rows = 12 accumulators of 16 registers.
+// AVX2 path of the folded convolution, FP32 and integer. Compiled with -mavx2 -mfma (this file
+// only) and chosen at run time when cpu_features().avx2 (and, for the integer kernel, no AVX-512
+// VNNI).
+//
+// FP32: the AVX-512 scheme (fold_conv_avx512.cpp) on 8-lane vectors: 8 output pixels per ymm,
+// vmovsldup / vmovshdup for the two fold columns, a broadcast weight pair per phase; 6 output
+// channels × 2 rows = 12 accumulators of 16 registers.
+//
+// Integer: the AVX-512 VNNI scheme (fold_conv_avx512vnni.cpp) with each 16-pixel vector of the
+// task as two ymm halves, and vpmaddubsw + vpmaddwd in place of vpdpbusd (avx2_int.inc: exact,
+// codes beyond ±64 split in two). The same 4-byte-group buffer (one 64-byte aligned row per tap,
+// input channel and vector), filled by masked loads from the padded planes; dense register tiles
+// of one vector × 4 folded channels, with the vpmaddubsw int16 results of up to
+// `int16_groups` groups summed before they are widened (exact: the bound is checked per layer);
+// the sparse tail per channel against all the task's halves; the unfold is an interleaving
+// store. Bit-exact with the scalar path.
 #include "prism/fold_conv.hpp"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
+
+#include <cstring>
 
 namespace prism {
 namespace fold_conv_detail {
@@ -76,7 +90,385 @@ void f32_task(const F32Task& t) {
   for (std::int64_t x0 = 0; x0 < t.out_width; x0 += 8) tile(t, x0);
 }
 
-const FoldConvIsa kAvx2{FoldConvPath::Avx2, f32_task, nullptr, nullptr, nullptr, nullptr};
+// ---------------------------------------------------------------------------------- integer --
+
+constexpr int NB = 4 * kFoldQBlock;  // folded channels per block
+constexpr std::int64_t kRow = kFoldQRowBytes;
+
+inline std::int32_t load_i32(const void* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+#include "avx2_int.inc"
+
+// All-ones 32-bit lanes e (0..7) of half h where lane 8h + e lies in [l0, l1).
+inline __m256i lanes_mask(std::int64_t l0, std::int64_t l1, int h) {
+  const __m256i lane = _mm256_setr_epi32(8 * h, 8 * h + 1, 8 * h + 2, 8 * h + 3, 8 * h + 4,
+                                         8 * h + 5, 8 * h + 6, 8 * h + 7);
+  return _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(static_cast<int>(l0 - 1))),
+                          _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(l1)), lane));
+}
+
+inline bool full(const QTaskSegments& segs, std::int64_t v) {
+  return segs.count[v] == 1 && segs.seg[v][0].l0 == 0 && segs.seg[v][0].l1 == 16;
+}
+
+// Fills the buffer rows of kernel rows [kh0, kh1) as the AVX-512 pack does: per tap, input
+// channel and vector, its row segments from the padded planes (two plain loads for a vector
+// in one row, else masked loads blended over zx; masked lanes are not read).
+void pack(const QTask& t, const QTaskSegments& segs, std::int64_t kh0, std::int64_t kh1) {
+  const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
+  const std::int64_t wp = t.plane_width, plane = t.plane_height * wp * 4;
+  const __m256i pad = _mm256_set1_epi8(static_cast<char>(t.zx));
+  const auto base = reinterpret_cast<std::uintptr_t>(t.planes);
+  for (std::int64_t kh = kh0; kh < kh1; ++kh) {
+    for (std::int64_t kw = 0; kw < k; ++kw) {
+      for (std::int64_t v = 0; v < t.vectors; ++v) {
+        std::uint8_t* dst = t.buffer + v * 64 + (kh * k + kw) * ci_n * kRow;
+        const int count = segs.count[v];
+        std::int64_t off[16];
+        __m256i mask[16][2];
+        for (int s = 0; s < count; ++s) {
+          const QSegment& g = segs.seg[v][s];
+          off[s] = ((g.i + kh * d) * wp + g.j + kw * d - g.l0) * 4;
+          mask[s][0] = lanes_mask(g.l0, g.l1, 0);
+          mask[s][1] = lanes_mask(g.l0, g.l1, 1);
+        }
+        if (full(segs, v)) {
+          for (std::int64_t ci = 0; ci < ci_n; ++ci, dst += kRow) {
+            const auto* src = reinterpret_cast<const __m256i*>(base + ci * plane + off[0]);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(dst), _mm256_loadu_si256(src));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32), _mm256_loadu_si256(src + 1));
+          }
+          continue;
+        }
+        for (std::int64_t ci = 0; ci < ci_n; ++ci, dst += kRow) {
+          for (int h = 0; h < 2; ++h) {
+            __m256i x = pad;
+            for (int s = 0; s < count; ++s) {
+              const auto* src = reinterpret_cast<const int*>(base + ci * plane + off[s]) + 8 * h;
+              x = _mm256_blendv_epi8(x, _mm256_maskload_epi32(src, mask[s][h]), mask[s][h]);
+            }
+            _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * h), x);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Scratch of dense and tail sums: [vector][folded channel NB][16 lanes].
+constexpr std::int64_t slot(std::int64_t v, std::int64_t nl) { return 16 * (v * NB + nl); }
+
+// acc += v (int16 lanes) in place: GCC 12 otherwise computes each sum of a loop like the int16
+// runs into a new register and copies it back, one extra instruction per vpmaddubsw.
+#define PRISM_PADDW(acc, v) __asm__("vpaddw %1, %0, %0" : "+x"(acc) : "x"(v))
+
+inline void store16(std::int32_t* out, __m256i lo, __m256i hi) {
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out), lo);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8), hi);
+}
+
+// The dense pass of folded channels [c0, c0 + 4) of block b over vector v: out[v][n][lane] =
+// Σ x·W0 over kernel rows [kh0, kh1), the others added as zx·row_sums. Runs of up to `run`
+// groups sum their vpmaddubsw int16 pairs before vpmaddwd widens them (run = 1 for Wide).
+template <bool Wide>
+__attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::int64_t v,
+                                          std::int64_t c0, std::int64_t kh0, std::int64_t kh1,
+                                          std::int64_t run, std::int32_t* out) {
+  const std::int64_t k = t.kernel, ci_n = t.in_channels;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const std::int8_t* wp = t.dense + (b * k + kh0) * k * ci_n * NB * 4 + 4 * c0;
+  const std::uint8_t* xg = t.buffer + v * 64 + kh0 * k * ci_n * kRow;
+  __m256i a[2][4];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) a[i / 4][i % 4] = _mm256_setzero_si256();
+  const std::int64_t groups = (kh1 - kh0) * k * ci_n;
+  if constexpr (Wide) {
+    for (std::int64_t g = 0; g < groups; ++g, xg += kRow, wp += NB * 4) {
+      const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg));
+      const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 32));
+#pragma GCC unroll 4
+      for (int n = 0; n < 4; ++n) {
+        const __m256i w = _mm256_set1_epi32(load_i32(wp + 4 * n));
+        a[0][n] = _mm256_add_epi32(a[0][n], dot4<true>(x0, w, ones));
+        a[1][n] = _mm256_add_epi32(a[1][n], dot4<true>(x1, w, ones));
+      }
+    }
+  } else {
+    // Runs of groups summed in int16, then widened into the int32 accumulators (which GCC
+    // keeps in memory: they are touched once per run).
+    for (std::int64_t g = groups; g > 0;) {
+      const std::int64_t r = g < run ? g : run;
+      __m256i s[2][4];
+      {
+        const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg));
+        const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 32));
+#pragma GCC unroll 4
+        for (int n = 0; n < 4; ++n) {
+          const __m256i w = _mm256_set1_epi32(load_i32(wp + 4 * n));
+          s[0][n] = _mm256_maddubs_epi16(x0, w);
+          s[1][n] = _mm256_maddubs_epi16(x1, w);
+        }
+      }
+      for (std::int64_t i = 1; i < r; ++i) {
+        const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + i * kRow));
+        const __m256i x1 =
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + i * kRow + 32));
+#pragma GCC unroll 4
+        for (int n = 0; n < 4; ++n) {
+          const __m256i w = _mm256_set1_epi32(load_i32(wp + i * NB * 4 + 4 * n));
+          PRISM_PADDW(s[0][n], _mm256_maddubs_epi16(x0, w));
+          PRISM_PADDW(s[1][n], _mm256_maddubs_epi16(x1, w));
+        }
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; ++i) {
+        a[i / 4][i % 4] =
+            _mm256_add_epi32(a[i / 4][i % 4], _mm256_madd_epi16(s[i / 4][i % 4], ones));
+      }
+      g -= r;
+      xg += r * kRow;
+      wp += r * NB * 4;
+    }
+  }
+#pragma GCC unroll 4
+  for (int n = 0; n < 4; ++n) {
+    const __m256i pad = _mm256_set1_epi32(q_row_code_sum(t, t.row_sums, b * NB + c0 + n, kh0, kh1, 0));
+    store16(out + slot(v, c0 + n), _mm256_add_epi32(a[0][n], pad), _mm256_add_epi32(a[1][n], pad));
+  }
+}
+
+// The sparse tail pass of one channel block over the task's H = 2·vectors halves:
+// out[vector][nl][lane] = Σ x·W1 over the groups holding a non-zero tail code, kernel rows
+// [kh0, kh1) from the lists and the others as zx·tail_row_sums. Narrow codes: runs of up to
+// `run` groups summed in int16 before widening, as in the dense pass.
+template <bool Wide, int H>
+__attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::int64_t channels,
+                                          std::int64_t kh0, std::int64_t kh1, std::int64_t run,
+                                          std::int32_t* out) {
+  const std::int64_t k = t.kernel;
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (std::int64_t nl = 0; nl < channels; ++nl) {
+    const std::int64_t n = b * NB + nl;
+    const FoldTailGroup* e = t.tail_groups + t.tail_start[n * k + kh0];
+    const FoldTailGroup* end = t.tail_groups + t.tail_start[n * k + kh1];
+    __m256i a[H];
+#pragma GCC unroll 8
+    for (int h = 0; h < H; ++h) a[h] = _mm256_setzero_si256();
+    if (Wide) {
+      for (; e < end; ++e) {
+        const std::uint8_t* x = t.buffer + e->group * kRow;
+        const __m256i w = _mm256_set1_epi32(e->codes);
+#pragma GCC unroll 8
+        for (int h = 0; h < H; ++h) {
+          const __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(x + 32 * h));
+          a[h] = _mm256_add_epi32(a[h], dot4<true>(xh, w, ones));
+        }
+      }
+    }
+    while (!Wide && e < end) {
+      const FoldTailGroup* stop = end - e > run ? e + run : end;
+      __m256i s[H];
+#pragma GCC unroll 8
+      for (int h = 0; h < H; ++h) s[h] = _mm256_setzero_si256();
+      for (; e < stop; ++e) {
+        const std::uint8_t* x = t.buffer + e->group * kRow;
+        const __m256i w = _mm256_set1_epi32(e->codes);
+#pragma GCC unroll 8
+        for (int h = 0; h < H; ++h) {
+          PRISM_PADDW(s[h], _mm256_maddubs_epi16(
+                                _mm256_load_si256(reinterpret_cast<const __m256i*>(x + 32 * h)), w));
+        }
+      }
+#pragma GCC unroll 8
+      for (int h = 0; h < H; ++h) a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(s[h], ones));
+    }
+    const __m256i pad = _mm256_set1_epi32(q_row_code_sum(t, t.tail_row_sums, n, kh0, kh1, 0));
+#pragma GCC unroll 8
+    for (int h = 0; h < H; ++h) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + slot(h / 2, nl) + 8 * (h % 2)),
+                         _mm256_add_epi32(a[h], pad));
+    }
+  }
+}
+
+template <bool Wide>
+void tail_pass(const QTask& t, std::int64_t b, std::int64_t channels, std::int64_t kh0,
+               std::int64_t kh1, std::int64_t run, std::int32_t* out) {
+  switch (t.vectors) {
+    case 1: tail_block<Wide, 2>(t, b, channels, kh0, kh1, run, out); break;
+    case 2: tail_block<Wide, 4>(t, b, channels, kh0, kh1, run, out); break;
+    case 3: tail_block<Wide, 6>(t, b, channels, kh0, kh1, run, out); break;
+    default: tail_block<Wide, 8>(t, b, channels, kh0, kh1, run, out); break;
+  }
+}
+
+// Values a[0..16) and b[0..16) of output pixels 2l (px = 0) and 2l + 1 (px = 1) interleaved:
+// out[0..4) holds a0 b0 a1 b1 ... a15 b15.
+inline void interleave(const __m256i (&a)[2], const __m256i (&b)[2], __m256i (&out)[4]) {
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __m256i lo = _mm256_unpacklo_epi32(a[h], b[h]), hi = _mm256_unpackhi_epi32(a[h], b[h]);
+    out[2 * h] = _mm256_permute2x128_si256(lo, hi, 0x20);
+    out[2 * h + 1] = _mm256_permute2x128_si256(lo, hi, 0x31);
+  }
+}
+
+// The interleaved 32-bit values of lanes [l0, l1) of segment g, stored from dst (its first
+// output pixel): four plain stores for a whole vector, else masked stores from a copy.
+inline void store_segment(std::int32_t* dst, const __m256i (&v)[4], const QSegment& g) {
+  if (g.l0 == 0 && g.l1 == 16) {
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8 * c), v[c]);
+    return;
+  }
+  alignas(32) std::int32_t copy[64];
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) _mm256_store_si256(reinterpret_cast<__m256i*>(copy + 8 * c), v[c]);
+  const std::int64_t n = 2 * (g.l1 - g.l0);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (std::int64_t c = 0; c < n; c += 8) {
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - c)), lane);
+    _mm256_maskstore_epi32(
+        dst + c, m, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(copy + 2 * g.l0 + c)));
+  }
+}
+
+// The same for 32 interleaved bytes (int32 lanes in 0..255 packed).
+inline void store_segment(std::uint8_t* dst, const __m256i (&v)[4], const QSegment& g) {
+  const __m256i w01 = _mm256_packus_epi32(v[0], v[1]), w23 = _mm256_packus_epi32(v[2], v[3]);
+  // Bytes in 4-byte groups v0[0..4) v1[0..4) v2[0..4) v3[0..4) | v0[4..8) ...: regroup.
+  const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(w01, w23),
+                                                    _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  if (g.l0 == 0 && g.l1 == 16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), bytes);
+    return;
+  }
+  alignas(32) std::uint8_t copy[32];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(copy), bytes);
+  std::memcpy(dst, copy + 2 * g.l0, static_cast<std::size_t>(2 * (g.l1 - g.l0)));
+}
+
+template <class T>
+inline void store_pairs(T* base, std::int64_t plane, std::int64_t out_width, const QTaskSegments& segs,
+                        std::int64_t v, const __m256i (&a)[2], const __m256i (&b)[2]) {
+  __m256i iv[4];
+  interleave(a, b, iv);
+  for (int s = 0; s < segs.count[v]; ++s) {
+    const QSegment& g = segs.seg[v][s];
+    // Lane l of the vector moves to lane l − l0: shift the 32 interleaved values by 2·l0.
+    store_segment(base + (plane + 2 * g.i) * out_width + 2 * g.j, iv, g);
+  }
+}
+
+void q_task(const QTask& t) {
+  const std::int64_t k = t.kernel, ci_n = t.in_channels;
+  std::int64_t kh0, kh1;
+  q_live_rows(t, kh0, kh1);
+  QTaskSegments segs;
+  q_task_segments(t, segs);
+  pack(t, segs, kh0, kh1);
+  // Window sums over the live kernel rows (bytes summed by vpmaddubsw with ones: no
+  // saturation, 2·255 per pair); each skipped row adds zx for each of its 4·K·C_in bytes.
+  const std::int64_t live = (kh1 - kh0) * k * ci_n;
+  const __m256i r_pad = _mm256_set1_epi32(4 * static_cast<std::int32_t>(t.zx) *
+                                          static_cast<std::int32_t>((k - (kh1 - kh0)) * k * ci_n));
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  const std::int64_t pixels = t.folded_out_height * t.folded_out_width;
+  alignas(32) std::int32_t r[kFoldQVectors * 16];
+  for (std::int64_t v = 0; v < t.vectors; ++v) {
+    for (int h = 0; h < 2; ++h) {
+      __m256i p0 = _mm256_setzero_si256(), p1 = p0;
+      const std::uint8_t* xr = t.buffer + v * 64 + 32 * h + kh0 * k * ci_n * kRow;
+      std::int64_t g = 0;
+      for (; g + 1 < live; g += 2) {
+        const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xr + kRow * g));
+        const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xr + kRow * (g + 1)));
+        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, ones8), ones16));
+        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, ones8), ones16));
+      }
+      if (g < live) {
+        const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xr + kRow * g));
+        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, ones8), ones16));
+      }
+      _mm256_store_si256(reinterpret_cast<__m256i*>(r + 16 * v + 8 * h),
+                         _mm256_add_epi32(_mm256_add_epi32(p0, p1), r_pad));
+    }
+    if (t.write_r && t.r) {
+      const std::int64_t m0 = 16 * (t.v0 + v), n = pixels - m0 < 16 ? pixels - m0 : 16;
+      std::memcpy(t.r + m0, r + 16 * v, static_cast<std::size_t>(n) * 4);
+    }
+  }
+  const std::int64_t run = t.wide_codes ? 1 : t.int16_groups;
+  alignas(32) std::int32_t dense[kFoldQVectors * NB * 16], tails[kFoldQVectors * NB * 16];
+  const QEpilogue* q = t.epilogue;
+  for (std::int64_t b = t.block0; b < t.block1; ++b) {
+    const std::int64_t co_count =
+        t.out_channels - b * kFoldQBlock < kFoldQBlock ? t.out_channels - b * kFoldQBlock
+                                                       : kFoldQBlock;
+    for (std::int64_t v = 0; v < t.vectors; ++v) {
+      for (std::int64_t c0 = 0; c0 < 4 * co_count; c0 += 4) {
+        if (t.wide_codes)
+          dense_tile<true>(t, b, v, c0, kh0, kh1, run, dense);
+        else
+          dense_tile<false>(t, b, v, c0, kh0, kh1, run, dense);
+      }
+    }
+    if (t.has_tail) {
+      if (t.wide_codes)
+        tail_pass<true>(t, b, 4 * co_count, kh0, kh1, run, tails);
+      else
+        tail_pass<false>(t, b, 4 * co_count, kh0, kh1, run, tails);
+    }
+    for (std::int64_t v = 0; v < t.vectors; ++v) {
+      const __m256i rv[2] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(r + 16 * v)),
+                             _mm256_load_si256(reinterpret_cast<const __m256i*>(r + 16 * v + 8))};
+      for (std::int64_t co = 0; co < co_count; ++co) {
+        const std::int64_t plane = (b * kFoldQBlock + co) * t.out_height;
+        for (int py = 0; py < 2; ++py) {
+          __m256i ac[2][2], at[2][2];  // [px][half]
+          for (int px = 0; px < 2; ++px) {
+            const std::int64_t nl = co * 4 + py * 2 + px;
+            for (int h = 0; h < 2; ++h) {
+              ac[px][h] = _mm256_load_si256(
+                  reinterpret_cast<const __m256i*>(dense + slot(v, nl) + 8 * h));
+              at[px][h] = t.has_tail ? _mm256_load_si256(reinterpret_cast<const __m256i*>(
+                                           tails + slot(v, nl) + 8 * h))
+                                     : _mm256_setzero_si256();
+            }
+          }
+          if (!q) {
+            store_pairs(t.a_c, plane + py, t.out_width, segs, v, ac[0], ac[1]);
+            store_pairs(t.a_t, plane + py, t.out_width, segs, v, at[0], at[1]);
+            continue;
+          }
+          __m256i out[2][2];
+          for (int px = 0; px < 2; ++px) {
+            const std::int64_t n = b * NB + co * 4 + py * 2 + px;
+            for (int h = 0; h < 2; ++h) {
+              const __m256 y = affine8(ac[px][h], q->zero_c[n], q->alpha_c[n], t.has_tail,
+                                       at[px][h], q->zero_t[n], q->alpha_t[n], rv[h],
+                                       q->row_zero, q->gamma[n], q->beta[n]);
+              out[px][h] = t.y ? _mm256_castps_si256(y)
+                               : requantize8(y, q->out_scale, q->out_zero, q->out_low);
+            }
+          }
+          if (t.y) {
+            store_pairs(reinterpret_cast<std::int32_t*>(t.y), plane + py, t.out_width, segs, v,
+                        out[0], out[1]);
+          } else {
+            store_pairs(t.q, plane + py, t.out_width, segs, v, out[0], out[1]);
+          }
+        }
+      }
+    }
+  }
+}
+
+const FoldConvIsa kAvx2{FoldConvPath::Avx2, f32_task, q_task, nullptr, nullptr, nullptr};
 
 }  // namespace
 

@@ -99,25 +99,7 @@ inline __m128i requantize(const QEpilogue& q, __m512 y) {
 // Scratch of dense and tail sums: [vector][folded channel NB][16 lanes].
 constexpr std::int64_t slot(std::int64_t v, std::int64_t nl) { return 16 * (v * NB + nl); }
 
-// A run of lanes [l0, l1) of one vector whose pixels lie in one folded output row i, from
-// column j.
-struct Segment {
-  std::int64_t l0, l1, i, j;
-};
-
-// The segments of vector v of the task; returns their count (1 unless the vector spans rows).
-int segments(const QTask& t, std::int64_t v, Segment* out) {
-  const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
-  const std::int64_t m0 = 16 * (t.v0 + v), m1 = m0 + 16 < pixels ? m0 + 16 : pixels;
-  int n = 0;
-  for (std::int64_t m = m0; m < m1;) {
-    const std::int64_t i = m / wf, j = m % wf;
-    const std::int64_t len = wf - j < m1 - m ? wf - j : m1 - m;
-    out[n++] = Segment{m - m0, m - m0 + len, i, j};
-    m += len;
-  }
-  return n;
-}
+using Segment = QSegment;
 
 inline __mmask16 lanes_mask(std::int64_t l0, std::int64_t l1) {
   return static_cast<__mmask16>(first(l1) & ~first(l0));
@@ -131,19 +113,10 @@ inline __m512 from_lane(const Segment& g, __m512 v) {
   return g.l0 == 0 ? v : _mm512_maskz_compress_ps(lanes_mask(g.l0, g.l1), v);
 }
 
-// The task's vectors as row segments: seg[v][0, count[v]).
-struct TaskSegments {
-  Segment seg[kFoldQVectors][16];
-  int count[kFoldQVectors];
-  explicit TaskSegments(const QTask& t) {
-    for (std::int64_t v = 0; v < t.vectors; ++v) count[v] = segments(t, v, seg[v]);
-  }
-};
-
 // Fills the buffer rows of kernel rows [kh0, kh1): per tap, input channel and vector, one masked
 // load per segment from the padded planes (lanes past the last pixel hold zx) and one aligned
 // store. The load address is the segment's first pixel less l0 lanes; masked lanes are not read.
-void pack(const QTask& t, const TaskSegments& segs, std::int64_t kh0, std::int64_t kh1) {
+void pack(const QTask& t, const QTaskSegments& segs, std::int64_t kh0, std::int64_t kh1) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
   const std::int64_t wp = t.plane_width, plane = t.plane_height * wp * 4;
   const __m512i pad = _mm512_set1_epi8(static_cast<char>(t.zx));
@@ -185,11 +158,7 @@ void pack(const QTask& t, const TaskSegments& segs, std::int64_t kh0, std::int64
 // tail_row_sums): what those rows, lying wholly in the padding, add to every lane.
 inline __m512i padding_rows(const QTask& t, const std::int32_t* sums, std::int64_t n,
                             std::int64_t kh0, std::int64_t kh1) {
-  std::int32_t skipped = 0;
-  for (std::int64_t kh = 0; kh < t.kernel; ++kh) {
-    if (kh < kh0 || kh >= kh1) skipped += sums[n * t.kernel + kh];
-  }
-  return _mm512_set1_epi32(static_cast<std::int32_t>(t.zx) * skipped);
+  return _mm512_set1_epi32(q_row_code_sum(t, sums, n, kh0, kh1, 0));
 }
 
 // The dense pass of one channel block, channels [c0, c0 + C), over vectors [v, v + V):
@@ -270,7 +239,8 @@ void q_task(const QTask& t) {
   const Interleave il;
   std::int64_t kh0, kh1;
   q_live_rows(t, kh0, kh1);
-  const TaskSegments segs(t);
+  QTaskSegments segs;
+  q_task_segments(t, segs);
   pack(t, segs, kh0, kh1);
   // Window sums over the live kernel rows; four independent chains (a single one is
   // latency-bound). Each skipped row adds zx for each of its 4·K·C_in bytes.

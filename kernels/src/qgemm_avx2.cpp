@@ -1,13 +1,7 @@
 // AVX2 path of the PWLQ integer GEMM. Compiled with -mavx2 -mfma (this file only) and chosen
 // at run time when cpu_features().avx2 and no AVX-512 VNNI.
 //
-// u8×s8 products use vpmaddubsw, which adds adjacent product pairs into int16 WITH SATURATION:
-// |x0·w0 + x1·w1| ≤ 255·(|w0| + |w1|), which exceeds 32767 once |w0| + |w1| > 128. Codes with
-// |w| ≤ 64 can never saturate (255·128 = 32640), and PWLQ's 4-bit codes (|w| ≤ 7) are far below.
-// When the weights hold a code beyond ±64 (DenseArgs::wide_codes), each broadcast weight block
-// is split into lo = clamp(w, −64, 64) and hi = w − lo (both within ±64) and the two halves go
-// through vpmaddubsw separately: exact for every int8 code, at about half the speed.
-// vpmaddwd with ones then widens the int16 pairs into int32 lanes (exact).
+// u8×s8 products: vpmaddubsw and vpmaddwd, exact for every int8 code (avx2_int.inc).
 #include "prism/qgemm.hpp"
 
 #if defined(__x86_64__) && defined(__AVX2__)
@@ -27,16 +21,7 @@ inline std::int32_t load_i32(const void* p) {
   return v;
 }
 
-// Σ over each 4-byte group of x (u8) · w (s8), into 8 int32 lanes.
-template <bool Wide>
-inline __m256i dot4(__m256i x, __m256i w, __m256i ones) {
-  if (!Wide) return _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones);
-  const __m256i lo = _mm256_max_epi8(_mm256_min_epi8(w, _mm256_set1_epi8(64)),
-                                     _mm256_set1_epi8(-64));
-  const __m256i hi = _mm256_sub_epi8(w, lo);
-  return _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(x, lo), ones),
-                          _mm256_madd_epi16(_mm256_maddubs_epi16(x, hi), ones));
-}
+#include "avx2_int.inc"
 
 // One row group (two ymm of 8 rows) × 4 channels (half a panel).
 template <bool Wide>
@@ -107,39 +92,24 @@ void tail(const TailArgs& a) {
   }
 }
 
-// The float epilogue, 8 rows at a time; the scalar path's float32 operations in its order.
+// The float epilogue, 8 rows at a time (avx2_int.inc).
 void epilogue(const EpilogueArgs& a) {
-  const __m256 so = _mm256_set1_ps(a.out_scale), zo = _mm256_set1_ps(a.out_zero);
-  const __m256 lo = _mm256_set1_ps(a.out_low), hi = _mm256_set1_ps(255.0f);
-  const __m256i row_zero = _mm256_set1_epi32(a.row_zero);
   for (std::int64_t j = 0; j < a.channels; ++j) {
-    const __m256i zc = _mm256_set1_epi32(a.zero_c[j]);
-    const __m256i zt = _mm256_set1_epi32(a.zero_t[j]);
-    const __m256 alc = _mm256_set1_ps(a.alpha_c[j]), alt = _mm256_set1_ps(a.alpha_t[j]);
-    const __m256 gam = _mm256_set1_ps(a.gamma[j]);
-    const __m256 bet = _mm256_set1_ps(a.beta[j]);
     for (std::int64_t r = 0; r < a.rows; r += 8) {
       const std::int64_t i = j * a.ld + r;
       const __m256i ac = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc + i));
-      __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(ac, zc)), alc);
-      if (a.acc_t) {
-        const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc_t + i));
-        y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(t, zt)), alt));
-      }
-      const __m256i rr = _mm256_sub_epi32(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.row_sums + r)), row_zero);
-      y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(rr), gam));
-      y = _mm256_add_ps(y, bet);
+      const __m256i at = a.acc_t
+                             ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.acc_t + i))
+                             : _mm256_setzero_si256();
+      const __m256i rs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.row_sums + r));
+      const __m256 y = affine8(ac, a.zero_c[j], a.alpha_c[j], a.acc_t != nullptr, at,
+                               a.zero_t[j], a.alpha_t[j], rs, a.row_zero, a.gamma[j], a.beta[j]);
       if (!a.q) {
         _mm256_storeu_ps(a.y + i, y);
         continue;
       }
-      __m256 t = _mm256_round_ps(_mm256_div_ps(y, so),
-                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      t = _mm256_add_ps(t, zo);
-      t = _mm256_min_ps(_mm256_max_ps(t, lo), hi);
       // 8 int32 in 0..255 -> 8 bytes.
-      const __m256i v = _mm256_cvtps_epi32(t);
+      const __m256i v = requantize8(y, a.out_scale, a.out_zero, a.out_low);
       const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
       const __m128i b8 = _mm_packus_epi16(w16, w16);
       _mm_storel_epi64(reinterpret_cast<__m128i*>(a.q + i), b8);

@@ -32,7 +32,8 @@ using prism::FoldConvPath;
 std::vector<FoldConvPath> paths(bool integer) {
   std::vector<FoldConvPath> out;
   for (FoldConvPath p : {FoldConvPath::Scalar, FoldConvPath::Avx2, FoldConvPath::Avx512,
-                         FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Vnni}) {
+                         FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Vnni,
+                         FoldConvPath::NeonDot}) {
     if (prism::fold_conv_path_unavailable_reason(p, integer).empty()) out.push_back(p);
   }
   return out;
@@ -198,13 +199,17 @@ void compare_fp32(const FoldConvGeometry& g, std::mt19937& rng) {
   }
 }
 
-void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rng) {
-  std::uniform_int_distribution<int> byte(0, 255), code(-127, 127), coin(0, 9);
+// Codes up to ±127 (int8: the AVX2 path's split form) or ±7 (4-bit PWLQ, with Q = 7: its
+// int16 runs of vpmaddubsw sums). extreme = ±1: every activation 255 and every code (and tail
+// code) ±max_code, the largest sums the int16 runs and the int32 accumulators can meet.
+void compare_integer(const FoldConvGeometry& g, bool with_tail, int max_code, std::mt19937& rng,
+                     int extreme = 0) {
+  std::uniform_int_distribution<int> byte(0, 255), code(-max_code, max_code), coin(0, 9);
   const std::int64_t fin = 4 * g.in_channels, fout = 4 * g.out_channels;
   const std::int64_t count = fout * fin * g.kernel * g.kernel;
   std::vector<std::uint8_t> x(
       static_cast<std::size_t>(g.batch * g.in_channels * g.height * g.width));
-  for (auto& v : x) v = static_cast<std::uint8_t>(byte(rng));
+  for (auto& v : x) v = static_cast<std::uint8_t>(extreme ? 255 : byte(rng));
   // Folded PWLQ codes (prism/qgemm.hpp): W0 holds Q·sign at every tail weight (Q = 127, the
   // widest 8-bit case), W1 the tail codes.
   std::vector<std::int8_t> center(count), tail(count, 0);
@@ -214,9 +219,13 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rn
       const int sign = v < 0 ? -1 : 1;
       const int magnitude = coin(rng) < 2 ? 0 : 1 + std::abs(v) / 2;
       tail[i] = static_cast<std::int8_t>(sign * magnitude);
-      center[i] = static_cast<std::int8_t>(127 * sign);
+      center[i] = static_cast<std::int8_t>(max_code * sign);
     } else {
       center[i] = static_cast<std::int8_t>(v);
+    }
+    if (extreme) {
+      center[i] = static_cast<std::int8_t>(extreme * max_code);
+      if (with_tail) tail[i] = static_cast<std::int8_t>(extreme * max_code);
     }
   }
   const std::uint8_t zx = static_cast<std::uint8_t>(byte(rng));
@@ -258,7 +267,8 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, std::mt19937& rn
   rq.relu = true;
   std::vector<float> y_scalar;
   std::vector<std::uint8_t> q_scalar;
-  const std::string what = std::string(with_tail ? "pwlq " : "int8 ") + describe(g);
+  const std::string what = std::string(with_tail ? "pwlq " : "int8 ") + "codes +-" +
+                           std::to_string(max_code) + (extreme ? " extreme " : " ") + describe(g);
   for (FoldConvPath path : paths(true)) {
     for (int threads : {1, 4}) {
       prism::FoldConvOptions o;
@@ -348,8 +358,23 @@ int main() {
     g.dilation = c.d;
     g.padding = c.p;
     compare_fp32(g, rng);
-    compare_integer(g, false, rng);
-    compare_integer(g, true, rng);
+    for (int max_code : {127, 7}) {
+      compare_integer(g, false, max_code, rng);
+      compare_integer(g, true, max_code, rng);
+    }
+  }
+  // Extreme values on a deep window (4·C_in·K·K = 576): each bound of the int16 runs (codes ±7,
+  // ±9, ±64) and the split form (±65, ±127), both signs.
+  FoldConvGeometry deep;
+  deep.in_channels = 16;
+  deep.out_channels = 2;
+  deep.height = 12;
+  deep.width = 20;
+  deep.kernel = 3;
+  deep.dilation = 2;
+  deep.padding = 2;
+  for (int max_code : {7, 9, 64, 65, 127}) {
+    for (int sign : {1, -1}) compare_integer(deep, max_code != 65, max_code, rng, sign);
   }
   if (failures) {
     std::fprintf(stderr, "%d failure(s)\n", failures);

@@ -37,16 +37,17 @@ def random_fp32(rng, n, c_in, c_out, h, w, k):
 
 
 def random_codes(rng, shape, with_tail, bits=None):
-    """Uniform int8 codes ``(W, None)``, or folded PWLQ codes ``(W0, W1)`` (~10 % tail weights,
-    some with a zero tail code): W0 holds the center codes and ``Q·sign`` at every tail weight,
-    ``Q = 2^(b−1) − 1`` for ``bits`` b (4 or 8, drawn when None)."""
-    center = rng.integers(-127, 128, shape).astype(np.int8)
+    """Int8 codes ``(W, None)`` of ``bits`` b (4 or 8, drawn when None: |code| ≤ Q =
+    2^(b−1) − 1; 4-bit codes take the AVX2 path's int16 runs, 8-bit ones its split form), or
+    folded PWLQ codes ``(W0, W1)`` (~10 % tail weights, some with a zero tail code): W0 holds the
+    center codes and ``Q·sign`` at every tail weight."""
+    q = 2 ** ((bits or int(rng.choice([4, 8]))) - 1) - 1
+    center = rng.integers(-q, q + 1, shape).astype(np.int8)
     if not with_tail:
         return center, None
-    q = 2 ** ((bits or int(rng.choice([4, 8]))) - 1) - 1
     in_tail = rng.random(shape) < 0.1
     sign = np.where(in_tail, np.where(rng.random(shape) < 0.5, -1, 1), 0).astype(np.int8)
-    tail = (sign * rng.integers(0, 64, shape)).astype(np.int8)
+    tail = (sign * rng.integers(0, min(q, 63) + 1, shape)).astype(np.int8)
     return np.where(in_tail, q * sign, center).astype(np.int8), tail
 
 
@@ -151,6 +152,27 @@ def test_integer_bit_exact_with_twin(s, seed, with_tail):
         q = fc.fold_qconv2d(X, packed, 0.03, zx, **params, **requant, path=path, **geo)
         assert q.dtype == np.uint8
         np.testing.assert_array_equal(q, want_q, err_msg=path)
+
+
+@pytest.mark.parametrize("path", INT_PATHS)
+@pytest.mark.parametrize("max_code", [7, 9, 64, 65, 127])
+def test_integer_extreme_values(path, max_code):
+    """Every activation 255 (and 0) against every code ±max|code| on a deep window (4·C_in·K·K =
+    576): the bounds of the AVX2 path's int16 runs (32767 // (510·max|code|) groups) and of its
+    split form (codes beyond ±64), on every path."""
+    geo = dict(dilation=2, padding=2)
+    for value in (255, 0):
+        X = np.full((1, 16, 12, 20), value, np.uint8)
+        for sign in (1, -1):
+            center = np.full((8, 64, 3, 3), sign * max_code, np.int8)
+            tail = np.full_like(center, -sign * min(max_code, 127))
+            for codes in ((center, None), (center, tail)):
+                packed = fc.pack_fold_qweights(*codes)
+                for zx in (0, 255):
+                    want = fc.fold_qconv2d_accumulators_reference(X, packed, zx, **geo)
+                    got = fc.fold_qconv2d_accumulators(X, packed, zx, path=path, **geo)
+                    for g, w, name in zip(got, want, ("A_c", "A_t", "R")):
+                        np.testing.assert_array_equal(g, w, err_msg=f"{name} x={value} zx={zx}")
 
 
 def test_integer_accumulators_are_the_unfused_sequence():

@@ -37,3 +37,38 @@ def test_bench_fold_writes_its_report(tmp_path, monkeypatch):
         assert len(fractions) == 2 and all(0 < row["value"] for row in fractions)
     else:  # no AVX-512 VNNI: no peak to measure against, and no rows that need one
         assert not fractions
+
+
+def test_bench_fold_forced_integer_path(tmp_path, monkeypatch):
+    """``--integer-path avx2 --pwlq-bits 4``: the integer contenders on the AVX2 path with 4-bit
+    PWLQ codes, reported as information rows (the peer keeps the host's best FP32 path)."""
+    from sdk import fold_conv as fc
+
+    if fc.available_paths(integer=True)["avx2"] is not None:
+        pytest.skip(f"avx2: {fc.available_paths(integer=True)['avx2']}")
+    monkeypatch.setattr(bench_fold, "SHAPES", ((28, 2),))
+    out = tmp_path / "avx2"
+    assert bench_fold.main(["--rounds", "1", "--threads", "1", "--integer-path", "avx2",
+                            "--pwlq-bits", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert report["paths"]["integer"] == "avx2" and report["integer_path_forced"]
+    assert report["command"] == (f"python -m sdk.tools.bench_fold --integer-path avx2 "
+                                 f"--pwlq-bits 4 --out {out}")
+    # 4-bit codes with 10 % tail weights and tail codes 0..7: fewer zero codes than 8-bit ones.
+    assert 0.25 < report["results"][0]["pwlq_tail_group_density"] < 0.45
+    rows = json.loads((out / "perf.json").read_text())["rows"]
+    assert [row["what"].split(",")[0] for row in rows] == [
+        "folded conv int8 fused on the avx2 path (forced)",
+        "folded conv PWLQ fused (4-bit) on the avx2 path (forced)"]
+    assert all(row["goal"] is None and row["met"] is None and row["value"] > 0 for row in rows)
+
+
+def test_bench_fold_rejects_a_path_this_host_lacks(tmp_path, capsys):
+    from sdk import fold_conv as fc
+
+    missing = [p for p, why in fc.available_paths(integer=True).items() if why]
+    if not missing:
+        pytest.skip("every integer path runs here")
+    with pytest.raises(SystemExit):
+        bench_fold.main(["--integer-path", missing[0], "--out", str(tmp_path)])
+    assert f"--integer-path {missing[0]}" in capsys.readouterr().err

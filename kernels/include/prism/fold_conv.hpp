@@ -70,10 +70,12 @@ void check_fold_conv(const FoldConvGeometry& geometry);
 
 // Instruction-set paths. FP32: scalar (portable C++), avx2 (AVX2 + FMA), avx512 (AVX-512F), all
 // direct; avx512_winograd: Winograd F(2×2, 3×3) on AVX-512F for K = 3 (2.25× fewer
-// multiplications; the direct avx512 kernel for other K). Integer: scalar, avx512vnni
-// (vpdpbusd). Auto picks the best available one (for FP32 on AVX-512: Winograd when K = 3 and
-// an image has at least 128 Winograd tiles, else direct); PRISM_DISABLE_SIMD=1 makes it scalar.
-enum class FoldConvPath { Auto, Scalar, Avx2, Avx512, Avx512Winograd, Avx512Vnni };
+// multiplications; the direct avx512 kernel for other K). Integer: scalar, avx2 (vpmaddubsw,
+// with the saturation-free split of prism/qgemm.hpp's AVX2 path for codes beyond ±64),
+// avx512vnni (vpdpbusd), neon_dot (aarch64 sdot on x − 128). Auto picks the best available one
+// (for FP32 on AVX-512: Winograd when K = 3 and an image has at least 128 Winograd tiles, else
+// direct); PRISM_DISABLE_SIMD=1 makes it scalar.
+enum class FoldConvPath { Auto, Scalar, Avx2, Avx512, Avx512Winograd, Avx512Vnni, NeonDot };
 
 const char* fold_conv_path_name(FoldConvPath path);
 // Inverse of fold_conv_path_name; throws std::invalid_argument naming an unknown value.
@@ -142,6 +144,7 @@ struct PackedFoldQWeights {
   std::int64_t in_channels = 0, out_channels = 0, kernel = 0;
   std::int64_t blocks = 0;
   bool has_tail = false;
+  int max_abs_code = 0;  // largest |code| of W0 and W1 (the AVX2 path splits codes beyond ±64)
   std::vector<std::int8_t> dense;
   std::vector<std::int64_t> tail_start;  // 4·C_out·K + 1 offsets: list (n, kh) at n·K + kh
   std::vector<FoldTailGroup> tail_groups;
@@ -184,9 +187,10 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& geometry,
 
 // ---------------------------------------------------------------------------------------------
 // Internal interface between the driver (fold_conv.cpp) and the per-ISA files
-// (fold_conv_avx2.cpp, fold_conv_avx512.cpp, fold_conv_avx512vnni.cpp). Plain structs and
-// function pointers only: the ISA files are compiled with their own -m flags and must not emit
-// inline or template code that the linker could pick for the rest of the program.
+// (fold_conv_avx2.cpp, fold_conv_avx512.cpp, fold_conv_avx512vnni.cpp, fold_conv_neon_dot.cpp).
+// Plain structs and function pointers only: the ISA files are compiled with their own -m flags
+// and must not emit inline or template code that the linker could pick for the rest of the
+// program.
 namespace fold_conv_detail {
 
 // One FP32 task: output rows 2i and 2i + 1 of the channels of one weight block, all columns.
@@ -229,6 +233,10 @@ struct QTask {
   const std::int64_t* tail_start;
   const FoldTailGroup* tail_groups;
   bool has_tail;
+  bool wide_codes;  // some |code| > 64
+  // Groups whose u8×s8 pair sums (each at most 2·255·max|code| in magnitude) add up exactly in
+  // int16: 32767 / (510·max|code|), at least 1 (the AVX2 path sums them before widening).
+  std::int64_t int16_groups;
   std::int64_t out_channels;
   std::int64_t in_channels, height;  // C_in, H of x
   std::int64_t kernel, dilation, padding;
@@ -274,6 +282,24 @@ void live_rows(std::int64_t v0, std::int64_t vectors, std::int64_t folded_out_he
                std::int64_t& kh1);
 void q_live_rows(const QTask& task, std::int64_t& kh0, std::int64_t& kh1);
 
+// A run of lanes [l0, l1) of one vector of a task whose folded output pixels lie in one folded
+// output row i, from column j.
+struct QSegment {
+  std::int64_t l0, l1, i, j;
+};
+// The task's vectors as row segments: seg[v][0, count[v]) (one unless a vector spans rows).
+struct QTaskSegments {
+  QSegment seg[kFoldQVectors][16];
+  int count[kFoldQVectors];
+};
+void q_task_segments(const QTask& task, QTaskSegments& out);
+// What channel n's kernel rows add beyond the passes' sums over the live rows [kh0, kh1):
+// zx times the codes of the rows outside (lying wholly in the padding) plus live_x times the
+// codes of the rows inside (the NEON path's bias correction; 0 elsewhere). sums: row_sums or
+// tail_row_sums ([n][kh]).
+std::int32_t q_row_code_sum(const QTask& task, const std::int32_t* sums, std::int64_t n,
+                            std::int64_t kh0, std::int64_t kh1, std::int32_t live_x);
+
 // Winograd F(2×2, 3×3) on dilated tiles, one image at a time, in three phases. A tile is the 2×2
 // folded output positions {i, i + d} × {j, j + d}; its input is the 4×4 folded positions
 // {i − p + a·d} × {j − p + b·d}. Tiles are numbered t and handled 16 at a time (tile vector tv;
@@ -314,6 +340,7 @@ const FoldConvIsa* fold_conv_avx2();
 const FoldConvIsa* fold_conv_avx512();
 const FoldConvIsa* fold_conv_avx512_winograd();
 const FoldConvIsa* fold_conv_avx512vnni();
+const FoldConvIsa* fold_conv_neon_dot();
 
 }  // namespace fold_conv_detail
 }  // namespace prism
