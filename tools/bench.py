@@ -46,6 +46,11 @@ class LatencyStats:
                    float(p99), float(ms.max()), float(p95))
 
 
+#: environment variables that cap the instruction sets kernels dispatch on
+ISA_CAP_VARIABLES = ("PRISM_MAX_ISA", "PRISM_DISABLE_SIMD", "ONEDNN_MAX_CPU_ISA",
+                     "ATEN_CPU_CAPABILITY")
+
+
 def host_info() -> dict[str, Any]:
     """CPU model, core count, the SIMD features kernels dispatch on, and on a Jetson its model,
     power mode and clocks (``bench_host.jetson_info``)."""
@@ -60,6 +65,11 @@ def host_info() -> dict[str, Any]:
         pass
     info = {"machine": platform.machine(), "cpu": model, "cores": os.cpu_count(),
             "python": platform.python_version()}
+    # Instruction-set caps in force (an AVX-512 host run as an AVX2-only one, say): Prism's
+    # kernels, oneDNN's (PyTorch's convolutions) and ATen's.
+    caps = {k: os.environ[k] for k in ISA_CAP_VARIABLES if os.environ.get(k)}
+    if caps:
+        info["isa_caps"] = caps
     try:
         from sdk import _kernels
 

@@ -41,6 +41,8 @@ def render(results: list[tuple[str, dict]]) -> str:
         simd = host.get("simd") or {}
         flags = "+".join(k for k, v in simd.items() if v) or "scalar"
         host_s = f"{host.get('cpu', '?')}, {host.get('cores', '?')} cores, {flags}"
+        if host.get("isa_caps"):
+            host_s += " (capped: " + ", ".join(f"{k}={v}" for k, v in host["isa_caps"].items()) + ")"
         for row in res["rows"]:
             value = row["value"]
             shown = f"{value:.3g} {row.get('unit', '')}".strip() if isinstance(value, (int, float)) else str(value)

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>
@@ -25,7 +27,44 @@ unsigned long long xgetbv0() {
 }
 #endif
 
-CpuFeatures detect() {
+// PRISM_MAX_ISA: the widest instruction set the kernels may use, as oneDNN's ONEDNN_MAX_CPU_ISA
+// (to run an AVX-512 host as an AVX2-only one, e.g. a Zen 3, or an ARMv8.2 one as plain NEON).
+// Levels in order; unset or empty: no cap.
+struct Cap {
+  const char* name;
+  const char* arch;  // null: every architecture
+  int level;
+};
+constexpr Cap kCaps[] = {{"scalar", nullptr, 0},       {"avx2", "x86_64", 1},
+                         {"avx512", "x86_64", 2},      {"avx512_vnni", "x86_64", 3},
+                         {"neon", "aarch64", 1},       {"neon_dot", "aarch64", 2}};
+
+int max_isa_level(const char* arch) {
+  const char* cap = std::getenv("PRISM_MAX_ISA");
+  if (!cap || cap[0] == '\0') return 99;
+  std::string names;
+  for (const Cap& c : kCaps) {
+    if (c.arch && std::strcmp(c.arch, arch) != 0) continue;
+    if (std::strcmp(cap, c.name) == 0) return c.level;
+    names += (names.empty() ? "" : ", ") + std::string(c.name);
+  }
+  throw std::invalid_argument(std::string("PRISM_MAX_ISA=") + cap + ": expected one of " + names +
+                              " on " + arch + " (or unset)");
+}
+
+void apply_cap(CpuFeatures& f) {
+  const int level = max_isa_level(f.arch.c_str());
+  if (f.arch == "x86_64") {
+    if (level < 3) f.avx512_vnni = false;
+    if (level < 2) f.avx512f = f.avx_vnni = false;
+    if (level < 1) f.avx2 = false;
+  } else if (f.arch == "aarch64") {
+    if (level < 2) f.neon_dotprod = false;
+    if (level < 1) f.neon = false;
+  }
+}
+
+CpuFeatures detect_hardware() {
   CpuFeatures f;
   const char* off = std::getenv("PRISM_DISABLE_SIMD");
   const bool disabled = off && std::strcmp(off, "0") != 0 && off[0] != '\0';
@@ -57,6 +96,12 @@ CpuFeatures detect() {
   f.arch = "other";
   (void)disabled;
 #endif
+  return f;
+}
+
+CpuFeatures detect() {
+  CpuFeatures f = detect_hardware();
+  apply_cap(f);
   return f;
 }
 

@@ -121,7 +121,8 @@ std::string fold_conv_path_unavailable_reason(FoldConvPath path, bool integer) {
     return name + ": no " + (integer ? "integer" : "FP32") + " fold_conv kernel on this path";
   }
   if (!cpu_has(path)) {
-    return name + ": this CPU lacks the instructions (or PRISM_DISABLE_SIMD=1 is set)";
+    return name +
+           ": this CPU lacks the instructions (or PRISM_DISABLE_SIMD=1 / PRISM_MAX_ISA caps it)";
   }
   return "";
 }

@@ -78,7 +78,7 @@ std::string line_path_unavailable_reason(LinePath path) {
     static const char* what[] = {"", "", "AVX2 and FMA", "AVX-512 F, BW and VL",
                                  "Advanced SIMD (NEON)"};
     return name + ": this CPU lacks " + what[static_cast<int>(path)] +
-           " (or PRISM_DISABLE_SIMD=1 is set)";
+           " (or PRISM_DISABLE_SIMD=1 / PRISM_MAX_ISA caps it)";
   }
   return "";
 }

@@ -95,7 +95,7 @@ std::string qgemm_path_unavailable_reason(QgemmPath path) {
     static const char* what[] = {"", "", "AVX2 and FMA", "AVX-512 VNNI (with F, BW, VL)",
                                  "the ARMv8.2 dot-product extension (asimddp)"};
     return name + ": this CPU lacks " + what[static_cast<int>(path)] +
-           " (or PRISM_DISABLE_SIMD=1 is set)";
+           " (or PRISM_DISABLE_SIMD=1 / PRISM_MAX_ISA caps it)";
   }
   return "";
 }

@@ -20,3 +20,25 @@ def test_table_is_rendered_between_the_markers(tmp_path):
     assert "| x: speed | 1.23 x | ort | >= 1 | yes | CPU, 2 cores, avx2 | `python -m x` |" in text
     assert "| x: acc | 0.98 / 0.97 |" in text
     assert not update_readme(readme, table)  # idempotent
+
+
+def test_capped_host_says_so(tmp_path):
+    """A run under PRISM_MAX_ISA / ONEDNN_MAX_CPU_ISA names its caps beside the flags it saw."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "perf.json").write_text(json.dumps({
+        "host": {"cpu": "Xeon", "cores": 2, "simd": {"avx2": True, "avx512f": False},
+                 "isa_caps": {"PRISM_MAX_ISA": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}},
+        "command": "c", "rows": [{"what": "w", "value": 2.0, "unit": "x", "peer": "p",
+                                  "goal": ">= 1", "met": True}]}))
+    table = render(collect(tmp_path))
+    assert "| Xeon, 2 cores, avx2 (capped: PRISM_MAX_ISA=avx2, ONEDNN_MAX_CPU_ISA=AVX2) |" in table
+
+
+def test_host_info_records_isa_caps(monkeypatch):
+    from sdk.tools.bench import host_info
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.delenv("PRISM_MAX_ISA", raising=False)
+    assert host_info()["isa_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert "isa_caps" not in host_info()

@@ -14,8 +14,12 @@ struct CpuFeatures {
   std::string arch;           // "x86_64", "aarch64" or "other"
 };
 
-// Detected once (thread-safe static) and cached. Honors the environment variable
-// PRISM_DISABLE_SIMD=1, which reports no SIMD features so that the portable path is used.
+// Detected once (thread-safe static) and cached. Honors two environment variables:
+//   PRISM_DISABLE_SIMD=1 reports no SIMD features, so that the portable path is used;
+//   PRISM_MAX_ISA caps the features at one level, as oneDNN's ONEDNN_MAX_CPU_ISA: scalar, avx2
+//   (no AVX-512, no AVX-VNNI: an AVX2-only host such as Zen 3), avx512 (no VNNI) or avx512_vnni
+//   on x86-64; scalar, neon (no dot product) or neon_dot on aarch64. Another value throws
+//   std::invalid_argument naming it (at every call, since nothing is cached then).
 const CpuFeatures& cpu_features();
 
 }  // namespace prism
