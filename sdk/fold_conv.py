@@ -22,13 +22,15 @@ Two implementations with one meaning each, as in :mod:`sdk.preprocess`:
   ``c_out·4 + (y%2)·2 + x%2`` by index math on the original NCHW input;
 - the ``*_reference`` functions are their NumPy twins (fold, im2col, matrix product, unfold).
 
-FP32 algorithms: on AVX-512 CPUs a 3×3 kernel can run as Winograd F(2×2, 3×3) on dilated
-tiles (path ``avx512_winograd``; the fold is in the gather indices of the input transform, the
-unfold in the scatter of the output transform): 2.25× fewer multiplications, for transformed
-weights 16/9 the size of the plain ones (packed once) and per-call scratch kept by the calling
-thread. The automatic path takes it when an image has at least 128 tiles (e.g. 56×56 inputs);
-on smaller maps, other kernel sizes and the ``avx512``/``avx2``/``scalar`` paths the direct
-kernel runs. The two differ from each other and from PyTorch by float rounding only.
+FP32 algorithms: on AVX-512 and AVX2 CPUs a 3×3 kernel can run as Winograd F(2×2, 3×3) on
+dilated tiles (paths ``avx512_winograd`` and ``avx2_winograd``; the fold is in the gather
+indices of the input transform, the unfold in the scatter of the output transform): 2.25× fewer
+multiplications, for transformed weights 16/9 the size of the plain ones (packed once) and
+per-call scratch kept by the calling thread. The automatic path takes it when an image has at
+least 128 tiles on AVX-512 (e.g. 56×56 inputs; below that the direct AVX-512 kernel measured
+faster) and 32 on AVX2 (28×28 inputs already gain); on smaller maps, other kernel sizes and the
+``avx512``/``avx2``/``scalar`` paths the direct kernel runs. The two differ from each other and
+from PyTorch by float rounding only.
 
 Integer arithmetic is the PWLQ W·A8 arithmetic of :mod:`sdk.kernels_int` applied to the folded
 convolution, in its folded PWLQ form (W0 the folded center codes, W1 the tail codes; no sign
@@ -69,9 +71,9 @@ __all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_paddi
            "depth_to_space_reference", "fold_conv2d_reference",
            "fold_qconv2d_accumulators_reference", "fold_qconv2d_reference"]
 
-#: instruction-set paths of the FP32 kernel (``avx512_winograd``: Winograd F(2×2, 3×3) for
-#: K = 3, the direct ``avx512`` kernel otherwise) and of the integer kernel
-PATHS = ("scalar", "avx2", "avx512", "avx512_winograd")
+#: instruction-set paths of the FP32 kernel (``avx2_winograd`` / ``avx512_winograd``: Winograd
+#: F(2×2, 3×3) for K = 3, the direct kernel of the same ISA otherwise) and of the integer kernel
+PATHS = ("scalar", "avx2", "avx2_winograd", "avx512", "avx512_winograd")
 INTEGER_PATHS = ("scalar", "avx2", "avx512vnni", "neon_dot")
 _MAX_DEPTH = 65536  # 255·128·depth must fit an int32 accumulator
 

@@ -610,7 +610,8 @@ PYBIND11_MODULE(_kernels, m) {
     py::dict d;
     for (auto p : {prism::FoldConvPath::Scalar, prism::FoldConvPath::Avx2,
                    prism::FoldConvPath::Avx512, prism::FoldConvPath::Avx512Winograd,
-                   prism::FoldConvPath::Avx512Vnni, prism::FoldConvPath::NeonDot})
+                   prism::FoldConvPath::Avx512Vnni, prism::FoldConvPath::NeonDot,
+                   prism::FoldConvPath::Avx2Winograd})
       d[prism::fold_conv_path_name(p)] = prism::fold_conv_path_unavailable_reason(p, integer);
     return d;
   }, py::arg("integer"), "{path: '' if the FP32 / integer kernel runs on it here, else why not}");

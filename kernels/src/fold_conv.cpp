@@ -61,6 +61,7 @@ const char* fold_conv_path_name(FoldConvPath path) {
     case FoldConvPath::Avx512Winograd: return "avx512_winograd";
     case FoldConvPath::Avx512Vnni: return "avx512vnni";
     case FoldConvPath::NeonDot: return "neon_dot";
+    case FoldConvPath::Avx2Winograd: return "avx2_winograd";
   }
   return "?";
 }
@@ -68,12 +69,13 @@ const char* fold_conv_path_name(FoldConvPath path) {
 FoldConvPath parse_fold_conv_path(const std::string& name) {
   for (FoldConvPath p : {FoldConvPath::Auto, FoldConvPath::Scalar, FoldConvPath::Avx2,
                          FoldConvPath::Avx512, FoldConvPath::Avx512Winograd,
-                         FoldConvPath::Avx512Vnni, FoldConvPath::NeonDot}) {
+                         FoldConvPath::Avx512Vnni, FoldConvPath::NeonDot,
+                         FoldConvPath::Avx2Winograd}) {
     if (name == fold_conv_path_name(p)) return p;
   }
-  throw std::invalid_argument(
-      "unknown fold_conv path '" + name +
-      "'; expected auto, scalar, avx2, avx512, avx512_winograd, avx512vnni or neon_dot");
+  throw std::invalid_argument("unknown fold_conv path '" + name +
+                              "'; expected auto, scalar, avx2, avx2_winograd, avx512, "
+                              "avx512_winograd, avx512vnni or neon_dot");
 }
 
 namespace {
@@ -88,6 +90,7 @@ const FoldConvIsa* built(FoldConvPath path) {
     case FoldConvPath::Avx512Winograd: return fold_conv_detail::fold_conv_avx512_winograd();
     case FoldConvPath::Avx512Vnni: return fold_conv_detail::fold_conv_avx512vnni();
     case FoldConvPath::NeonDot: return fold_conv_detail::fold_conv_neon_dot();
+    case FoldConvPath::Avx2Winograd: return fold_conv_detail::fold_conv_avx2_winograd();
     case FoldConvPath::Auto: break;
   }
   return nullptr;
@@ -102,6 +105,7 @@ bool cpu_has(FoldConvPath path) {
     case FoldConvPath::Avx512Winograd: return f.avx512f;
     case FoldConvPath::Avx512Vnni: return f.avx512_vnni;
     case FoldConvPath::NeonDot: return f.neon_dotprod;
+    case FoldConvPath::Avx2Winograd: return f.avx2;
     case FoldConvPath::Auto: return true;
   }
   return false;
@@ -129,7 +133,8 @@ std::string fold_conv_path_unavailable_reason(FoldConvPath path, bool integer) {
 
 FoldConvPath fold_conv_best_path(bool integer) {
   const FoldConvPath order[] = {FoldConvPath::Avx512Vnni, FoldConvPath::Avx512Winograd,
-                                FoldConvPath::Avx512, FoldConvPath::Avx2, FoldConvPath::NeonDot};
+                                FoldConvPath::Avx512, FoldConvPath::Avx2Winograd,
+                                FoldConvPath::Avx2, FoldConvPath::NeonDot};
   for (FoldConvPath p : order) {
     if (fold_conv_path_unavailable_reason(p, integer).empty()) return p;
   }
@@ -303,8 +308,10 @@ struct WinoScratch {
 
 // Auto takes Winograd only from this many tiles per image: every call streams the transformed
 // weights (16/9 the plain ones), 2·T multiply-adds per byte, so on small maps (28×28 inputs:
-// 64 tiles) the direct kernel, which reuses its weights over every output row, measured faster.
-constexpr std::int64_t kWinogradMinTiles = 128;
+// 49–64 tiles) the direct AVX-512 kernel, which reuses its weights over every output row,
+// measured faster. The direct AVX2 kernel (8 lanes, 16 registers) does not: AVX2 Winograd was
+// 1.1–1.5× faster already at 28×28 (and 1.4–1.9× at 56×56), so it starts at 32 tiles.
+constexpr std::int64_t kWinogradMinTiles = 128, kWinogradMinTilesAvx2 = 32;
 
 std::int64_t winograd_tiles(const FoldConvGeometry& g) {
   return static_cast<std::int64_t>(tile_starts(g.folded_out_height(), g.dilation).size() *
@@ -382,8 +389,12 @@ void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeig
   check_fold_conv(g);
   check_weights_match(g, w.in_channels, w.out_channels, w.kernel);
   const FoldConvIsa& isa = resolve(options.path, false);
+  const bool forced = options.path == FoldConvPath::Avx512Winograd ||
+                      options.path == FoldConvPath::Avx2Winograd;
+  const std::int64_t min_tiles =
+      isa.path == FoldConvPath::Avx2Winograd ? kWinogradMinTilesAvx2 : kWinogradMinTiles;
   if (isa.wino_input && g.kernel == 3 && g.batch > 0 &&
-      (options.path == FoldConvPath::Avx512Winograd || winograd_tiles(g) >= kWinogradMinTiles)) {
+      (forced || winograd_tiles(g) >= min_tiles)) {
     winograd(x, g, w, relu, y, isa, options.num_threads);
     return;
   }

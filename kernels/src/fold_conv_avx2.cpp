@@ -90,6 +90,164 @@ void f32_task(const F32Task& t) {
   for (std::int64_t x0 = 0; x0 < t.out_width; x0 += 8) tile(t, x0);
 }
 
+// ---------------------------------------------------------------- Winograd F(2×2, 3×3) --
+// The AVX-512 phases (fold_conv_avx512.cpp) on the same 16-tile vectors, each as two ymm halves
+// of 8 tiles. The input transform gathers (vgatherdps); the output transform has no scatter
+// instruction in AVX2, so its 4 results per tile are written by a scalar loop over precomputed
+// indices (the output is 1/(4·C_in) of the transformed input's size). GEMM register tile: one
+// tile vector (2 ymm) × 6 folded output channels, twice per block of 12.
+
+constexpr int kWinoBlock = 12;  // folded output channels per weight block
+
+void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
+  const int hf = static_cast<int>(t.height / 2), wf = static_cast<int>(t.width / 2);
+  const int d = static_cast<int>(t.dilation), p = static_cast<int>(t.padding);
+  const int w = static_cast<int>(t.width);
+  const __m256i minus1 = _mm256_set1_epi32(-1);
+  const std::int64_t fin = 4 * t.in_channels, plane = t.height * t.width;
+  const std::int64_t xi_stride = t.tile_vectors * fin * 16;
+  const __m256 zero = _mm256_setzero_ps();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i ti = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.tile_i + 16 * tv + 8 * h));
+    const __m256i tj = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.tile_j + 16 * tv + 8 * h));
+    const __m256i lanes = _mm256_cmpgt_epi32(ti, minus1);
+    __m256i idx[16], msk[16];
+    for (int a = 0; a < 4; ++a) {
+      const __m256i row = _mm256_add_epi32(ti, _mm256_set1_epi32(a * d - p));
+      const __m256i rm = _mm256_and_si256(
+          lanes, _mm256_and_si256(_mm256_cmpgt_epi32(row, minus1),
+                                  _mm256_cmpgt_epi32(_mm256_set1_epi32(hf), row)));
+      for (int b = 0; b < 4; ++b) {
+        const __m256i col = _mm256_add_epi32(tj, _mm256_set1_epi32(b * d - p));
+        const __m256i cm = _mm256_and_si256(_mm256_cmpgt_epi32(col, minus1),
+                                            _mm256_cmpgt_epi32(_mm256_set1_epi32(wf), col));
+        msk[a * 4 + b] = _mm256_and_si256(rm, cm);
+        idx[a * 4 + b] = _mm256_add_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(2 * w)),
+                                          _mm256_add_epi32(col, col));
+      }
+    }
+    for (std::int64_t ci = c0; ci < c1; ++ci) {
+      for (int q = 0; q < 4; ++q) {  // fold phase bh·2 + bw
+        const float* base = t.x + ci * plane + (q / 2) * t.width + (q % 2);
+        __m256 e[16];
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; ++k) {
+          e[k] = _mm256_mask_i32gather_ps(zero, base, idx[k], _mm256_castsi256_ps(msk[k]), 4);
+        }
+        // Bᵀ·D·B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], rows then columns.
+#pragma GCC unroll 4
+        for (int b = 0; b < 4; ++b) {
+          const __m256 d0 = e[b], d1 = e[4 + b], d2 = e[8 + b], d3 = e[12 + b];
+          e[b] = _mm256_sub_ps(d0, d2);
+          e[4 + b] = _mm256_add_ps(d1, d2);
+          e[8 + b] = _mm256_sub_ps(d2, d1);
+          e[12 + b] = _mm256_sub_ps(d1, d3);
+        }
+        float* dst = t.v + (tv * fin + ci * 4 + q) * 16 + 8 * h;
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; ++a) {
+          const __m256 d0 = e[4 * a], d1 = e[4 * a + 1], d2 = e[4 * a + 2], d3 = e[4 * a + 3];
+          _mm256_storeu_ps(dst + (4 * a + 0) * xi_stride, _mm256_sub_ps(d0, d2));
+          _mm256_storeu_ps(dst + (4 * a + 1) * xi_stride, _mm256_add_ps(d1, d2));
+          _mm256_storeu_ps(dst + (4 * a + 2) * xi_stride, _mm256_sub_ps(d2, d1));
+          _mm256_storeu_ps(dst + (4 * a + 3) * xi_stride, _mm256_sub_ps(d1, d3));
+        }
+      }
+    }
+  }
+}
+
+// Folded output channels [r0, r0 + 6) of block b over tile vector tv.
+void wino_gemm_tile(const WinoTask& t, std::int64_t xi, std::int64_t b, std::int64_t tv,
+                    int r0) {
+  const std::int64_t fin = 4 * t.in_channels, nf = 4 * t.out_channels;
+  const float* u = t.u + (xi * t.blocks + b) * fin * kWinoBlock + r0;
+  const float* v = t.v + (xi * t.tile_vectors + tv) * fin * 16;
+  __m256 acc[6][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < 6; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (std::int64_t cf = 0; cf < fin; ++cf, u += kWinoBlock, v += 16) {
+    const __m256 x0 = _mm256_loadu_ps(v), x1 = _mm256_loadu_ps(v + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < 6; ++r) {
+      const __m256 w = _mm256_broadcast_ss(u + r);
+      acc[r][0] = _mm256_fmadd_ps(x0, w, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(x1, w, acc[r][1]);
+    }
+  }
+  const std::int64_t n0 = b * kWinoBlock + r0;
+  float* m = t.m + ((xi * t.tile_vectors + tv) * nf + n0) * 16;
+#pragma GCC unroll 6
+  for (int r = 0; r < 6; ++r) {
+    if (n0 + r >= nf) break;
+    _mm256_storeu_ps(m + r * 16, acc[r][0]);
+    _mm256_storeu_ps(m + r * 16 + 8, acc[r][1]);
+  }
+}
+
+void wino_gemm(const WinoTask& t, std::int64_t xi, std::int64_t b) {
+  const std::int64_t nf = 4 * t.out_channels;
+  for (std::int64_t tv = 0; tv < t.tile_vectors; ++tv) {
+    wino_gemm_tile(t, xi, b, tv, 0);
+    if (b * kWinoBlock + 6 < nf) wino_gemm_tile(t, xi, b, tv, 6);
+  }
+}
+
+void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
+  const std::int64_t d = t.dilation, out_w = 2 * t.folded_out_width;
+  // Output offsets of the 4 results (a, b) of each of the 16 tiles; −1: not an output.
+  std::int64_t idx[4][16];
+  for (int l = 0; l < 16; ++l) {
+    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
+    for (int a = 0; a < 2; ++a) {
+      for (int b = 0; b < 2; ++b) {
+        const std::int64_t row = i + a * d, col = j + b * d;
+        const bool ok = i >= 0 && row < t.folded_out_height && col < t.folded_out_width;
+        idx[a * 2 + b][l] = ok ? row * 2 * out_w + 2 * col : -1;
+      }
+    }
+  }
+  const std::int64_t nf = 4 * t.out_channels;
+  const std::int64_t xi_stride = t.tile_vectors * nf * 16;
+  const std::int64_t out_plane = 4 * t.folded_out_height * t.folded_out_width;
+  const __m256 zero = _mm256_setzero_ps();
+  for (std::int64_t n = n0; n < n1; ++n) {
+    const float* m = t.m + (tv * nf + n) * 16;
+    const __m256 bias = _mm256_set1_ps(t.bias[n]);
+    alignas(32) float y[4][16];
+    for (int h = 0; h < 2; ++h) {
+      __m256 p[2][4];
+      // Aᵀ·M·A with Aᵀ = [1 1 1 0; 0 1 −1 −1], rows then columns.
+#pragma GCC unroll 4
+      for (int b = 0; b < 4; ++b) {
+        const __m256 m0 = _mm256_loadu_ps(m + (0 + b) * xi_stride + 8 * h);
+        const __m256 m1 = _mm256_loadu_ps(m + (4 + b) * xi_stride + 8 * h);
+        const __m256 m2 = _mm256_loadu_ps(m + (8 + b) * xi_stride + 8 * h);
+        const __m256 m3 = _mm256_loadu_ps(m + (12 + b) * xi_stride + 8 * h);
+        p[0][b] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+        p[1][b] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+      }
+#pragma GCC unroll 2
+      for (int a = 0; a < 2; ++a) {
+        __m256 y0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(p[a][0], p[a][1]), p[a][2]), bias);
+        __m256 y1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(p[a][1], p[a][2]), p[a][3]), bias);
+        if (t.relu) {
+          y0 = _mm256_max_ps(y0, zero);
+          y1 = _mm256_max_ps(y1, zero);
+        }
+        _mm256_store_ps(y[a * 2 + 0] + 8 * h, y0);
+        _mm256_store_ps(y[a * 2 + 1] + 8 * h, y1);
+      }
+    }
+    float* base = t.y + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
+    for (int k = 0; k < 4; ++k) {
+      for (int l = 0; l < 16; ++l) {
+        if (idx[k][l] >= 0) base[idx[k][l]] = y[k][l];
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------- integer --
 
 constexpr int NB = 4 * kFoldQBlock;  // folded channels per block
@@ -469,10 +627,13 @@ void q_task(const QTask& t) {
 }
 
 const FoldConvIsa kAvx2{FoldConvPath::Avx2, f32_task, q_task, nullptr, nullptr, nullptr};
+const FoldConvIsa kAvx2Winograd{FoldConvPath::Avx2Winograd, f32_task, nullptr, wino_input,
+                                wino_gemm, wino_output};
 
 }  // namespace
 
 const FoldConvIsa* fold_conv_avx2() { return &kAvx2; }
+const FoldConvIsa* fold_conv_avx2_winograd() { return &kAvx2Winograd; }
 
 }  // namespace fold_conv_detail
 }  // namespace prism
@@ -482,6 +643,7 @@ const FoldConvIsa* fold_conv_avx2() { return &kAvx2; }
 namespace prism {
 namespace fold_conv_detail {
 const FoldConvIsa* fold_conv_avx2() { return nullptr; }
+const FoldConvIsa* fold_conv_avx2_winograd() { return nullptr; }
 }  // namespace fold_conv_detail
 }  // namespace prism
 

@@ -33,7 +33,7 @@ std::vector<FoldConvPath> paths(bool integer) {
   std::vector<FoldConvPath> out;
   for (FoldConvPath p : {FoldConvPath::Scalar, FoldConvPath::Avx2, FoldConvPath::Avx512,
                          FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Vnni,
-                         FoldConvPath::NeonDot}) {
+                         FoldConvPath::NeonDot, FoldConvPath::Avx2Winograd}) {
     if (prism::fold_conv_path_unavailable_reason(p, integer).empty()) out.push_back(p);
   }
   return out;

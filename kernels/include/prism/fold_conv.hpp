@@ -69,13 +69,15 @@ struct FoldConvGeometry {
 void check_fold_conv(const FoldConvGeometry& geometry);
 
 // Instruction-set paths. FP32: scalar (portable C++), avx2 (AVX2 + FMA), avx512 (AVX-512F), all
-// direct; avx512_winograd: Winograd F(2×2, 3×3) on AVX-512F for K = 3 (2.25× fewer
-// multiplications; the direct avx512 kernel for other K). Integer: scalar, avx2 (vpmaddubsw,
-// with the saturation-free split of prism/qgemm.hpp's AVX2 path for codes beyond ±64),
-// avx512vnni (vpdpbusd), neon_dot (aarch64 sdot on x − 128). Auto picks the best available one
-// (for FP32 on AVX-512: Winograd when K = 3 and an image has at least 128 Winograd tiles, else
-// direct); PRISM_DISABLE_SIMD=1 makes it scalar.
-enum class FoldConvPath { Auto, Scalar, Avx2, Avx512, Avx512Winograd, Avx512Vnni, NeonDot };
+// direct; avx2_winograd / avx512_winograd: Winograd F(2×2, 3×3) for K = 3 (2.25× fewer
+// multiplications; the direct kernel of the same ISA for other K). Integer: scalar, avx2
+// (vpmaddubsw, with the saturation-free split of prism/qgemm.hpp's AVX2 path for codes beyond
+// ±64), avx512vnni (vpdpbusd), neon_dot (aarch64 sdot on x − 128). Auto picks the best available
+// one (for FP32: Winograd when K = 3 and an image has at least 128 Winograd tiles, else direct);
+// PRISM_DISABLE_SIMD=1 makes it scalar, PRISM_MAX_ISA caps it (prism/cpu_features.hpp).
+enum class FoldConvPath {
+  Auto, Scalar, Avx2, Avx512, Avx512Winograd, Avx512Vnni, NeonDot, Avx2Winograd
+};
 
 const char* fold_conv_path_name(FoldConvPath path);
 // Inverse of fold_conv_path_name; throws std::invalid_argument naming an unknown value.
@@ -337,6 +339,7 @@ struct FoldConvIsa {
 // nullptr where the path is not built into this binary.
 const FoldConvIsa* fold_conv_scalar();
 const FoldConvIsa* fold_conv_avx2();
+const FoldConvIsa* fold_conv_avx2_winograd();
 const FoldConvIsa* fold_conv_avx512();
 const FoldConvIsa* fold_conv_avx512_winograd();
 const FoldConvIsa* fold_conv_avx512vnni();
