@@ -39,9 +39,10 @@ tensor, no offset): per folded output channel ``n`` and folded position, exact i
 the zero point ``zx``, i.e. the real value 0.0), ``R = Σ X`` over the same window, and then the
 float32 epilogue of :mod:`sdk.kernels_int` in the same order (per-channel parameters have
 ``4·C_out`` entries, indexed by ``n``), optionally requantized to uint8. The twins reproduce it
-bit for bit. Integer paths: ``avx512vnni`` (vpdpbusd), ``avx2`` (vpmaddubsw; codes beyond ±64
-are split in two so that no pair sum saturates, and with small codes, e.g. 4-bit PWLQ, up to
-``32767 // (510·max|code|)`` groups are summed in int16 before widening), ``neon_dot`` (aarch64
+bit for bit. Integer paths: ``avx512vnni`` (vpdpbusd), ``avx2`` (vpmaddubsw, kept free of saturation:
+up to ``32767 // (510·max|code|)`` groups are summed in int16 before widening, 9 for 4-bit
+PWLQ, and for codes beyond ±64 the activations are split into nibbles, ``x = 16·high + low``,
+summed in runs of 8), ``neon_dot`` (aarch64
 ``sdot`` on ``x − 128``, corrected by ``128·ΣW``; the Jetson path, tested under qemu) and
 ``scalar``. FP32 results differ from PyTorch only by summation order (well within ``1e-4`` for
 unit-scale data).

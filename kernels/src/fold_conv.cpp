@@ -712,6 +712,7 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
       threads > 1 ? std::min<std::int64_t>(units * w.blocks, 2 * threads) : 1;
   threads = static_cast<int>(std::min<std::int64_t>(threads, tasks));
   const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, g.kernel);
+  const bool wide = w.max_abs_code > 64;
   const std::int64_t plane_bytes = fold_conv_detail::q_planes_bytes(g);
   const std::int64_t in_image = g.in_channels * g.height * g.width;
   const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
@@ -735,16 +736,18 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     Scratch& scratch = thread_scratch();
     fold_conv_detail::QTask task;
     task.planes = planes.data() + image * plane_bytes;
-    task.buffer = scratch.aligned(buffer);
+    task.buffer = scratch.aligned(wide ? 2 * buffer : buffer);
+    task.buffer_high = wide ? task.buffer + buffer : nullptr;
     task.dense = w.dense.data();
     task.row_sums = w.row_sums.data();
     task.tail_row_sums = w.tail_row_sums.data();
     task.tail_start = w.tail_start.data();
     task.tail_groups = w.tail_groups.data();
     task.has_tail = w.has_tail;
-    task.wide_codes = w.max_abs_code > 64;
+    const std::int64_t x_max = wide ? 15 : 255;
     task.int16_groups =
-        w.max_abs_code == 0 ? 64 : std::max<std::int64_t>(1, 32767 / (510 * w.max_abs_code));
+        w.max_abs_code == 0 ? 64
+                            : std::max<std::int64_t>(1, 32767 / (2 * x_max * w.max_abs_code));
     task.out_channels = w.out_channels;
     task.in_channels = g.in_channels;
     task.height = g.height;

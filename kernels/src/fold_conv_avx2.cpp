@@ -7,13 +7,17 @@
 // channels × 2 rows = 12 accumulators of 16 registers.
 //
 // Integer: the AVX-512 VNNI scheme (fold_conv_avx512vnni.cpp) with each 16-pixel vector of the
-// task as two ymm halves, and vpmaddubsw + vpmaddwd in place of vpdpbusd (avx2_int.inc: exact,
-// codes beyond ±64 split in two). The same 4-byte-group buffer (one 64-byte aligned row per tap,
-// input channel and vector), filled by masked loads from the padded planes; dense register tiles
-// of one vector × 4 folded channels, with the vpmaddubsw int16 results of up to
-// `int16_groups` groups summed before they are widened (exact: the bound is checked per layer);
-// the sparse tail per channel against all the task's halves; the unfold is an interleaving
-// store. Bit-exact with the scalar path.
+// task as two ymm halves, and vpmaddubsw + vpmaddwd in place of vpdpbusd. vpmaddubsw adds two
+// u8×s8 products into int16 with saturation, so the kernel bounds them: the int16 results of
+// runs of QTask::int16_groups groups (32767 / (2·255·max|code|): 9 for 4-bit codes) are summed
+// before vpmaddwd widens them, and for codes beyond ±64 (where even one pair could saturate)
+// the pack splits each activation into nibbles, x = 16·high + low, whose products sum in runs
+// of 8 (int8 codes and 8-bit PWLQ: 2 vpmaddubsw per product pair instead of the 4 plus clamps
+// of the weight split in avx2_int.inc). The same 4-byte-group buffer (one 64-byte aligned row
+// per tap, input channel and vector), filled by masked loads from the padded planes; dense
+// register tiles of one vector (half a vector for nibbles) × 4 folded channels; the sparse tail per channel
+// against all the task's halves; the unfold is an interleaving store. Bit-exact with the
+// scalar path.
 #include "prism/fold_conv.hpp"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
@@ -273,6 +277,19 @@ inline bool full(const QTaskSegments& segs, std::int64_t v) {
   return segs.count[v] == 1 && segs.seg[v][0].l0 == 0 && segs.seg[v][0].l1 == 16;
 }
 
+// Stores 32 activation bytes at dst in the task's buffer: as they are, or with wide codes their
+// low nibbles there and their high nibbles at the same place in buffer_high.
+inline void put(const QTask& t, std::uint8_t* dst, __m256i x) {
+  if (!t.buffer_high) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dst), x);
+    return;
+  }
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(dst), _mm256_and_si256(x, nibble));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(t.buffer_high + (dst - t.buffer)),
+                     _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble));
+}
+
 // Fills the buffer rows of kernel rows [kh0, kh1) as the AVX-512 pack does: per tap, input
 // channel and vector, its row segments from the padded planes (two plain loads for a vector
 // in one row, else masked loads blended over zx; masked lanes are not read).
@@ -297,8 +314,8 @@ void pack(const QTask& t, const QTaskSegments& segs, std::int64_t kh0, std::int6
         if (full(segs, v)) {
           for (std::int64_t ci = 0; ci < ci_n; ++ci, dst += kRow) {
             const auto* src = reinterpret_cast<const __m256i*>(base + ci * plane + off[0]);
-            _mm256_store_si256(reinterpret_cast<__m256i*>(dst), _mm256_loadu_si256(src));
-            _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32), _mm256_loadu_si256(src + 1));
+            put(t, dst, _mm256_loadu_si256(src));
+            put(t, dst + 32, _mm256_loadu_si256(src + 1));
           }
           continue;
         }
@@ -309,7 +326,7 @@ void pack(const QTask& t, const QTaskSegments& segs, std::int64_t kh0, std::int6
               const auto* src = reinterpret_cast<const int*>(base + ci * plane + off[s]) + 8 * h;
               x = _mm256_blendv_epi8(x, _mm256_maskload_epi32(src, mask[s][h]), mask[s][h]);
             }
-            _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * h), x);
+            put(t, dst + 32 * h, x);
           }
         }
       }
@@ -331,136 +348,161 @@ inline void store16(std::int32_t* out, __m256i lo, __m256i hi) {
 
 // The dense pass of folded channels [c0, c0 + 4) of block b over vector v: out[v][n][lane] =
 // Σ x·W0 over kernel rows [kh0, kh1), the others added as zx·row_sums. Runs of up to `run`
-// groups sum their vpmaddubsw int16 pairs before vpmaddwd widens them (run = 1 for Wide).
-template <bool Wide>
+// groups sum their vpmaddubsw int16 pairs before vpmaddwd widens them into the int32
+// accumulators (which GCC keeps in memory: they are touched once per run).
 __attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::int64_t v,
                                           std::int64_t c0, std::int64_t kh0, std::int64_t kh1,
-                                          std::int64_t run, std::int32_t* out) {
-  const std::int64_t k = t.kernel, ci_n = t.in_channels;
+                                          std::int32_t* out) {
+  const std::int64_t k = t.kernel, ci_n = t.in_channels, run = t.int16_groups;
   const __m256i ones = _mm256_set1_epi16(1);
   const std::int8_t* wp = t.dense + (b * k + kh0) * k * ci_n * NB * 4 + 4 * c0;
   const std::uint8_t* xg = t.buffer + v * 64 + kh0 * k * ci_n * kRow;
   __m256i a[2][4];
 #pragma GCC unroll 8
   for (int i = 0; i < 8; ++i) a[i / 4][i % 4] = _mm256_setzero_si256();
-  const std::int64_t groups = (kh1 - kh0) * k * ci_n;
-  if constexpr (Wide) {
-    for (std::int64_t g = 0; g < groups; ++g, xg += kRow, wp += NB * 4) {
-      const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg));
-      const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 32));
+  for (std::int64_t g = (kh1 - kh0) * k * ci_n; g > 0;) {
+    const std::int64_t r = g < run ? g : run;
+    __m256i s[2][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) s[i / 4][i % 4] = _mm256_setzero_si256();
+    for (std::int64_t i = 0; i < r; ++i) {
+      const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + i * kRow));
+      const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + i * kRow + 32));
 #pragma GCC unroll 4
       for (int n = 0; n < 4; ++n) {
-        const __m256i w = _mm256_set1_epi32(load_i32(wp + 4 * n));
-        a[0][n] = _mm256_add_epi32(a[0][n], dot4<true>(x0, w, ones));
-        a[1][n] = _mm256_add_epi32(a[1][n], dot4<true>(x1, w, ones));
+        const __m256i w = _mm256_set1_epi32(load_i32(wp + i * NB * 4 + 4 * n));
+        PRISM_PADDW(s[0][n], _mm256_maddubs_epi16(x0, w));
+        PRISM_PADDW(s[1][n], _mm256_maddubs_epi16(x1, w));
       }
     }
-  } else {
-    // Runs of groups summed in int16, then widened into the int32 accumulators (which GCC
-    // keeps in memory: they are touched once per run).
-    for (std::int64_t g = groups; g > 0;) {
-      const std::int64_t r = g < run ? g : run;
-      __m256i s[2][4];
-      {
-        const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg));
-        const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + 32));
-#pragma GCC unroll 4
-        for (int n = 0; n < 4; ++n) {
-          const __m256i w = _mm256_set1_epi32(load_i32(wp + 4 * n));
-          s[0][n] = _mm256_maddubs_epi16(x0, w);
-          s[1][n] = _mm256_maddubs_epi16(x1, w);
-        }
-      }
-      for (std::int64_t i = 1; i < r; ++i) {
-        const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + i * kRow));
-        const __m256i x1 =
-            _mm256_load_si256(reinterpret_cast<const __m256i*>(xg + i * kRow + 32));
-#pragma GCC unroll 4
-        for (int n = 0; n < 4; ++n) {
-          const __m256i w = _mm256_set1_epi32(load_i32(wp + i * NB * 4 + 4 * n));
-          PRISM_PADDW(s[0][n], _mm256_maddubs_epi16(x0, w));
-          PRISM_PADDW(s[1][n], _mm256_maddubs_epi16(x1, w));
-        }
-      }
 #pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i) {
-        a[i / 4][i % 4] =
-            _mm256_add_epi32(a[i / 4][i % 4], _mm256_madd_epi16(s[i / 4][i % 4], ones));
-      }
-      g -= r;
-      xg += r * kRow;
-      wp += r * NB * 4;
+    for (int i = 0; i < 8; ++i) {
+      a[i / 4][i % 4] =
+          _mm256_add_epi32(a[i / 4][i % 4], _mm256_madd_epi16(s[i / 4][i % 4], ones));
     }
+    g -= r;
+    xg += r * kRow;
+    wp += r * NB * 4;
   }
 #pragma GCC unroll 4
   for (int n = 0; n < 4; ++n) {
-    const __m256i pad = _mm256_set1_epi32(q_row_code_sum(t, t.row_sums, b * NB + c0 + n, kh0, kh1, 0));
+    const __m256i pad =
+        _mm256_set1_epi32(q_row_code_sum(t, t.row_sums, b * NB + c0 + n, kh0, kh1, 0));
     store16(out + slot(v, c0 + n), _mm256_add_epi32(a[0][n], pad), _mm256_add_epi32(a[1][n], pad));
+  }
+}
+
+// The same for wide codes, on the activations' nibbles: x·w = 16·(high·w) + low·w, each
+// vpmaddubsw pair sum at most 2·15·128 in magnitude, so runs of int16_groups (≥ 8) groups add up
+// exactly. One half h of vector v (8 pixels) × folded channels [c0, c0 + 4) per call: 8 int16
+// sums, and each group's 2 activation loads serve 8 vpmaddubsw.
+__attribute__((noinline)) void dense_tile_wide(const QTask& t, std::int64_t b, std::int64_t v,
+                                               int h, std::int64_t c0, std::int64_t kh0,
+                                               std::int64_t kh1, std::int32_t* out) {
+  const std::int64_t k = t.kernel, ci_n = t.in_channels, run = t.int16_groups;
+  const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+  const std::int8_t* wp = t.dense + (b * k + kh0) * k * ci_n * NB * 4 + 4 * c0;
+  const std::int64_t offset = v * 64 + 32 * h + kh0 * k * ci_n * kRow;
+  const std::uint8_t* xl = t.buffer + offset;
+  const std::uint8_t* xh = t.buffer_high + offset;
+  __m256i a[4];
+#pragma GCC unroll 4
+  for (int n = 0; n < 4; ++n) a[n] = _mm256_setzero_si256();
+  for (std::int64_t g = (kh1 - kh0) * k * ci_n; g > 0;) {
+    const std::int64_t r = g < run ? g : run;
+    __m256i sl[4], sh[4];
+#pragma GCC unroll 4
+    for (int n = 0; n < 4; ++n) sl[n] = sh[n] = _mm256_setzero_si256();
+    for (std::int64_t i = 0; i < r; ++i) {
+      const __m256i lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(xl + i * kRow));
+      const __m256i hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(xh + i * kRow));
+#pragma GCC unroll 4
+      for (int n = 0; n < 4; ++n) {
+        const __m256i w = _mm256_set1_epi32(load_i32(wp + i * NB * 4 + 4 * n));
+        PRISM_PADDW(sl[n], _mm256_maddubs_epi16(lo, w));
+        PRISM_PADDW(sh[n], _mm256_maddubs_epi16(hi, w));
+      }
+    }
+#pragma GCC unroll 4
+    for (int n = 0; n < 4; ++n) {
+      a[n] = _mm256_add_epi32(a[n], _mm256_add_epi32(_mm256_madd_epi16(sl[n], ones),
+                                                     _mm256_madd_epi16(sh[n], sixteen)));
+    }
+    g -= r;
+    xl += r * kRow;
+    xh += r * kRow;
+    wp += r * NB * 4;
+  }
+#pragma GCC unroll 4
+  for (int n = 0; n < 4; ++n) {
+    const __m256i pad =
+        _mm256_set1_epi32(q_row_code_sum(t, t.row_sums, b * NB + c0 + n, kh0, kh1, 0));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out + slot(v, c0 + n) + 8 * h),
+                       _mm256_add_epi32(a[n], pad));
   }
 }
 
 // The sparse tail pass of one channel block over the task's H = 2·vectors halves:
 // out[vector][nl][lane] = Σ x·W1 over the groups holding a non-zero tail code, kernel rows
-// [kh0, kh1) from the lists and the others as zx·tail_row_sums. Narrow codes: runs of up to
-// `run` groups summed in int16 before widening, as in the dense pass.
+// [kh0, kh1) from the lists and the others as zx·tail_row_sums. Runs of up to int16_groups
+// list entries in int16, as in the dense pass; with wide codes on the nibbles (Wide), 4 halves
+// at a time.
 template <bool Wide, int H>
 __attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::int64_t channels,
-                                          std::int64_t kh0, std::int64_t kh1, std::int64_t run,
+                                          std::int64_t kh0, std::int64_t kh1,
                                           std::int32_t* out) {
-  const std::int64_t k = t.kernel;
-  const __m256i ones = _mm256_set1_epi16(1);
+  constexpr int P = Wide ? (H < 4 ? H : 4) : H;  // halves per pass over a list
+  const std::int64_t k = t.kernel, run = t.int16_groups;
+  const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
   for (std::int64_t nl = 0; nl < channels; ++nl) {
     const std::int64_t n = b * NB + nl;
-    const FoldTailGroup* e = t.tail_groups + t.tail_start[n * k + kh0];
+    const FoldTailGroup* first = t.tail_groups + t.tail_start[n * k + kh0];
     const FoldTailGroup* end = t.tail_groups + t.tail_start[n * k + kh1];
-    __m256i a[H];
-#pragma GCC unroll 8
-    for (int h = 0; h < H; ++h) a[h] = _mm256_setzero_si256();
-    if (Wide) {
-      for (; e < end; ++e) {
-        const std::uint8_t* x = t.buffer + e->group * kRow;
-        const __m256i w = _mm256_set1_epi32(e->codes);
-#pragma GCC unroll 8
-        for (int h = 0; h < H; ++h) {
-          const __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(x + 32 * h));
-          a[h] = _mm256_add_epi32(a[h], dot4<true>(xh, w, ones));
-        }
-      }
-    }
-    while (!Wide && e < end) {
-      const FoldTailGroup* stop = end - e > run ? e + run : end;
-      __m256i s[H];
-#pragma GCC unroll 8
-      for (int h = 0; h < H; ++h) s[h] = _mm256_setzero_si256();
-      for (; e < stop; ++e) {
-        const std::uint8_t* x = t.buffer + e->group * kRow;
-        const __m256i w = _mm256_set1_epi32(e->codes);
-#pragma GCC unroll 8
-        for (int h = 0; h < H; ++h) {
-          PRISM_PADDW(s[h], _mm256_maddubs_epi16(
-                                _mm256_load_si256(reinterpret_cast<const __m256i*>(x + 32 * h)), w));
-        }
-      }
-#pragma GCC unroll 8
-      for (int h = 0; h < H; ++h) a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(s[h], ones));
-    }
     const __m256i pad = _mm256_set1_epi32(q_row_code_sum(t, t.tail_row_sums, n, kh0, kh1, 0));
+    for (int h0 = 0; h0 < H; h0 += P) {
+      __m256i a[P];
 #pragma GCC unroll 8
-    for (int h = 0; h < H; ++h) {
-      _mm256_store_si256(reinterpret_cast<__m256i*>(out + slot(h / 2, nl) + 8 * (h % 2)),
-                         _mm256_add_epi32(a[h], pad));
+      for (int h = 0; h < P; ++h) a[h] = _mm256_setzero_si256();
+      for (const FoldTailGroup* e = first; e < end;) {
+        const FoldTailGroup* stop = end - e > run ? e + run : end;
+        __m256i sl[P], sh[P];
+#pragma GCC unroll 8
+        for (int h = 0; h < P; ++h) sl[h] = sh[h] = _mm256_setzero_si256();
+        for (; e < stop; ++e) {
+          const std::int64_t at = e->group * kRow + 32 * h0;
+          const __m256i w = _mm256_set1_epi32(e->codes);
+#pragma GCC unroll 8
+          for (int h = 0; h < P; ++h) {
+            PRISM_PADDW(sl[h], _mm256_maddubs_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(t.buffer + at + 32 * h)), w));
+            if (Wide) {
+              PRISM_PADDW(sh[h], _mm256_maddubs_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(t.buffer_high + at + 32 * h)), w));
+            }
+          }
+        }
+#pragma GCC unroll 8
+        for (int h = 0; h < P; ++h) {
+          a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(sl[h], ones));
+          if (Wide) a[h] = _mm256_add_epi32(a[h], _mm256_madd_epi16(sh[h], sixteen));
+        }
+      }
+#pragma GCC unroll 8
+      for (int h = 0; h < P; ++h) {
+        const int hh = h0 + h;
+        _mm256_store_si256(reinterpret_cast<__m256i*>(out + slot(hh / 2, nl) + 8 * (hh % 2)),
+                           _mm256_add_epi32(a[h], pad));
+      }
     }
   }
 }
 
 template <bool Wide>
 void tail_pass(const QTask& t, std::int64_t b, std::int64_t channels, std::int64_t kh0,
-               std::int64_t kh1, std::int64_t run, std::int32_t* out) {
+               std::int64_t kh1, std::int32_t* out) {
   switch (t.vectors) {
-    case 1: tail_block<Wide, 2>(t, b, channels, kh0, kh1, run, out); break;
-    case 2: tail_block<Wide, 4>(t, b, channels, kh0, kh1, run, out); break;
-    case 3: tail_block<Wide, 6>(t, b, channels, kh0, kh1, run, out); break;
-    default: tail_block<Wide, 8>(t, b, channels, kh0, kh1, run, out); break;
+    case 1: tail_block<Wide, 2>(t, b, channels, kh0, kh1, out); break;
+    case 2: tail_block<Wide, 4>(t, b, channels, kh0, kh1, out); break;
+    case 3: tail_block<Wide, 6>(t, b, channels, kh0, kh1, out); break;
+    default: tail_block<Wide, 8>(t, b, channels, kh0, kh1, out); break;
   }
 }
 
@@ -529,29 +571,36 @@ void q_task(const QTask& t) {
   QTaskSegments segs;
   q_task_segments(t, segs);
   pack(t, segs, kh0, kh1);
-  // Window sums over the live kernel rows (bytes summed by vpmaddubsw with ones: no
-  // saturation, 2·255 per pair); each skipped row adds zx for each of its 4·K·C_in bytes.
+  // Window sums over the live kernel rows, by vpmaddubsw with ones (no saturation: 2·255 per
+  // pair; wide codes: low nibbles times 1 plus high nibbles times 16, the same bound); each
+  // skipped row adds zx for each of its 4·K·C_in bytes.
   const std::int64_t live = (kh1 - kh0) * k * ci_n;
   const __m256i r_pad = _mm256_set1_epi32(4 * static_cast<std::int32_t>(t.zx) *
                                           static_cast<std::int32_t>((k - (kh1 - kh0)) * k * ci_n));
-  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  const __m256i ones8 = _mm256_set1_epi8(1), sixteen8 = _mm256_set1_epi8(16);
+  const __m256i ones16 = _mm256_set1_epi16(1);
   const std::int64_t pixels = t.folded_out_height * t.folded_out_width;
   alignas(32) std::int32_t r[kFoldQVectors * 16];
+  auto pair_sums = [&](std::int64_t at) {
+    __m256i s = _mm256_maddubs_epi16(
+        _mm256_load_si256(reinterpret_cast<const __m256i*>(t.buffer + at)), ones8);
+    if (t.buffer_high) {
+      s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_load_si256(
+                                  reinterpret_cast<const __m256i*>(t.buffer_high + at)),
+                              sixteen8));
+    }
+    return _mm256_madd_epi16(s, ones16);
+  };
   for (std::int64_t v = 0; v < t.vectors; ++v) {
     for (int h = 0; h < 2; ++h) {
       __m256i p0 = _mm256_setzero_si256(), p1 = p0;
-      const std::uint8_t* xr = t.buffer + v * 64 + 32 * h + kh0 * k * ci_n * kRow;
+      const std::int64_t at = v * 64 + 32 * h + kh0 * k * ci_n * kRow;
       std::int64_t g = 0;
       for (; g + 1 < live; g += 2) {
-        const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xr + kRow * g));
-        const __m256i x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xr + kRow * (g + 1)));
-        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, ones8), ones16));
-        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(_mm256_maddubs_epi16(x1, ones8), ones16));
+        p0 = _mm256_add_epi32(p0, pair_sums(at + kRow * g));
+        p1 = _mm256_add_epi32(p1, pair_sums(at + kRow * (g + 1)));
       }
-      if (g < live) {
-        const __m256i x0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(xr + kRow * g));
-        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(_mm256_maddubs_epi16(x0, ones8), ones16));
-      }
+      if (g < live) p0 = _mm256_add_epi32(p0, pair_sums(at + kRow * g));
       _mm256_store_si256(reinterpret_cast<__m256i*>(r + 16 * v + 8 * h),
                          _mm256_add_epi32(_mm256_add_epi32(p0, p1), r_pad));
     }
@@ -560,7 +609,6 @@ void q_task(const QTask& t) {
       std::memcpy(t.r + m0, r + 16 * v, static_cast<std::size_t>(n) * 4);
     }
   }
-  const std::int64_t run = t.wide_codes ? 1 : t.int16_groups;
   alignas(32) std::int32_t dense[kFoldQVectors * NB * 16], tails[kFoldQVectors * NB * 16];
   const QEpilogue* q = t.epilogue;
   for (std::int64_t b = t.block0; b < t.block1; ++b) {
@@ -568,18 +616,22 @@ void q_task(const QTask& t) {
         t.out_channels - b * kFoldQBlock < kFoldQBlock ? t.out_channels - b * kFoldQBlock
                                                        : kFoldQBlock;
     for (std::int64_t v = 0; v < t.vectors; ++v) {
-      for (std::int64_t c0 = 0; c0 < 4 * co_count; c0 += 4) {
-        if (t.wide_codes)
-          dense_tile<true>(t, b, v, c0, kh0, kh1, run, dense);
-        else
-          dense_tile<false>(t, b, v, c0, kh0, kh1, run, dense);
+      if (t.buffer_high) {
+        for (std::int64_t c0 = 0; c0 < 4 * co_count; c0 += 4) {
+          dense_tile_wide(t, b, v, 0, c0, kh0, kh1, dense);
+          dense_tile_wide(t, b, v, 1, c0, kh0, kh1, dense);
+        }
+      } else {
+        for (std::int64_t c0 = 0; c0 < 4 * co_count; c0 += 4) {
+          dense_tile(t, b, v, c0, kh0, kh1, dense);
+        }
       }
     }
     if (t.has_tail) {
-      if (t.wide_codes)
-        tail_pass<true>(t, b, 4 * co_count, kh0, kh1, run, tails);
+      if (t.buffer_high)
+        tail_pass<true>(t, b, 4 * co_count, kh0, kh1, tails);
       else
-        tail_pass<false>(t, b, 4 * co_count, kh0, kh1, run, tails);
+        tail_pass<false>(t, b, 4 * co_count, kh0, kh1, tails);
     }
     for (std::int64_t v = 0; v < t.vectors; ++v) {
       const __m256i rv[2] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(r + 16 * v)),

@@ -71,8 +71,8 @@ void check_fold_conv(const FoldConvGeometry& geometry);
 // Instruction-set paths. FP32: scalar (portable C++), avx2 (AVX2 + FMA), avx512 (AVX-512F), all
 // direct; avx2_winograd / avx512_winograd: Winograd F(2×2, 3×3) for K = 3 (2.25× fewer
 // multiplications; the direct kernel of the same ISA for other K). Integer: scalar, avx2
-// (vpmaddubsw, with the saturation-free split of prism/qgemm.hpp's AVX2 path for codes beyond
-// ±64), avx512vnni (vpdpbusd), neon_dot (aarch64 sdot on x − 128). Auto picks the best available
+// (vpmaddubsw, saturation-free: int16 runs bounded by the largest code, activations split into
+// nibbles for codes beyond ±64), avx512vnni (vpdpbusd), neon_dot (aarch64 sdot on x − 128). Auto picks the best available
 // one (for FP32: Winograd when K = 3 and an image has at least 128 Winograd tiles, else direct);
 // PRISM_DISABLE_SIMD=1 makes it scalar, PRISM_MAX_ISA caps it (prism/cpu_features.hpp).
 enum class FoldConvPath {
@@ -228,6 +228,10 @@ struct QTask {
   // The image's folded input in zero-point padded planes (q_build_planes), 4-byte groups.
   const std::uint8_t* planes;
   std::uint8_t* buffer;  // scratch, q_buffer_bytes(...) bytes, 64-byte aligned
+  // When some |code| > 64, a second scratch of the same size (the AVX2 path then splits each
+  // activation into nibbles, x = 16·high + low: buffer holds the low, buffer_high the high
+  // ones); null otherwise.
+  std::uint8_t* buffer_high;
   // The packed weights (PackedFoldQWeights) as plain pointers.
   const std::int8_t* dense;
   const std::int32_t* row_sums;
@@ -235,9 +239,8 @@ struct QTask {
   const std::int64_t* tail_start;
   const FoldTailGroup* tail_groups;
   bool has_tail;
-  bool wide_codes;  // some |code| > 64
-  // Groups whose u8×s8 pair sums (each at most 2·255·max|code| in magnitude) add up exactly in
-  // int16: 32767 / (510·max|code|), at least 1 (the AVX2 path sums them before widening).
+  // Groups whose u8×s8 pair sums add up exactly in int16 (the AVX2 path sums them before
+  // widening): 32767 / (2·x_max·max|code|), x_max = 255, or 15 for the nibbles of wide codes.
   std::int64_t int16_groups;
   std::int64_t out_channels;
   std::int64_t in_channels, height;  // C_in, H of x
