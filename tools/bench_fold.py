@@ -107,21 +107,28 @@ class QuietGate:
     """Holds each timing round until the host runs at full speed. On a shared VM other tenants
     slow this one for seconds to minutes at a time, and not every contender alike (the
     ``vpdpbusd``-bound integer kernels lose more than PyTorch's FP32 convolution). Before a
-    round, a 3 ms ``vpdpbusd`` loop (``_kernels.vpdpbusd_per_second``), run on as many threads
-    at once as the round's contenders use, must reach ``threshold`` of the fastest probe seen
-    in the run, in wall time, on every thread; otherwise the round waits 0.2 s and probes
-    again, at most ``patience`` times, then runs anyway and is counted as ``unquiet``. Every
-    contender of a round is measured under the same gate. Without AVX-512 VNNI (probe 0)
-    nothing is gated."""
+    round, a 3 ms ``vpdpbusd`` loop (``_kernels.vpdpbusd_per_second``; ``vpmaddubsw``, the AVX2
+    integer instruction, where VNNI is missing or capped), run on as many threads at once as the
+    round's contenders use, must reach ``threshold`` of the fastest probe seen in the run, in
+    wall time, on every thread; otherwise the round waits 0.2 s and probes again, at most
+    ``patience`` times, then runs anyway and is counted as ``unquiet``. Every contender of a
+    round is measured under the same gate. Without either instruction (probe 0) nothing is
+    gated."""
 
     def __init__(self, threshold: float = 0.9, patience: int = 25):
         from concurrent.futures import ThreadPoolExecutor
 
         from sdk import _kernels
 
-        def probe() -> float:  # vpdpbusd per wall-second (a preempted vCPU counts as slow)
+        self.instruction, rate = "vpdpbusd", _kernels.vpdpbusd_per_second
+        if rate(0.001) == 0:
+            self.instruction, rate = "vpmaddubsw", _kernels.vpmaddubsw_per_second
+            if rate(0.001) == 0:
+                self.instruction = None
+
+        def probe() -> float:  # per wall-second (a preempted vCPU counts as slow)
             t0 = time.perf_counter()
-            per_cpu_second = _kernels.vpdpbusd_per_second(0.003)
+            per_cpu_second = rate(0.003)
             return per_cpu_second * 0.003 / max(time.perf_counter() - t0, 1e-9)
 
         self._probe = probe
@@ -150,7 +157,8 @@ class QuietGate:
         self._pool.shutdown()
 
     def summary(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "probe_best_vpdpbusd_per_s": self.best,
+        return {"threshold": self.threshold, "probe": self.instruction,
+                "probe_best_per_s": self.best,
                 "rounds": self.rounds, "waits": self.waits, "unquiet_rounds": self.unquiet}
 
 

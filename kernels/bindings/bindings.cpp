@@ -546,6 +546,11 @@ PYBIND11_MODULE(_kernels, m) {
     py::gil_scoped_release release;
     return prism::qgemm_detail::vpdpbusd_per_second(seconds);
   }, py::arg("seconds") = 0.2, "Measured vpdpbusd zmm throughput per CPU-second of one thread (0 without VNNI).");
+  m.def("vpmaddubsw_per_second", [](double seconds) {
+    py::gil_scoped_release release;
+    return prism::qgemm_detail::vpmaddubsw_per_second(seconds);
+  }, py::arg("seconds") = 0.2,
+     "Measured vpmaddubsw ymm throughput per CPU-second of one thread (0 without the AVX2 path).");
   m.def("qgemm_best_path", []() { return std::string(prism::qgemm_path_name(prism::qgemm_best_path())); });
   m.def("pack_pwlq_weights", &pack_pwlq, py::arg("center").noconvert(),
         py::arg("tail").noconvert() = py::none(), py::arg("channels"), py::arg("depth"), py::arg("groups") = 1,

@@ -2,6 +2,8 @@
 // loops live in one file per instruction set (qgemm_<isa>.cpp); semantics in prism/qgemm.hpp.
 #include "prism/qgemm.hpp"
 
+#include <time.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -109,11 +111,46 @@ QgemmPath qgemm_best_path() {
 
 namespace qgemm_detail {
 
-double avx512vnni_peak_probe(double seconds);  // qgemm_avx512vnni.cpp
+// Register-only loops of 12 independent instructions per iteration (a sink returned):
+std::int64_t avx512vnni_probe_loop(std::int64_t iterations);  // vpdpbusd zmm
+std::int64_t avx2_probe_loop(std::int64_t iterations);        // vpmaddubsw ymm
+
+namespace {
+
+// CPU time of the calling thread: on a shared machine the wall clock also counts the time the
+// OS gave to other processes, which is not the instruction's throughput.
+double thread_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Instructions per CPU-second of `loop` over about `seconds`.
+double probe(std::int64_t (*loop)(std::int64_t), double seconds) {
+  const std::int64_t iterations = 1 << 16;
+  std::int64_t done = 0;
+  volatile std::int64_t sink = 0;
+  const double t0 = thread_seconds();
+  double elapsed = 0.0;
+  while (elapsed < seconds) {
+    sink = sink + loop(iterations);
+    done += iterations;
+    elapsed = thread_seconds() - t0;
+  }
+  return 12.0 * static_cast<double>(done) / elapsed;
+}
+
+}  // namespace
 
 double vpdpbusd_per_second(double seconds) {
   return qgemm_path_unavailable_reason(QgemmPath::Avx512Vnni).empty()
-             ? avx512vnni_peak_probe(seconds)
+             ? probe(avx512vnni_probe_loop, seconds)
+             : 0.0;
+}
+
+double vpmaddubsw_per_second(double seconds) {
+  return qgemm_path_unavailable_reason(QgemmPath::Avx2).empty()
+             ? probe(avx2_probe_loop, seconds)
              : 0.0;
 }
 

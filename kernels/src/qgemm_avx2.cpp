@@ -173,12 +173,35 @@ void pack_matrix(const MatrixPackArgs& a) {
   }
 }
 
+// 12 independent vpmaddubsw chains (each result is the next one's u8 operand): more than
+// latency × throughput, so the loop runs at the instruction's throughput limit.
+__attribute__((noinline)) __m256i vpmaddubsw_loop(std::int64_t iterations) {
+  const __m256i w = _mm256_set1_epi8(1);
+  __m256i a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_epi8(static_cast<char>(i));
+  // volatile: identical asm statements must neither be merged nor moved out of the loop.
+#define PRISM_PROBE(acc) __asm__ volatile("vpmaddubsw %1, %0, %0" : "+x"(acc) : "x"(w))
+  for (std::int64_t i = 0; i < iterations; ++i) {
+    PRISM_PROBE(a[0]); PRISM_PROBE(a[1]); PRISM_PROBE(a[2]); PRISM_PROBE(a[3]);
+    PRISM_PROBE(a[4]); PRISM_PROBE(a[5]); PRISM_PROBE(a[6]); PRISM_PROBE(a[7]);
+    PRISM_PROBE(a[8]); PRISM_PROBE(a[9]); PRISM_PROBE(a[10]); PRISM_PROBE(a[11]);
+  }
+#undef PRISM_PROBE
+  __m256i s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_epi16(s, a[i]);
+  return s;
+}
+
 const IsaKernels kAvx2{QgemmPath::Avx2, false, dense, tail, epilogue, pack_matrix, nullptr,
                        nullptr,  nullptr};
 
 }  // namespace
 
 const IsaKernels* avx2_kernels() { return &kAvx2; }
+
+std::int64_t avx2_probe_loop(std::int64_t iterations) {
+  return _mm256_extract_epi16(vpmaddubsw_loop(iterations), 0);
+}
 
 }  // namespace qgemm_detail
 }  // namespace prism
@@ -188,6 +211,7 @@ const IsaKernels* avx2_kernels() { return &kAvx2; }
 namespace prism {
 namespace qgemm_detail {
 const IsaKernels* avx2_kernels() { return nullptr; }
+std::int64_t avx2_probe_loop(std::int64_t) { return 0; }
 }  // namespace qgemm_detail
 }  // namespace prism
 

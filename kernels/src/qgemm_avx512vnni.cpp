@@ -11,8 +11,6 @@
     defined(__AVX512VNNI__)
 #include <immintrin.h>
 
-#include <time.h>
-
 #include <cstring>
 
 // GCC 12's AVX-512 headers start some conversions from _mm512_undefined_*(), which
@@ -377,28 +375,6 @@ __attribute__((noinline)) __m512i vpdpbusd_loop(std::int64_t iterations) {
   return _mm512_add_epi32(s0, _mm512_add_epi32(s1, s2));
 }
 
-// CPU time of the calling thread: on a shared machine the wall clock also counts the time the
-// OS gave to other processes, which is not the instruction's throughput.
-double thread_seconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-double peak_probe(double seconds) {
-  const std::int64_t iterations = 1 << 16;
-  std::int64_t done = 0;
-  volatile int sink = 0;
-  const double t0 = thread_seconds();
-  double elapsed = 0.0;
-  while (elapsed < seconds) {
-    sink = sink + _mm512_reduce_add_epi32(vpdpbusd_loop(iterations));
-    done += iterations;
-    elapsed = thread_seconds() - t0;
-  }
-  return 12.0 * static_cast<double>(done) / elapsed;
-}
-
 const IsaKernels kAvx512Vnni{QgemmPath::Avx512Vnni, false,     dense,    tail, epilogue,
                              pack_matrix,           store_rows, pack_taps, quantize, 4};
 
@@ -406,7 +382,11 @@ const IsaKernels kAvx512Vnni{QgemmPath::Avx512Vnni, false,     dense,    tail, e
 
 const IsaKernels* avx512vnni_kernels() { return &kAvx512Vnni; }
 
-double avx512vnni_peak_probe(double seconds) { return peak_probe(seconds); }
+std::int64_t avx512vnni_probe_loop(std::int64_t iterations) {
+  alignas(64) std::int32_t lanes[16];
+  _mm512_store_si512(lanes, vpdpbusd_loop(iterations));
+  return lanes[0];
+}
 
 }  // namespace qgemm_detail
 }  // namespace prism
@@ -416,7 +396,7 @@ double avx512vnni_peak_probe(double seconds) { return peak_probe(seconds); }
 namespace prism {
 namespace qgemm_detail {
 const IsaKernels* avx512vnni_kernels() { return nullptr; }
-double avx512vnni_peak_probe(double) { return 0.0; }
+std::int64_t avx512vnni_probe_loop(std::int64_t) { return 0; }
 }  // namespace qgemm_detail
 }  // namespace prism
 

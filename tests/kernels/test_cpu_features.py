@@ -50,3 +50,17 @@ def test_an_unknown_max_isa_is_a_clear_error():
     out = _probe("sse9")
     assert out.returncode != 0
     assert "PRISM_MAX_ISA=sse9: expected one of scalar, " in out.stderr
+
+
+@pytest.mark.skipif(FEATURES["arch"] != "x86_64" or not FEATURES["avx2"],
+                    reason="needs an x86-64 CPU with AVX2")
+def test_instruction_probes_follow_the_caps():
+    """The benchmarks' host probes: vpdpbusd only with VNNI, vpmaddubsw with AVX2."""
+    code = ("from sdk import _kernels as k; "
+            "print(int(k.vpdpbusd_per_second(0.01) > 0), int(k.vpmaddubsw_per_second(0.01) > 1e8))")
+    env = {k: v for k, v in os.environ.items() if k != "PRISM_DISABLE_SIMD"}
+    for cap, want in (("avx2", "0 1"), ("scalar", "0 0"),
+                      ("", f"{int(FEATURES['avx512_vnni'])} 1")):
+        out = subprocess.run([sys.executable, "-c", code], env={**env, "PRISM_MAX_ISA": cap},
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.split() == want.split(), cap

@@ -21,6 +21,8 @@ def test_bench_fold_writes_its_report(tmp_path, monkeypatch):
     assert [(r["h"], r["dilation"]) for r in report["results"]] == [(56, 2), (28, 6)]
     gate = report["quiet_gate"]  # one gated round per shape
     assert gate["rounds"] == 2 and 0 <= gate["unquiet_rounds"] <= 2 and gate["waits"] >= 0
+    assert gate["probe"] == ("vpdpbusd" if _kernels.vpdpbusd_per_second(0.01) > 0 else
+                             "vpmaddubsw" if _kernels.vpmaddubsw_per_second(0.01) > 0 else None)
     for r in report["results"]:
         assert set(r["speedup"]) == set(bench_fold.GOALS)
         assert all(v > 0 for v in r["speedup"].values())

@@ -290,6 +290,9 @@ const IsaKernels* neon_dot_kernels();
 // built or the CPU lacks it). A benchmark's measured denominator for "fraction of peak": 64
 // u8·s8 MACs each.
 double vpdpbusd_per_second(double seconds);
+// The same for vpmaddubsw ymm (0 where the AVX2 path cannot run): the probe of hosts without
+// VNNI (32 u8·s8 products each, into int16 pairs).
+double vpmaddubsw_per_second(double seconds);
 
 // Resolves the path (Auto -> best); throws std::invalid_argument if it cannot run here.
 const IsaKernels& kernels_for(QgemmPath path);
