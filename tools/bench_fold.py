@@ -14,7 +14,10 @@ Shapes are Fold-ASPP's (N = 1, C = 64 → 64, 56×56 and 28×28 inputs, K = 3, d
 
 ``--integer-path`` forces the integer contenders onto one SIMD path (e.g. ``avx2`` on an
 AVX-512 host, to see what an AVX2-only host runs); their rows are then information, not goals,
-since the peer keeps this host's best FP32 path, and the FP32 rows are left out.
+since the peer keeps this host's best FP32 path, and the FP32 rows are left out. To measure what
+a lesser host runs, cap every library instead: ``PRISM_MAX_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+ATEN_CPU_CAPABILITY=avx2`` makes this run an AVX2-only one, peer included (``reports/fold_avx2``);
+the caps in force are recorded with the host and lead the report's command.
 
 Every contender is checked against the peer first (FP32 within 1e-4; integer against its NumPy
 twin, bit for bit). Timing runs interleaved rounds, so machine noise hits all contenders alike:
@@ -343,7 +346,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def write_reports(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    perf = {"host": report["host"], "command": COMMAND, "rows": perf_rows(report)}
+    perf = {"host": report["host"], "command": report.get("command", COMMAND),
+            "rows": perf_rows(report)}
     (out / "perf.json").write_text(json.dumps(perf, indent=2) + "\n")
     plot(report, out / "bench.png")
 
@@ -371,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
                  args.integer_path, args.pwlq_bits)
     if args.out != Path("reports/fold"):
         report["command"] += f" --out {args.out}"
+    caps = report["host"].get("isa_caps")
+    if caps:  # the environment is part of what reproduces the run
+        report["command"] = " ".join(f"{k}={v}" for k, v in caps.items()) + " " + report["command"]
     write_reports(report, args.out)
     for row in perf_rows(report):
         if row["goal"] is None:

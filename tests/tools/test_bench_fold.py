@@ -58,7 +58,9 @@ def test_bench_fold_forced_integer_path(tmp_path, monkeypatch):
                                  f"--pwlq-bits 4 --out {out}")
     # 4-bit codes with 10 % tail weights and tail codes 0..7: fewer zero codes than 8-bit ones.
     assert 0.25 < report["results"][0]["pwlq_tail_group_density"] < 0.45
-    rows = json.loads((out / "perf.json").read_text())["rows"]
+    perf = json.loads((out / "perf.json").read_text())
+    assert perf["command"] == report["command"]  # the table's "reproduce" column
+    rows = perf["rows"]
     assert [row["what"].split(",")[0] for row in rows] == [
         "folded conv int8 fused on the avx2 path (forced)",
         "folded conv PWLQ fused (4-bit) on the avx2 path (forced)"]
