@@ -337,10 +337,6 @@ void pack(const QTask& t, const QTaskSegments& segs, std::int64_t kh0, std::int6
 // Scratch of dense and tail sums: [vector][folded channel NB][16 lanes].
 constexpr std::int64_t slot(std::int64_t v, std::int64_t nl) { return 16 * (v * NB + nl); }
 
-// acc += v (int16 lanes) in place: GCC 12 otherwise computes each sum of a loop like the int16
-// runs into a new register and copies it back, one extra instruction per vpmaddubsw.
-#define PRISM_PADDW(acc, v) __asm__("vpaddw %1, %0, %0" : "+x"(acc) : "x"(v))
-
 inline void store16(std::int32_t* out, __m256i lo, __m256i hi) {
   _mm256_store_si256(reinterpret_cast<__m256i*>(out), lo);
   _mm256_store_si256(reinterpret_cast<__m256i*>(out + 8), hi);

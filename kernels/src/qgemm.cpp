@@ -433,6 +433,8 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
   const bool has_tail = w.tail_form != TailForm::None;
   std::int32_t* acc_t = has_tail ? s.acc_t.get(tile) : nullptr;
   const bool wide = w.max_abs_code > 64;
+  const std::int64_t runs =
+      w.max_abs_code == 0 ? 64 : std::max<std::int64_t>(1, 32767 / (510 * w.max_abs_code));
   const std::int64_t per_group = w.channels_per_group();
   const OutputSpec& out = job.out;
 
@@ -450,12 +452,12 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
     const std::int64_t panel = job.group * w.panels_per_group + p;
     const std::int64_t poff = panel * w.panel_bytes();
     const std::int32_t* lane_sums = w.dense_sums.data() + panel * kQgemmPanel;
-    isa.dense(DenseArgs{x, w.dense.data() + poff, wide, lane_sums, acc, ld});
+    isa.dense(DenseArgs{x, w.dense.data() + poff, wide, runs, lane_sums, acc, ld});
     if (w.tail_form == TailForm::Sparse) {
-      isa.tail(TailArgs{x, nc, w.tail_start.data() + gc0, w.tail_blocks.data(), wide,
+      isa.tail(TailArgs{x, nc, w.tail_start.data() + gc0, w.tail_blocks.data(), wide, runs,
                         w.sum_tail.data() + gc0, acc_t, ld});
     } else if (w.tail_form == TailForm::Dense) {
-      isa.dense(DenseArgs{x, w.dense_tail.data() + poff, wide,
+      isa.dense(DenseArgs{x, w.dense_tail.data() + poff, wide, runs,
                           w.dense_tail_sums.data() + panel * kQgemmPanel, acc_t, ld});
     }
 

@@ -23,23 +23,45 @@ inline std::int32_t load_i32(const void* p) {
 
 #include "avx2_int.inc"
 
-// One row group (two ymm of 8 rows) × 4 channels (half a panel).
+// One row group (two ymm of 8 rows) × 4 channels (half a panel). Narrow codes: the k-blocks in
+// runs of `run` summed in int16 (avx2_int.inc), then widened into the int32 accumulators.
 template <bool Wide>
 inline void dense_tile(const std::uint8_t* x, std::int64_t k_blocks, const std::int8_t* panel,
-                       int half, std::int32_t* out, std::int64_t ld) {
+                       int half, std::int64_t run, std::int32_t* out, std::int64_t ld) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i acc[2][4];
   for (int h = 0; h < 2; ++h)
     for (int j = 0; j < 4; ++j) acc[h][j] = _mm256_setzero_si256();
-  for (std::int64_t kb = 0; kb < k_blocks; ++kb) {
-    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb * 64));
-    const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb * 64 + 32));
-    const std::int8_t* wv = panel + kb * (kB * kP) + half * 4 * kB;
-    for (int j = 0; j < 4; ++j) {
-      const __m256i w = _mm256_set1_epi32(load_i32(wv + j * kB));
-      acc[0][j] = _mm256_add_epi32(acc[0][j], dot4<Wide>(x0, w, ones));
-      acc[1][j] = _mm256_add_epi32(acc[1][j], dot4<Wide>(x1, w, ones));
+  if (Wide) run = 1;
+  for (std::int64_t kb0 = 0; kb0 < k_blocks; kb0 += run) {
+    const std::int64_t kb1 = kb0 + run < k_blocks ? kb0 + run : k_blocks;
+    if (Wide) {
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb0 * 64));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb0 * 64 + 32));
+      const std::int8_t* wv = panel + kb0 * (kB * kP) + half * 4 * kB;
+      for (int j = 0; j < 4; ++j) {
+        const __m256i w = _mm256_set1_epi32(load_i32(wv + j * kB));
+        acc[0][j] = _mm256_add_epi32(acc[0][j], dot4<true>(x0, w, ones));
+        acc[1][j] = _mm256_add_epi32(acc[1][j], dot4<true>(x1, w, ones));
+      }
+      continue;
     }
+    __m256i s[2][4];
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 4; ++j) s[h][j] = _mm256_setzero_si256();
+    for (std::int64_t kb = kb0; kb < kb1; ++kb) {
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb * 64));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb * 64 + 32));
+      const std::int8_t* wv = panel + kb * (kB * kP) + half * 4 * kB;
+      for (int j = 0; j < 4; ++j) {
+        const __m256i w = _mm256_set1_epi32(load_i32(wv + j * kB));
+        PRISM_PADDW(s[0][j], _mm256_maddubs_epi16(x0, w));
+        PRISM_PADDW(s[1][j], _mm256_maddubs_epi16(x1, w));
+      }
+    }
+    for (int h = 0; h < 2; ++h)
+      for (int j = 0; j < 4; ++j)
+        acc[h][j] = _mm256_add_epi32(acc[h][j], _mm256_madd_epi16(s[h][j], ones));
   }
   for (int j = 0; j < 4; ++j) {
     std::int32_t* o = out + (half * 4 + j) * ld;
@@ -53,25 +75,38 @@ void dense(const DenseArgs& a) {
     const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
     for (int half = 0; half < 2; ++half) {
       if (a.wide_codes)
-        dense_tile<true>(x, a.x.k_blocks, a.panel, half, a.out + g * 16, a.ld);
+        dense_tile<true>(x, a.x.k_blocks, a.panel, half, 1, a.out + g * 16, a.ld);
       else
-        dense_tile<false>(x, a.x.k_blocks, a.panel, half, a.out + g * 16, a.ld);
+        dense_tile<false>(x, a.x.k_blocks, a.panel, half, a.int16_groups, a.out + g * 16, a.ld);
     }
   }
 }
 
 template <bool Wide>
 inline void tail_group(const std::uint8_t* x, const QgemmTailBlock* b, const QgemmTailBlock* end,
-                       std::int32_t* out_t) {
+                       std::int64_t run, std::int32_t* out_t) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i t0 = _mm256_setzero_si256(), t1 = t0;
-  for (; b < end; ++b) {
-    const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64));
-    const __m256i x1 =
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64 + 32));
-    const __m256i codes = _mm256_set1_epi32(b->codes);
-    t0 = _mm256_add_epi32(t0, dot4<Wide>(x0, codes, ones));
-    t1 = _mm256_add_epi32(t1, dot4<Wide>(x1, codes, ones));
+  while (b < end) {
+    const QgemmTailBlock* stop = Wide || end - b <= run ? end : b + run;
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    for (; b < stop; ++b) {
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64));
+      const __m256i x1 =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64 + 32));
+      const __m256i codes = _mm256_set1_epi32(b->codes);
+      if (Wide) {
+        t0 = _mm256_add_epi32(t0, dot4<true>(x0, codes, ones));
+        t1 = _mm256_add_epi32(t1, dot4<true>(x1, codes, ones));
+      } else {
+        PRISM_PADDW(s0, _mm256_maddubs_epi16(x0, codes));
+        PRISM_PADDW(s1, _mm256_maddubs_epi16(x1, codes));
+      }
+    }
+    if (!Wide) {
+      t0 = _mm256_add_epi32(t0, _mm256_madd_epi16(s0, ones));
+      t1 = _mm256_add_epi32(t1, _mm256_madd_epi16(s1, ones));
+    }
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_t), t0);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_t + 8), t1);
@@ -85,9 +120,9 @@ void tail(const TailArgs& a) {
       const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
       std::int32_t* ot = a.out_t + j * a.ld + g * 16;
       if (a.wide_codes)
-        tail_group<true>(x, b, end, ot);
+        tail_group<true>(x, b, end, 1, ot);
       else
-        tail_group<false>(x, b, end, ot);
+        tail_group<false>(x, b, end, a.int16_groups, ot);
     }
   }
 }

@@ -274,8 +274,10 @@ void random_against_reference(std::mt19937& rng, const std::vector<QgemmPath>& p
 void avx2_saturation_boundary(const std::vector<QgemmPath>& paths) {
   // x = 255 against two adjacent codes of ±64 is the largest vpmaddubsw pair that cannot
   // saturate (255·128 = 32640); ±65 and ±127 would saturate and take the split sequence.
-  for (int code : {64, 65, 127, -64, -65, -127, -128}) {
-    const std::int64_t k = 8;
+  // Narrow codes sum runs of 32767 / (510·max|code|) k-blocks in int16: 9 for ±7, 7 for ±9,
+  // 2 for ±32; k = 64 (16 k-blocks) reaches each run's bound.
+  for (int code : {7, -7, 9, -9, 32, -33, 64, 65, 127, -64, -65, -127, -128}) {
+    const std::int64_t k = 64;
     std::vector<std::uint8_t> x(2 * k, 255);
     std::vector<std::int8_t> center(k, static_cast<std::int8_t>(code));
     const auto w = prism::pack_pwlq_weights(center.data(), nullptr, 1, k);

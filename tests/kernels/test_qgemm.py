@@ -129,11 +129,13 @@ def test_extreme_values(path, x_value, zx, weights):
 
 
 @pytest.mark.parametrize("path", PATH_PARAMS)
-@pytest.mark.parametrize("code", [64, 65, 127, -64, -65, -127, -128])
+@pytest.mark.parametrize("code", [7, -7, 9, -9, 32, -33, 64, 65, 127, -64, -65, -127, -128])
 def test_avx2_saturation_boundary(path, code):
     """vpmaddubsw adds two u8·s8 products into a saturating int16: 255·(|w0| + |w1|) must stay
     below 32768. Codes up to ±64 take the direct sequence, larger ones the split one; both
-    must give the exact sum (and every other path trivially does)."""
+    must give the exact sum (and every other path trivially does). Narrow codes also sum runs
+    of 32767 // (510·max|code|) k-blocks in int16 (9 for ±7, 7 for ±9, 2 for ±32): all-255
+    activations against all-±max codes reach each run's bound."""
     k = 64
     packed = ki.pack_pwlq_weights(np.full((3, k), code, np.int8))
     X = np.full((5, k), 255, np.uint8)

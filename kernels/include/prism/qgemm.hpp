@@ -181,6 +181,9 @@ struct DenseArgs {
   PackedRows x;
   const std::int8_t* panel;
   bool wide_codes;               // some |code| > 64 (AVX2 then avoids vpmaddubsw saturation)
+  // k-blocks whose u8×s8 pair sums (each at most 2·255·max|code|) add up exactly in int16:
+  // 32767 / (510·max|code|), at least 1 (the AVX2 path sums them before widening).
+  std::int64_t int16_groups;
   const std::int32_t* code_sums;  // [8] Σ codes per channel (paths that bias x by −128)
   std::int32_t* out;
   std::int64_t ld;
@@ -193,6 +196,7 @@ struct TailArgs {
   const std::int64_t* start;  // [channels + 1] offsets into blocks
   const QgemmTailBlock* blocks;
   bool wide_codes;
+  std::int64_t int16_groups;      // as DenseArgs
   const std::int32_t* tail_sums;  // [channels] ΣW1
   std::int32_t* out_t;
   std::int64_t ld;
