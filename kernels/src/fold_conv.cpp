@@ -562,29 +562,6 @@ void q_live_rows(const QTask& t, std::int64_t& kh0, std::int64_t& kh1) {
             t.dilation, t.padding, kh0, kh1);
 }
 
-void q_task_segments(const QTask& t, QTaskSegments& out) {
-  const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
-  for (std::int64_t v = 0; v < t.vectors; ++v) {
-    const std::int64_t m0 = 16 * (t.v0 + v), m1 = std::min(m0 + 16, pixels);
-    int n = 0;
-    for (std::int64_t m = m0; m < m1;) {
-      const std::int64_t i = m / wf, j = m % wf, len = std::min(wf - j, m1 - m);
-      out.seg[v][n++] = QSegment{m - m0, m - m0 + len, i, j};
-      m += len;
-    }
-    out.count[v] = n;
-  }
-}
-
-std::int32_t q_row_code_sum(const QTask& t, const std::int32_t* sums, std::int64_t n,
-                            std::int64_t kh0, std::int64_t kh1, std::int32_t live_x) {
-  std::int32_t live = 0, skipped = 0;
-  for (std::int64_t kh = 0; kh < t.kernel; ++kh) {
-    (kh < kh0 || kh >= kh1 ? skipped : live) += sums[n * t.kernel + kh];
-  }
-  return static_cast<std::int32_t>(t.zx) * skipped + live_x * live;
-}
-
 void q_pack_vectors(const QTask& t, std::int64_t kh0, std::int64_t kh1) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels, d = t.dilation;
   const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
@@ -712,7 +689,7 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
       threads > 1 ? std::min<std::int64_t>(units * w.blocks, 2 * threads) : 1;
   threads = static_cast<int>(std::min<std::int64_t>(threads, tasks));
   const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, g.kernel);
-  const bool wide = w.max_abs_code > 64;
+  const bool wide = w.max_abs_code > 64, nibbles = wide && isa.q_nibbles;
   const std::int64_t plane_bytes = fold_conv_detail::q_planes_bytes(g);
   const std::int64_t in_image = g.in_channels * g.height * g.width;
   const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
@@ -736,15 +713,15 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     Scratch& scratch = thread_scratch();
     fold_conv_detail::QTask task;
     task.planes = planes.data() + image * plane_bytes;
-    task.buffer = scratch.aligned(wide ? 2 * buffer : buffer);
-    task.buffer_high = wide ? task.buffer + buffer : nullptr;
+    task.buffer = scratch.aligned(nibbles ? 2 * buffer : buffer);
+    task.buffer_high = nibbles ? task.buffer + buffer : nullptr;
     task.dense = w.dense.data();
     task.row_sums = w.row_sums.data();
     task.tail_row_sums = w.tail_row_sums.data();
     task.tail_start = w.tail_start.data();
     task.tail_groups = w.tail_groups.data();
     task.has_tail = w.has_tail;
-    const std::int64_t x_max = wide ? 15 : 255;
+    const std::int64_t x_max = nibbles ? 15 : 255;
     task.int16_groups =
         w.max_abs_code == 0 ? 64
                             : std::max<std::int64_t>(1, 32767 / (2 * x_max * w.max_abs_code));

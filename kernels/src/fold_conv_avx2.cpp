@@ -15,10 +15,11 @@
 // of 8 (int8 codes and 8-bit PWLQ: 2 vpmaddubsw per product pair instead of the 4 plus clamps
 // of the weight split in avx2_int.inc). The same 4-byte-group buffer (one 64-byte aligned row
 // per tap, input channel and vector), filled by masked loads from the padded planes; dense
-// register tiles of one vector (half a vector for nibbles) × 4 folded channels; the sparse tail per channel
-// against all the task's halves; the unfold is an interleaving store. Bit-exact with the
-// scalar path.
+// register tiles of one vector (half a vector for nibbles) × 4 folded channels; the sparse tail
+// per channel against all the task's halves; the unfold is an interleaving store. Bit-exact
+// with the scalar path.
 #include "prism/fold_conv.hpp"
+#include "fold_q_common.hpp"
 
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -674,7 +675,7 @@ void q_task(const QTask& t) {
   }
 }
 
-const FoldConvIsa kAvx2{FoldConvPath::Avx2, f32_task, q_task, nullptr, nullptr, nullptr};
+const FoldConvIsa kAvx2{FoldConvPath::Avx2, f32_task, q_task, nullptr, nullptr, nullptr, true};
 const FoldConvIsa kAvx2Winograd{FoldConvPath::Avx2Winograd, f32_task, nullptr, wino_input,
                                 wino_gemm, wino_output};
 

@@ -14,6 +14,7 @@
 // the px = 0 and px = 1 results of a channel and row are interleaved (vpermt2d) into consecutive
 // output pixels, one store per row a vector touches.
 #include "prism/fold_conv.hpp"
+#include "fold_q_common.hpp"
 
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
     defined(__AVX512VNNI__)

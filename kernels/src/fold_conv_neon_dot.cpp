@@ -13,6 +13,7 @@
 // lane (vdotq_laneq_s32), 16 accumulators. Sparse tail pass: per channel, its list of groups
 // against all the task's vectors. The unfold is an interleaving store (vst2q).
 #include "prism/fold_conv.hpp"
+#include "fold_q_common.hpp"
 
 #if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
 #include <arm_neon.h>

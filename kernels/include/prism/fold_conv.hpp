@@ -228,9 +228,9 @@ struct QTask {
   // The image's folded input in zero-point padded planes (q_build_planes), 4-byte groups.
   const std::uint8_t* planes;
   std::uint8_t* buffer;  // scratch, q_buffer_bytes(...) bytes, 64-byte aligned
-  // When some |code| > 64, a second scratch of the same size (the AVX2 path then splits each
-  // activation into nibbles, x = 16·high + low: buffer holds the low, buffer_high the high
-  // ones); null otherwise.
+  // On a path with FoldConvIsa::q_nibbles and some |code| > 64, a second scratch of the same
+  // size (the AVX2 path then splits each activation into nibbles, x = 16·high + low: buffer
+  // holds the low, buffer_high the high ones); null otherwise.
   std::uint8_t* buffer_high;
   // The packed weights (PackedFoldQWeights) as plain pointers.
   const std::int8_t* dense;
@@ -287,23 +287,8 @@ void live_rows(std::int64_t v0, std::int64_t vectors, std::int64_t folded_out_he
                std::int64_t& kh1);
 void q_live_rows(const QTask& task, std::int64_t& kh0, std::int64_t& kh1);
 
-// A run of lanes [l0, l1) of one vector of a task whose folded output pixels lie in one folded
-// output row i, from column j.
-struct QSegment {
-  std::int64_t l0, l1, i, j;
-};
-// The task's vectors as row segments: seg[v][0, count[v]) (one unless a vector spans rows).
-struct QTaskSegments {
-  QSegment seg[kFoldQVectors][16];
-  int count[kFoldQVectors];
-};
-void q_task_segments(const QTask& task, QTaskSegments& out);
-// What channel n's kernel rows add beyond the passes' sums over the live rows [kh0, kh1):
-// zx times the codes of the rows outside (lying wholly in the padding) plus live_x times the
-// codes of the rows inside (the NEON path's bias correction; 0 elsewhere). sums: row_sums or
-// tail_row_sums ([n][kh]).
-std::int32_t q_row_code_sum(const QTask& task, const std::int32_t* sums, std::int64_t n,
-                            std::int64_t kh0, std::int64_t kh1, std::int32_t live_x);
+// The SIMD tasks' shared helpers (row segments, kernel-row code sums) are in
+// kernels/src/fold_q_common.hpp.
 
 // Winograd F(2×2, 3×3) on dilated tiles, one image at a time, in three phases. A tile is the 2×2
 // folded output positions {i, i + d} × {j, j + d}; its input is the 4×4 folded positions
@@ -337,6 +322,9 @@ struct FoldConvIsa {
   void (*wino_input)(const WinoTask&, std::int64_t tv, std::int64_t c0, std::int64_t c1);
   void (*wino_gemm)(const WinoTask&, std::int64_t xi, std::int64_t b);
   void (*wino_output)(const WinoTask&, std::int64_t tv, std::int64_t n0, std::int64_t n1);
+  // The integer task splits activations into nibbles when some |code| > 64 and then needs
+  // QTask::buffer_high (AVX2).
+  bool q_nibbles = false;
 };
 
 // nullptr where the path is not built into this binary.
