@@ -238,16 +238,14 @@ void q_task(const QTask& t) {
   const __m512i ones = _mm512_set1_epi32(0x01010101);
   const __m512i zero = _mm512_setzero_si512();
   const Interleave il;
-  std::int64_t kh0, kh1;
-  q_live_rows(t, kh0, kh1);
-  QTaskSegments segs;
-  q_task_segments(t, segs);
+  QTaskSetup setup;
+  q_task_setup(t, setup);
+  const std::int64_t kh0 = setup.kh0, kh1 = setup.kh1, live = setup.live;
+  const QTaskSegments& segs = setup.segs;
   pack(t, segs, kh0, kh1);
   // Window sums over the live kernel rows; four independent chains (a single one is
-  // latency-bound). Each skipped row adds zx for each of its 4·K·C_in bytes.
-  const std::int64_t live = (kh1 - kh0) * k * ci_n;
-  const __m512i r_pad = _mm512_set1_epi32(4 * static_cast<std::int32_t>(t.zx) *
-                                          static_cast<std::int32_t>((k - (kh1 - kh0)) * k * ci_n));
+  // latency-bound). Then what the skipped rows add.
+  const __m512i r_pad = _mm512_set1_epi32(setup.skipped_sum);
   __m512i r[kFoldQVectors];
   const auto& seg = segs.seg;
   const auto& count = segs.count;

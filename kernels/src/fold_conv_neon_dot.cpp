@@ -184,16 +184,15 @@ inline void store_pairs(std::uint8_t* dst, const std::uint8_t* a, const std::uin
 
 void q_task(const QTask& t) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels;
-  std::int64_t kh0, kh1;
-  q_live_rows(t, kh0, kh1);
-  QTaskSegments segs;
-  q_task_segments(t, segs);
+  QTaskSetup setup;
+  q_task_setup(t, setup);
+  const std::int64_t kh0 = setup.kh0, kh1 = setup.kh1, live = setup.live;
+  const QTaskSegments& segs = setup.segs;
   pack(t, segs, kh0, kh1);
   // Window sums: Σ (x − 128) over the live rows by sdot with ones, plus 128 per live byte and
-  // zx per byte of the skipped rows.
-  const std::int64_t live = (kh1 - kh0) * k * ci_n;
-  const int32x4_t r_fix = vdupq_n_s32(static_cast<std::int32_t>(
-      4 * (128 * live + static_cast<std::int64_t>(t.zx) * (k - (kh1 - kh0)) * k * ci_n)));
+  // what the skipped rows add.
+  const int32x4_t r_fix =
+      vdupq_n_s32(static_cast<std::int32_t>(4 * 128 * live) + setup.skipped_sum);
   const int8x16_t ones = vdupq_n_s8(1);
   const std::int64_t pixels = t.folded_out_height * t.folded_out_width;
   alignas(16) std::int32_t r[kFoldQVectors * 16];

@@ -51,5 +51,23 @@ static inline std::int32_t q_row_code_sum(const QTask& t, const std::int32_t* su
   return static_cast<std::int32_t>(t.zx) * skipped + live_x * live;
 }
 
+// What every SIMD task computes first: its live kernel rows [kh0, kh1) (q_live_rows), the
+// groups those rows hold per pixel (live = (kh1 − kh0)·K·C_in), its row segments, and what the
+// skipped rows add to each window sum R: zx for each of their 4·K·C_in bytes.
+struct QTaskSetup {
+  std::int64_t kh0, kh1, live;
+  std::int32_t skipped_sum;
+  QTaskSegments segs;
+};
+
+static inline void q_task_setup(const QTask& t, QTaskSetup& s) {
+  q_live_rows(t, s.kh0, s.kh1);
+  const std::int64_t groups_per_row = t.kernel * t.in_channels;
+  s.live = (s.kh1 - s.kh0) * groups_per_row;
+  s.skipped_sum = static_cast<std::int32_t>(4 * static_cast<std::int64_t>(t.zx) *
+                                            (t.kernel - (s.kh1 - s.kh0)) * groups_per_row);
+  q_task_segments(t, s.segs);
+}
+
 }  // namespace fold_conv_detail
 }  // namespace prism
