@@ -12,12 +12,12 @@
 // runs of QTask::int16_groups groups (32767 / (2·255·max|code|): 9 for 4-bit codes) are summed
 // before vpmaddwd widens them, and for codes beyond ±64 (where even one pair could saturate)
 // the pack splits each activation into nibbles, x = 16·high + low, whose products sum in runs
-// of 8 (int8 codes and 8-bit PWLQ: 2 vpmaddubsw per product pair instead of the 4 plus clamps
-// of the weight split in avx2_int.inc). The same 4-byte-group buffer (one 64-byte aligned row
-// per tap, input channel and vector), filled by masked loads from the padded planes; dense
-// register tiles of one vector (half a vector for nibbles) × 4 folded channels; the sparse tail
-// per channel against all the task's halves; the unfold is an interleaving store. Bit-exact
-// with the scalar path.
+// of 8 (int8 codes and 8-bit PWLQ: 2 vpmaddubsw per product pair; the split into codes clamped
+// to ±64 and the rest took 2 vpmaddubsw, 2 vpmaddwd and the clamps). The same 4-byte-group
+// buffer (one 64-byte aligned row per tap, input channel and vector), filled by masked loads
+// from the padded planes; dense register tiles of one vector (half a vector for nibbles) × 4
+// folded channels; the sparse tail per channel against all the task's halves; the unfold is an
+// interleaving store. Bit-exact with the scalar path.
 #include "prism/fold_conv.hpp"
 #include "fold_q_common.hpp"
 

@@ -433,8 +433,12 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
   const bool has_tail = w.tail_form != TailForm::None;
   std::int32_t* acc_t = has_tail ? s.acc_t.get(tile) : nullptr;
   const bool wide = w.max_abs_code > 64;
+  // k-blocks per int16 run of the AVX2 path: pair sums of x ≤ 255 (or of the nibbles ≤ 15 the
+  // path splits x into for wide codes) times max|code|.
+  const std::int64_t x_max = wide ? 15 : 255;
   const std::int64_t runs =
-      w.max_abs_code == 0 ? 64 : std::max<std::int64_t>(1, 32767 / (510 * w.max_abs_code));
+      w.max_abs_code == 0 ? 64
+                          : std::max<std::int64_t>(1, 32767 / (2 * x_max * w.max_abs_code));
   const std::int64_t per_group = w.channels_per_group();
   const OutputSpec& out = job.out;
 

@@ -1,7 +1,9 @@
 // AVX2 path of the PWLQ integer GEMM. Compiled with -mavx2 -mfma (this file only) and chosen
 // at run time when cpu_features().avx2 and no AVX-512 VNNI.
 //
-// u8×s8 products: vpmaddubsw and vpmaddwd, exact for every int8 code (avx2_int.inc).
+// u8×s8 products: vpmaddubsw and vpmaddwd, exact for every int8 code: int16 runs bounded by the
+// largest code (avx2_int.inc), and for codes beyond ±64 the activations split into nibbles on
+// the fly (x = 16·high + low: 2 vpmaddubsw per product pair, runs of 8 k-blocks).
 #include "prism/qgemm.hpp"
 
 #if defined(__x86_64__) && defined(__AVX2__)
@@ -23,29 +25,16 @@ inline std::int32_t load_i32(const void* p) {
 
 #include "avx2_int.inc"
 
-// One row group (two ymm of 8 rows) × 4 channels (half a panel). Narrow codes: the k-blocks in
-// runs of `run` summed in int16 (avx2_int.inc), then widened into the int32 accumulators.
-template <bool Wide>
+// One row group (two ymm of 8 rows) × 4 channels (half a panel): the k-blocks in runs of `run`
+// summed in int16 (avx2_int.inc), then widened into the int32 accumulators.
 inline void dense_tile(const std::uint8_t* x, std::int64_t k_blocks, const std::int8_t* panel,
                        int half, std::int64_t run, std::int32_t* out, std::int64_t ld) {
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i acc[2][4];
   for (int h = 0; h < 2; ++h)
     for (int j = 0; j < 4; ++j) acc[h][j] = _mm256_setzero_si256();
-  if (Wide) run = 1;
   for (std::int64_t kb0 = 0; kb0 < k_blocks; kb0 += run) {
     const std::int64_t kb1 = kb0 + run < k_blocks ? kb0 + run : k_blocks;
-    if (Wide) {
-      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb0 * 64));
-      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb0 * 64 + 32));
-      const std::int8_t* wv = panel + kb0 * (kB * kP) + half * 4 * kB;
-      for (int j = 0; j < 4; ++j) {
-        const __m256i w = _mm256_set1_epi32(load_i32(wv + j * kB));
-        acc[0][j] = _mm256_add_epi32(acc[0][j], dot4<true>(x0, w, ones));
-        acc[1][j] = _mm256_add_epi32(acc[1][j], dot4<true>(x1, w, ones));
-      }
-      continue;
-    }
     __m256i s[2][4];
     for (int h = 0; h < 2; ++h)
       for (int j = 0; j < 4; ++j) s[h][j] = _mm256_setzero_si256();
@@ -70,42 +59,92 @@ inline void dense_tile(const std::uint8_t* x, std::int64_t k_blocks, const std::
   }
 }
 
+// Codes beyond ±64: each activation split into nibbles on the fly, x = 16·high + low, so every
+// vpmaddubsw pair sum is at most 2·15·128 and runs of `run` (≥ 8) k-blocks add up in int16;
+// `16·high` is applied by vpmaddwd with 16s. One ymm of 8 rows (row half rh) × 4 channels per
+// call: 8 int16 sums.
+inline void dense_tile_wide(const std::uint8_t* x, std::int64_t k_blocks,
+                            const std::int8_t* panel, int half, int rh, std::int64_t run,
+                            std::int32_t* out, std::int64_t ld) {
+  const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  __m256i acc[4];
+  for (int j = 0; j < 4; ++j) acc[j] = _mm256_setzero_si256();
+  for (std::int64_t kb0 = 0; kb0 < k_blocks; kb0 += run) {
+    const std::int64_t kb1 = kb0 + run < k_blocks ? kb0 + run : k_blocks;
+    __m256i sl[4], sh[4];
+    for (int j = 0; j < 4; ++j) sl[j] = sh[j] = _mm256_setzero_si256();
+    for (std::int64_t kb = kb0; kb < kb1; ++kb) {
+      const __m256i xv =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + kb * 64 + 32 * rh));
+      const __m256i lo = _mm256_and_si256(xv, nibble);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(xv, 4), nibble);
+      const std::int8_t* wv = panel + kb * (kB * kP) + half * 4 * kB;
+      for (int j = 0; j < 4; ++j) {
+        const __m256i w = _mm256_set1_epi32(load_i32(wv + j * kB));
+        PRISM_PADDW(sl[j], _mm256_maddubs_epi16(lo, w));
+        PRISM_PADDW(sh[j], _mm256_maddubs_epi16(hi, w));
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      acc[j] = _mm256_add_epi32(acc[j], _mm256_add_epi32(_mm256_madd_epi16(sl[j], ones),
+                                                         _mm256_madd_epi16(sh[j], sixteen)));
+    }
+  }
+  for (int j = 0; j < 4; ++j) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (half * 4 + j) * ld + 8 * rh), acc[j]);
+  }
+}
+
 void dense(const DenseArgs& a) {
   for (std::int64_t g = 0; g < a.x.row_groups; ++g) {
     const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
     for (int half = 0; half < 2; ++half) {
-      if (a.wide_codes)
-        dense_tile<true>(x, a.x.k_blocks, a.panel, half, 1, a.out + g * 16, a.ld);
-      else
-        dense_tile<false>(x, a.x.k_blocks, a.panel, half, a.int16_groups, a.out + g * 16, a.ld);
+      if (!a.wide_codes) {
+        dense_tile(x, a.x.k_blocks, a.panel, half, a.int16_groups, a.out + g * 16, a.ld);
+        continue;
+      }
+      for (int rh = 0; rh < 2; ++rh) {
+        dense_tile_wide(x, a.x.k_blocks, a.panel, half, rh, a.int16_groups, a.out + g * 16,
+                        a.ld);
+      }
     }
   }
 }
 
+// One channel's sparse tail over a row group: runs of `run` blocks summed in int16; with wide
+// codes on the activations' nibbles, as in dense_tile_wide.
 template <bool Wide>
 inline void tail_group(const std::uint8_t* x, const QgemmTailBlock* b, const QgemmTailBlock* end,
                        std::int64_t run, std::int32_t* out_t) {
-  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
   __m256i t0 = _mm256_setzero_si256(), t1 = t0;
   while (b < end) {
-    const QgemmTailBlock* stop = Wide || end - b <= run ? end : b + run;
-    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    const QgemmTailBlock* stop = end - b <= run ? end : b + run;
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, h0 = s0, h1 = s0;
     for (; b < stop; ++b) {
       const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64));
       const __m256i x1 =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + b->k_block * 64 + 32));
       const __m256i codes = _mm256_set1_epi32(b->codes);
       if (Wide) {
-        t0 = _mm256_add_epi32(t0, dot4<true>(x0, codes, ones));
-        t1 = _mm256_add_epi32(t1, dot4<true>(x1, codes, ones));
+        PRISM_PADDW(s0, _mm256_maddubs_epi16(_mm256_and_si256(x0, nibble), codes));
+        PRISM_PADDW(s1, _mm256_maddubs_epi16(_mm256_and_si256(x1, nibble), codes));
+        PRISM_PADDW(h0, _mm256_maddubs_epi16(
+                            _mm256_and_si256(_mm256_srli_epi16(x0, 4), nibble), codes));
+        PRISM_PADDW(h1, _mm256_maddubs_epi16(
+                            _mm256_and_si256(_mm256_srli_epi16(x1, 4), nibble), codes));
       } else {
         PRISM_PADDW(s0, _mm256_maddubs_epi16(x0, codes));
         PRISM_PADDW(s1, _mm256_maddubs_epi16(x1, codes));
       }
     }
-    if (!Wide) {
-      t0 = _mm256_add_epi32(t0, _mm256_madd_epi16(s0, ones));
-      t1 = _mm256_add_epi32(t1, _mm256_madd_epi16(s1, ones));
+    t0 = _mm256_add_epi32(t0, _mm256_madd_epi16(s0, ones));
+    t1 = _mm256_add_epi32(t1, _mm256_madd_epi16(s1, ones));
+    if (Wide) {
+      t0 = _mm256_add_epi32(t0, _mm256_madd_epi16(h0, sixteen));
+      t1 = _mm256_add_epi32(t1, _mm256_madd_epi16(h1, sixteen));
     }
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(out_t), t0);
@@ -120,7 +159,7 @@ void tail(const TailArgs& a) {
       const std::uint8_t* x = a.x.data + g * a.x.k_blocks * 64;
       std::int32_t* ot = a.out_t + j * a.ld + g * 16;
       if (a.wide_codes)
-        tail_group<true>(x, b, end, 1, ot);
+        tail_group<true>(x, b, end, a.int16_groups, ot);
       else
         tail_group<false>(x, b, end, a.int16_groups, ot);
     }

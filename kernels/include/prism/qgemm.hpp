@@ -181,8 +181,9 @@ struct DenseArgs {
   PackedRows x;
   const std::int8_t* panel;
   bool wide_codes;               // some |code| > 64 (AVX2 then avoids vpmaddubsw saturation)
-  // k-blocks whose u8×s8 pair sums (each at most 2·255·max|code|) add up exactly in int16:
-  // 32767 / (510·max|code|), at least 1 (the AVX2 path sums them before widening).
+  // k-blocks whose u8×s8 pair sums add up exactly in int16 (the AVX2 path sums them before
+  // widening): 32767 / (2·x_max·max|code|), at least 1; x_max = 255, or 15 with wide codes
+  // (the AVX2 path then splits x into nibbles).
   std::int64_t int16_groups;
   const std::int32_t* code_sums;  // [8] Σ codes per channel (paths that bias x by −128)
   std::int32_t* out;
