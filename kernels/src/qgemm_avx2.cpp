@@ -247,6 +247,83 @@ void pack_matrix(const MatrixPackArgs& a) {
   }
 }
 
+// Rows [row0, row0 + 16·row_groups) of the implicit im2col matrix (TapPackArgs): per k-block,
+// the 16 rows of its 4 taps from four 16-byte loads, interleaved bytewise into rows of 4
+// k-values (two unpack levels) and stored as two ymm. Row sums by vpmaddubsw with ones (pairs
+// of bytes: at most 510, no saturation) and vpmaddwd.
+void pack_taps(const TapPackArgs& a) {
+  const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+  const std::int64_t full = a.depth / kB;
+  auto store = [&](std::uint8_t* out, __m128i t0, __m128i t1, __m128i t2, __m128i t3,
+                   __m256i& s0, __m256i& s1) {
+    const __m128i ab_lo = _mm_unpacklo_epi8(t0, t1), ab_hi = _mm_unpackhi_epi8(t0, t1);
+    const __m128i cd_lo = _mm_unpacklo_epi8(t2, t3), cd_hi = _mm_unpackhi_epi8(t2, t3);
+    const __m256i v0 = _mm256_set_m128i(_mm_unpackhi_epi16(ab_lo, cd_lo),    // rows 4..7
+                                        _mm_unpacklo_epi16(ab_lo, cd_lo));   // rows 0..3
+    const __m256i v1 = _mm256_set_m128i(_mm_unpackhi_epi16(ab_hi, cd_hi),    // rows 12..15
+                                        _mm_unpacklo_epi16(ab_hi, cd_hi));   // rows 8..11
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), v0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32), v1);
+    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(v0, ones8), ones16));
+    s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(v1, ones8), ones16));
+  };
+  auto load = [](const std::uint8_t* p) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  };
+  for (std::int64_t g = 0; g < a.row_groups; ++g) {
+    const std::uint8_t* rows = a.planes + a.row0 + g * 16;
+    std::uint8_t* out = a.out + g * a.k_blocks * 64;
+    const std::int64_t* tap = a.tap_offset;
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+    for (std::int64_t kb = 0; kb < full; ++kb, tap += kB) {
+      store(out + kb * 64, load(rows + tap[0]), load(rows + tap[1]), load(rows + tap[2]),
+            load(rows + tap[3]), s0, s1);
+    }
+    if (full < a.k_blocks) {  // the last partial block: zeros past K
+      __m128i t[kB];
+      for (int i = 0; i < kB; ++i) {
+        t[i] = full * kB + i < a.depth ? load(rows + tap[i]) : _mm_setzero_si128();
+      }
+      store(out + full * 64, t[0], t[1], t[2], t[3], s0, s1);
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.row_sums + g * 16), s0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.row_sums + g * 16 + 8), s1);
+  }
+}
+
+// ONNX QuantizeLinear, 8 values at a time: the same float32 operations as the portable loop
+// (true division, round half to even, add, saturate); the last partial vector through a copy.
+void quantize(const QuantizeArgs& a) {
+  const __m256 scale = _mm256_set1_ps(a.scale), zp = _mm256_set1_ps(a.zero_point);
+  const __m256 clo = _mm256_set1_ps(a.clip_low), chi = _mm256_set1_ps(a.clip_high);
+  const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
+  for (std::int64_t i = 0; i < a.count; i += 8) {
+    const std::int64_t n = a.count - i < 8 ? a.count - i : 8;
+    alignas(32) float in[8] = {};
+    __m256 x;
+    if (n == 8) {
+      x = _mm256_loadu_ps(a.x + i);
+    } else {
+      std::memcpy(in, a.x + i, static_cast<std::size_t>(n) * sizeof(float));
+      x = _mm256_load_ps(in);
+    }
+    if (a.clip) x = _mm256_min_ps(_mm256_max_ps(x, clo), chi);
+    __m256 q = _mm256_round_ps(_mm256_div_ps(x, scale),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zp), zero), top);
+    const __m256i v = _mm256_cvtps_epi32(q);
+    const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    const __m128i b8 = _mm_packus_epi16(w16, w16);
+    if (n == 8) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(a.q + i), b8);
+    } else {
+      alignas(16) std::uint8_t out[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(out), b8);
+      std::memcpy(a.q + i, out, static_cast<std::size_t>(n));
+    }
+  }
+}
+
 // 12 independent vpmaddubsw chains (each result is the next one's u8 operand): more than
 // latency × throughput, so the loop runs at the instruction's throughput limit.
 __attribute__((noinline)) __m256i vpmaddubsw_loop(std::int64_t iterations) {
@@ -267,7 +344,7 @@ __attribute__((noinline)) __m256i vpmaddubsw_loop(std::int64_t iterations) {
 }
 
 const IsaKernels kAvx2{QgemmPath::Avx2, false, dense, tail, epilogue, pack_matrix, nullptr,
-                       nullptr,  nullptr};
+                       pack_taps, quantize};
 
 }  // namespace
 
