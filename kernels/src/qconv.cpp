@@ -140,7 +140,7 @@ class PlaneRows final : public qgemm_detail::RowSource {
 
   void pack(std::int64_t row0, std::int64_t row_groups, std::uint8_t* out, std::int32_t* row_sums,
             const qgemm_detail::IsaKernels& isa) const override {
-    if (isa.pack_taps && !isa.biased_x) {
+    if (isa.pack_taps) {
       isa.pack_taps(qgemm_detail::TapPackArgs{planes_, taps_, depth_, k_blocks_, row0, row_groups,
                                               out, row_sums});
       return;

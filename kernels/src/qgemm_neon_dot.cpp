@@ -114,8 +114,51 @@ void epilogue(const EpilogueArgs& a) {
   }
 }
 
+// Rows [row0, row0 + 16·row_groups) of the implicit im2col matrix (TapPackArgs), biased: per
+// k-block, the 16 rows of its 4 taps from four 16-byte loads, interleaved bytewise into rows of
+// 4 k-values (vzip of bytes, then of halfwords), stored as x ^ 0x80. Row sums of x by udot with
+// ones before the flip.
+void pack_taps(const TapPackArgs& a) {
+  const uint8x16_t ones = vdupq_n_u8(1), flip = vdupq_n_u8(0x80);
+  const std::int64_t full = a.depth / kB;
+  auto store = [&](std::uint8_t* out, uint8x16_t t0, uint8x16_t t1, uint8x16_t t2, uint8x16_t t3,
+                   uint32x4_t (&sums)[4]) {
+    const uint8x16x2_t ab = vzipq_u8(t0, t1), cd = vzipq_u8(t2, t3);
+    const uint16x8x2_t lo = vzipq_u16(vreinterpretq_u16_u8(ab.val[0]),
+                                      vreinterpretq_u16_u8(cd.val[0]));  // rows 0..3, 4..7
+    const uint16x8x2_t hi = vzipq_u16(vreinterpretq_u16_u8(ab.val[1]),
+                                      vreinterpretq_u16_u8(cd.val[1]));  // rows 8..11, 12..15
+    const uint8x16_t rows[4] = {vreinterpretq_u8_u16(lo.val[0]), vreinterpretq_u8_u16(lo.val[1]),
+                                vreinterpretq_u8_u16(hi.val[0]), vreinterpretq_u8_u16(hi.val[1])};
+    for (int q = 0; q < 4; ++q) {
+      sums[q] = vdotq_u32(sums[q], rows[q], ones);
+      vst1q_u8(out + 16 * q, veorq_u8(rows[q], flip));
+    }
+  };
+  for (std::int64_t g = 0; g < a.row_groups; ++g) {
+    const std::uint8_t* rows = a.planes + a.row0 + g * 16;
+    std::uint8_t* out = a.out + g * a.k_blocks * 64;
+    const std::int64_t* tap = a.tap_offset;
+    uint32x4_t sums[4] = {vdupq_n_u32(0), vdupq_n_u32(0), vdupq_n_u32(0), vdupq_n_u32(0)};
+    for (std::int64_t kb = 0; kb < full; ++kb, tap += kB) {
+      store(out + kb * 64, vld1q_u8(rows + tap[0]), vld1q_u8(rows + tap[1]),
+            vld1q_u8(rows + tap[2]), vld1q_u8(rows + tap[3]), sums);
+    }
+    if (full < a.k_blocks) {  // the last partial block: x = 0 past K
+      uint8x16_t t[kB];
+      for (int i = 0; i < kB; ++i) {
+        t[i] = full * kB + i < a.depth ? vld1q_u8(rows + tap[i]) : vdupq_n_u8(0);
+      }
+      store(out + full * 64, t[0], t[1], t[2], t[3], sums);
+    }
+    for (int q = 0; q < 4; ++q) {
+      vst1q_s32(a.row_sums + g * 16 + 4 * q, vreinterpretq_s32_u32(sums[q]));
+    }
+  }
+}
+
 const IsaKernels kNeonDot{QgemmPath::NeonDot, true, dense, tail, epilogue, nullptr, nullptr,
-                          nullptr,  nullptr};
+                          pack_taps, nullptr};
 
 }  // namespace
 

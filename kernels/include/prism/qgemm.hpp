@@ -245,7 +245,9 @@ struct StoreRowsArgs {
 
 // Packs rows [row0, row0 + 16·row_groups) of an implicit im2col matrix (see prism/qconv.hpp):
 // element (m, k) is planes[tap_offset[k] + m] for k < depth, 0 past K. `out` and `row_sums` as
-// MatrixPackArgs (x itself, not biased). The caller guarantees that every read is in bounds.
+// MatrixPackArgs, except that a biased path (IsaKernels::biased_x) writes x ^ 0x80 (x − 128 as
+// int8; bytes past K then hold 0x80) while row_sums stay sums of x. The caller guarantees that
+// every read is in bounds.
 struct TapPackArgs {
   const std::uint8_t* planes;
   const std::int64_t* tap_offset;  // [depth]
