@@ -84,6 +84,13 @@ def host_info() -> dict[str, Any]:
     return info
 
 
+def capped_command(command: str, host: dict[str, Any]) -> str:
+    """``command`` led by the instruction-set caps in force (``host_info()["isa_caps"]``): they
+    are part of what reproduces a run."""
+    caps = host.get("isa_caps") or {}
+    return " ".join([*(f"{k}={v}" for k, v in caps.items()), command])
+
+
 def measured_vpdpbusd_peak() -> float:
     """``vpdpbusd`` zmm per CPU-second of one thread, the best of three 0.3 s loops (0 without
     AVX-512 VNNI): the denominator of the integer kernels' "fraction of peak"."""

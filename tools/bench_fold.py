@@ -366,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from sdk import fold_conv as fc
 
+    from .bench import capped_command
+
     if args.integer_path != "auto":
         why = fc.available_paths(integer=True).get(args.integer_path, "unknown path")
         if why:
@@ -375,9 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                  args.integer_path, args.pwlq_bits)
     if args.out != Path("reports/fold"):
         report["command"] += f" --out {args.out}"
-    caps = report["host"].get("isa_caps")
-    if caps:  # the environment is part of what reproduces the run
-        report["command"] = " ".join(f"{k}={v}" for k, v in caps.items()) + " " + report["command"]
+    report["command"] = capped_command(report["command"], report["host"])
     write_reports(report, args.out)
     for row in perf_rows(report):
         if row["goal"] is None:

@@ -42,3 +42,12 @@ def test_host_info_records_isa_caps(monkeypatch):
     assert host_info()["isa_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     assert "isa_caps" not in host_info()
+
+
+def test_capped_command_leads_with_the_caps():
+    from sdk.tools.bench import capped_command
+
+    assert capped_command("python -m x", {"cpu": "c"}) == "python -m x"
+    host = {"isa_caps": {"PRISM_MAX_ISA": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    assert capped_command("python -m x --out r", host) == \
+        "PRISM_MAX_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python -m x --out r"
