@@ -39,8 +39,11 @@ W0 gives ``A_c``; a sparse pass over the 4-deep k-blocks that hold non-zero tail
 ``A_t`` (one dot product per block). ``"dense"`` runs two dense GEMMs instead (the naive form,
 kept for comparison). Instruction-set paths, chosen at
 run time (:func:`simd_path`) or forced with ``path=``: ``"avx512vnni"`` (vpdpbusd),
-``"avx2"`` (vpmaddubsw, with a saturation-free split for codes beyond ±64), ``"neon_dot"``
-(sdot on ``X − 128`` with an exact ``128·ΣW`` correction) and the portable ``"scalar"``.
+``"avx2"`` (vpmaddubsw, kept free of int16 saturation: runs of ``32767 // (510·max|code|)``
+k-blocks summed in int16, and for codes beyond ±64 the activations split into nibbles),
+``"neon_dot"`` (sdot on ``X − 128`` with an exact ``128·ΣW`` correction) and the portable
+``"scalar"``. ``PRISM_MAX_ISA`` caps the choice (e.g. ``avx2`` runs an AVX-512 host as an
+AVX2-only one).
 
 Input rules (as :mod:`sdk.preprocess`): activation and code tensors must already have the right
 dtype (uint8 / int8) and are never cast; a C-contiguous array goes to C++ without a copy and any

@@ -113,8 +113,9 @@ void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_
   const std::int64_t xi_stride = t.tile_vectors * fin * 16;
   const __m256 zero = _mm256_setzero_ps();
   for (int h = 0; h < 2; ++h) {
-    const __m256i ti = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.tile_i + 16 * tv + 8 * h));
-    const __m256i tj = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.tile_j + 16 * tv + 8 * h));
+    const auto* tile_i = reinterpret_cast<const __m256i*>(t.tile_i + 16 * tv + 8 * h);
+    const auto* tile_j = reinterpret_cast<const __m256i*>(t.tile_j + 16 * tv + 8 * h);
+    const __m256i ti = _mm256_loadu_si256(tile_i), tj = _mm256_loadu_si256(tile_j);
     const __m256i lanes = _mm256_cmpgt_epi32(ti, minus1);
     __m256i idx[16], msk[16];
     for (int a = 0; a < 4; ++a) {
@@ -470,9 +471,11 @@ __attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::i
           const __m256i w = _mm256_set1_epi32(e->codes);
 #pragma GCC unroll 8
           for (int h = 0; h < P; ++h) {
-            PRISM_PADDW(sl[h], _mm256_maddubs_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(t.buffer + at + 32 * h)), w));
+            const auto* lo = reinterpret_cast<const __m256i*>(t.buffer + at + 32 * h);
+            PRISM_PADDW(sl[h], _mm256_maddubs_epi16(_mm256_load_si256(lo), w));
             if (Wide) {
-              PRISM_PADDW(sh[h], _mm256_maddubs_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(t.buffer_high + at + 32 * h)), w));
+              const auto* hi = reinterpret_cast<const __m256i*>(t.buffer_high + at + 32 * h);
+              PRISM_PADDW(sh[h], _mm256_maddubs_epi16(_mm256_load_si256(hi), w));
             }
           }
         }
@@ -550,7 +553,8 @@ inline void store_segment(std::uint8_t* dst, const __m256i (&v)[4], const QSegme
 }
 
 template <class T>
-inline void store_pairs(T* base, std::int64_t plane, std::int64_t out_width, const QTaskSegments& segs,
+inline void store_pairs(T* base, std::int64_t plane, std::int64_t out_width,
+                        const QTaskSegments& segs,
                         std::int64_t v, const __m256i (&a)[2], const __m256i (&b)[2]) {
   __m256i iv[4];
   interleave(a, b, iv);

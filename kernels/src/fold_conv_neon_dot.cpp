@@ -60,9 +60,12 @@ void pack(const QTask& t, const QTaskSegments& segs, std::int64_t kh0, std::int6
           std::memset(lanes, t.zx, sizeof lanes);
           for (int s = 0; s < count; ++s) {
             const QSegment& g = segs.seg[v][s];
-            std::memcpy(lanes + 4 * g.l0, src + off[s], static_cast<std::size_t>(4 * (g.l1 - g.l0)));
+            std::memcpy(lanes + 4 * g.l0, src + off[s],
+                        static_cast<std::size_t>(4 * (g.l1 - g.l0)));
           }
-          for (int q = 0; q < 4; ++q) vst1q_u8(dst + 16 * q, veorq_u8(vld1q_u8(lanes + 16 * q), flip));
+          for (int q = 0; q < 4; ++q) {
+            vst1q_u8(dst + 16 * q, veorq_u8(vld1q_u8(lanes + 16 * q), flip));
+          }
         }
       }
     }
@@ -121,7 +124,9 @@ void tail_block(const QTask& t, std::int64_t b, std::int64_t channels, std::int6
       const int8x16_t w = vreinterpretq_s8_s32(vdupq_n_s32(e->codes));
       const std::int8_t* x = reinterpret_cast<const std::int8_t*>(t.buffer + e->group * kRow);
       for (int v = 0; v < V; ++v)
-        for (int q = 0; q < 4; ++q) acc[v][q] = vdotq_s32(acc[v][q], vld1q_s8(x + 64 * v + 16 * q), w);
+        for (int q = 0; q < 4; ++q) {
+          acc[v][q] = vdotq_s32(acc[v][q], vld1q_s8(x + 64 * v + 16 * q), w);
+        }
     }
     const int32x4_t fix = vdupq_n_s32(q_row_code_sum(t, t.tail_row_sums, n, kh0, kh1, 128));
     for (int v = 0; v < V; ++v)
@@ -159,19 +164,25 @@ inline void store_pairs(T* dst, const T* a, const T* b, const QSegment& g, Store
   alignas(16) T pairs[32];
   const bool whole = g.l0 == 0 && g.l1 == 16;
   interleave(whole ? dst : pairs, a, b);
-  if (!whole) std::memcpy(dst, pairs + 2 * g.l0, sizeof(T) * static_cast<std::size_t>(2 * (g.l1 - g.l0)));
+  if (!whole) {
+    std::memcpy(dst, pairs + 2 * g.l0, sizeof(T) * static_cast<std::size_t>(2 * (g.l1 - g.l0)));
+  }
 }
 
 inline void store_pairs(std::int32_t* dst, const std::int32_t* a, const std::int32_t* b,
                         const QSegment& g) {
   store_pairs(dst, a, b, g, [](std::int32_t* to, const std::int32_t* x, const std::int32_t* y) {
-    for (int q = 0; q < 4; ++q) vst2q_s32(to + 8 * q, int32x4x2_t{{vld1q_s32(x + 4 * q), vld1q_s32(y + 4 * q)}});
+    for (int q = 0; q < 4; ++q) {
+      vst2q_s32(to + 8 * q, int32x4x2_t{{vld1q_s32(x + 4 * q), vld1q_s32(y + 4 * q)}});
+    }
   });
 }
 
 inline void store_pairs(float* dst, const float* a, const float* b, const QSegment& g) {
   store_pairs(dst, a, b, g, [](float* to, const float* x, const float* y) {
-    for (int q = 0; q < 4; ++q) vst2q_f32(to + 8 * q, float32x4x2_t{{vld1q_f32(x + 4 * q), vld1q_f32(y + 4 * q)}});
+    for (int q = 0; q < 4; ++q) {
+      vst2q_f32(to + 8 * q, float32x4x2_t{{vld1q_f32(x + 4 * q), vld1q_f32(y + 4 * q)}});
+    }
   });
 }
 
@@ -249,7 +260,9 @@ void q_task(const QTask& t) {
               }
               if (t.y) continue;
               uint16x4_t w[4];
-              for (int i = 0; i < 4; ++i) w[i] = vmovn_u32(requantize4(*q, vld1q_f32(y[px] + 4 * i)));
+              for (int i = 0; i < 4; ++i) {
+                w[i] = vmovn_u32(requantize4(*q, vld1q_f32(y[px] + 4 * i)));
+              }
               vst1q_u8(u[px], vcombine_u8(vmovn_u16(vcombine_u16(w[0], w[1])),
                                           vmovn_u16(vcombine_u16(w[2], w[3]))));
             }

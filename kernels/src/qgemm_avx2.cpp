@@ -182,10 +182,7 @@ void epilogue(const EpilogueArgs& a) {
         _mm256_storeu_ps(a.y + i, y);
         continue;
       }
-      // 8 int32 in 0..255 -> 8 bytes.
-      const __m256i v = requantize8(y, a.out_scale, a.out_zero, a.out_low);
-      const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-      const __m128i b8 = _mm_packus_epi16(w16, w16);
+      const __m128i b8 = low_bytes(requantize8(y, a.out_scale, a.out_zero, a.out_low));
       _mm_storel_epi64(reinterpret_cast<__m128i*>(a.q + i), b8);
     }
   }
@@ -239,7 +236,8 @@ void pack_matrix(const MatrixPackArgs& a) {
         const std::int64_t n = a.k_blocks - c * 8 < 8 ? a.k_blocks - c * 8 : 8;
         for (std::int64_t i = 0; i < n; ++i) {
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (c * 8 + i) * 64 + half * 32), v[i]);
-          sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(v[i], ones8), ones16));
+          sums = _mm256_add_epi32(
+              sums, _mm256_madd_epi16(_mm256_maddubs_epi16(v[i], ones8), ones16));
         }
       }
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.row_sums + g * 16 + half * 8), sums);
@@ -311,9 +309,7 @@ void quantize(const QuantizeArgs& a) {
     __m256 q = _mm256_round_ps(_mm256_div_ps(x, scale),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zp), zero), top);
-    const __m256i v = _mm256_cvtps_epi32(q);
-    const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    const __m128i b8 = _mm_packus_epi16(w16, w16);
+    const __m128i b8 = low_bytes(_mm256_cvtps_epi32(q));
     if (n == 8) {
       _mm_storel_epi64(reinterpret_cast<__m128i*>(a.q + i), b8);
     } else {
