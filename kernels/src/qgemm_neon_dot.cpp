@@ -157,8 +157,39 @@ void pack_taps(const TapPackArgs& a) {
   }
 }
 
+// ONNX QuantizeLinear, 8 values at a time: the same float32 operations as the portable loop
+// (true division, round half to even, add, saturate); the last partial vector through a copy.
+void quantize(const QuantizeArgs& a) {
+  const float32x4_t scale = vdupq_n_f32(a.scale), zp = vdupq_n_f32(a.zero_point);
+  const float32x4_t clo = vdupq_n_f32(a.clip_low), chi = vdupq_n_f32(a.clip_high);
+  const float32x4_t zero = vdupq_n_f32(0.0f), top = vdupq_n_f32(255.0f);
+  auto one = [&](float32x4_t x) {
+    if (a.clip) x = vminq_f32(vmaxq_f32(x, clo), chi);
+    float32x4_t q = vaddq_f32(vrndnq_f32(vdivq_f32(x, scale)), zp);
+    q = vminq_f32(vmaxq_f32(q, zero), top);
+    return vmovn_u32(vcvtq_u32_f32(q));
+  };
+  for (std::int64_t i = 0; i < a.count; i += 8) {
+    const std::int64_t n = a.count - i < 8 ? a.count - i : 8;
+    alignas(16) float in[8] = {};
+    const float* src = a.x + i;
+    if (n < 8) {
+      __builtin_memcpy(in, src, static_cast<std::size_t>(n) * sizeof(float));
+      src = in;
+    }
+    const uint8x8_t b8 = vmovn_u16(vcombine_u16(one(vld1q_f32(src)), one(vld1q_f32(src + 4))));
+    if (n == 8) {
+      vst1_u8(a.q + i, b8);
+    } else {
+      alignas(8) std::uint8_t out[8];
+      vst1_u8(out, b8);
+      __builtin_memcpy(a.q + i, out, static_cast<std::size_t>(n));
+    }
+  }
+}
+
 const IsaKernels kNeonDot{QgemmPath::NeonDot, true, dense, tail, epilogue, nullptr, nullptr,
-                          pack_taps, nullptr};
+                          pack_taps, quantize};
 
 }  // namespace
 

@@ -1,16 +1,17 @@
 // prism::qgemm: hand-computed cases, every built SIMD path against a naive reference on random
 // data (integers bit-exact, float and requantized output bit-exact), packing errors, threads.
 // The exhaustive comparison against the NumPy twin lives in tests/kernels/test_qgemm.py.
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <atomic>
 
 #include "prism/qgemm.hpp"
 #include "prism/thread_pool.hpp"
@@ -339,6 +340,51 @@ void thread_pool_runs_every_task_once_and_rethrows() {
 
 }  // namespace
 
+// QuantizeLinear on every path against the portable float32 formula (round half to even, true
+// division, saturation, optional clip): halves, values far out of range, ±infinity, counts that
+// are not a multiple of any vector width. (NaN is left out: the paths' max/min instructions
+// map it to the low end, the portable std::max/std::min do not.)
+void quantize_paths(const std::vector<QgemmPath>& paths, std::mt19937& rng) {
+  std::uniform_real_distribution<float> wide(-600.0f, 600.0f);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (std::int64_t count : {1, 7, 8, 15, 16, 17, 33, 100}) {
+    std::vector<float> x(static_cast<std::size_t>(count));
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      switch (i % 5) {
+        case 0: x[i] = 0.5f * static_cast<float>(static_cast<int>(wide(rng))); break;  // halves
+        case 1: x[i] = i % 2 ? inf : -inf; break;
+        default: x[i] = wide(rng);
+      }
+    }
+    for (bool clip : {false, true}) {
+      prism::qgemm_detail::QuantizeArgs a{};
+      a.x = x.data();
+      a.count = count;
+      a.scale = 0.75f;
+      a.zero_point = 17.0f;
+      a.clip = clip;
+      a.clip_low = -40.0f;
+      a.clip_high = 90.0f;
+      std::vector<std::uint8_t> want(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        float v = clip ? std::min(std::max(x[i], a.clip_low), a.clip_high) : x[i];
+        float q = std::nearbyint(v / a.scale) + a.zero_point;
+        q = std::min(std::max(q, 0.0f), 255.0f);
+        want[i] = static_cast<std::uint8_t>(static_cast<int>(q));
+      }
+      for (QgemmPath path : paths) {
+        std::vector<std::uint8_t> got(x.size() + 16, 0xAB);  // guard bytes past count
+        a.q = got.data();
+        prism::qgemm_detail::quantize_linear(prism::qgemm_detail::kernels_for(path), a);
+        const bool same = std::equal(want.begin(), want.end(), got.begin());
+        check(same && got[x.size()] == 0xAB,
+              "QuantizeLinear count " + std::to_string(count) + (clip ? " clip" : "") + " [" +
+                  prism::qgemm_path_name(path) + "]");
+      }
+    }
+  }
+}
+
 int main() {
   const auto paths = available_paths();
   // The run-time choice, printed so that a CI log (or the qemu run) shows what was exercised.
@@ -354,6 +400,7 @@ int main() {
   thread_pool_runs_every_task_once_and_rethrows();
 
   std::mt19937 rng(42);
+  quantize_paths(paths, rng);
   // Odd sizes, K not a multiple of 4/16/64, M = 1 and many, N around the 8-channel panel.
   const std::int64_t shapes[][3] = {{1, 1, 1},    {1, 3, 9},     {2, 5, 7},    {17, 63, 8},
                                     {33, 65, 17}, {49, 576, 64}, {50, 144, 16}, {100, 27, 33},
