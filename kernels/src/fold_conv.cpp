@@ -689,7 +689,8 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
       threads > 1 ? std::min<std::int64_t>(units * w.blocks, 2 * threads) : 1;
   threads = static_cast<int>(std::min<std::int64_t>(threads, tasks));
   const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, g.kernel);
-  const bool wide = w.max_abs_code > 64, nibbles = wide && isa.q_nibbles;
+  const bool nibbles = w.max_abs_code > qgemm_detail::kNarrowCodeLimit && isa.q_nibbles;
+  const std::int64_t int16_groups = qgemm_detail::int16_run_groups(w.max_abs_code, nibbles);
   const std::int64_t plane_bytes = fold_conv_detail::q_planes_bytes(g);
   const std::int64_t in_image = g.in_channels * g.height * g.width;
   const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
@@ -721,10 +722,7 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     task.tail_start = w.tail_start.data();
     task.tail_groups = w.tail_groups.data();
     task.has_tail = w.has_tail;
-    const std::int64_t x_max = nibbles ? 15 : 255;
-    task.int16_groups =
-        w.max_abs_code == 0 ? 64
-                            : std::max<std::int64_t>(1, 32767 / (2 * x_max * w.max_abs_code));
+    task.int16_groups = int16_groups;
     task.out_channels = w.out_channels;
     task.in_channels = g.in_channels;
     task.height = g.height;

@@ -567,15 +567,13 @@ inline void store_pairs(T* base, std::int64_t plane, std::int64_t out_width,
 
 void q_task(const QTask& t) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels;
-  QTaskSetup setup;
-  q_task_setup(t, setup);
-  const std::int64_t kh0 = setup.kh0, kh1 = setup.kh1, live = setup.live;
-  const QTaskSegments& segs = setup.segs;
+  const QTaskSetup setup = q_task_setup(t);
+  const auto& [kh0, kh1, live, skipped_sum, segs] = setup;
   pack(t, segs, kh0, kh1);
   // Window sums over the live kernel rows, by vpmaddubsw with ones (no saturation: 2·255 per
   // pair; wide codes: low nibbles times 1 plus high nibbles times 16, the same bound), plus
   // what the skipped rows add.
-  const __m256i r_pad = _mm256_set1_epi32(setup.skipped_sum);
+  const __m256i r_pad = _mm256_set1_epi32(skipped_sum);
   const __m256i ones8 = _mm256_set1_epi8(1), sixteen8 = _mm256_set1_epi8(16);
   const __m256i ones16 = _mm256_set1_epi16(1);
   const std::int64_t pixels = t.folded_out_height * t.folded_out_width;

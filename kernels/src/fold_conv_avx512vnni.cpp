@@ -69,29 +69,7 @@ inline void store_pairs(std::uint8_t* dst, __m128i a, __m128i b, std::int64_t la
   _mm_mask_storeu_epi8(dst + 16, first(2 * lanes - 16), _mm_unpackhi_epi8(a, b));
 }
 
-// The float epilogue of prism/qgemm.hpp on 16 lanes of folded channel n.
-inline __m512 epilogue(const QEpilogue& q, std::int64_t n, bool tail, __m512i ac, __m512i at,
-                       __m512i r) {
-  auto term = [](__m512i v, std::int32_t zero, float scale) {
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(v, _mm512_set1_epi32(zero))),
-                         _mm512_set1_ps(scale));
-  };
-  __m512 y = term(ac, q.zero_c[n], q.alpha_c[n]);
-  if (tail) {
-    y = _mm512_add_ps(y, term(at, q.zero_t[n], q.alpha_t[n]));
-  }
-  y = _mm512_add_ps(y, term(r, q.row_zero, q.gamma[n]));
-  return _mm512_add_ps(y, _mm512_set1_ps(q.beta[n]));
-}
-
-inline __m128i requantize(const QEpilogue& q, __m512 y) {
-  __m512 t = _mm512_roundscale_ps(_mm512_div_ps(y, _mm512_set1_ps(q.out_scale)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  t = _mm512_add_ps(t, _mm512_set1_ps(q.out_zero));
-  t = _mm512_max_ps(t, _mm512_set1_ps(q.out_low));  // NaN -> low
-  t = _mm512_min_ps(t, _mm512_set1_ps(255.0f));
-  return _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(t));
-}
+#include "avx512_int.inc"
 
 // acc += Σ4 x(u8)·w(s8) in place (see qgemm_avx512vnni.cpp: GCC 12 copies intrinsic
 // accumulators between registers in a loop like the tail pass's; the asm pins each to one).
@@ -238,14 +216,12 @@ void q_task(const QTask& t) {
   const __m512i ones = _mm512_set1_epi32(0x01010101);
   const __m512i zero = _mm512_setzero_si512();
   const Interleave il;
-  QTaskSetup setup;
-  q_task_setup(t, setup);
-  const std::int64_t kh0 = setup.kh0, kh1 = setup.kh1, live = setup.live;
-  const QTaskSegments& segs = setup.segs;
+  const QTaskSetup setup = q_task_setup(t);
+  const auto& [kh0, kh1, live, skipped_sum, segs] = setup;
   pack(t, segs, kh0, kh1);
   // Window sums over the live kernel rows; four independent chains (a single one is
   // latency-bound). Then what the skipped rows add.
-  const __m512i r_pad = _mm512_set1_epi32(setup.skipped_sum);
+  const __m512i r_pad = _mm512_set1_epi32(skipped_sum);
   __m512i r[kFoldQVectors];
   const auto& seg = segs.seg;
   const auto& count = segs.count;
@@ -318,16 +294,21 @@ void q_task(const QTask& t) {
             continue;
           }
           const QEpilogue& q = *t.epilogue;
-          const __m512 y0 = epilogue(q, n[0], t.has_tail, ac[0], at[0], r[vv]);
-          const __m512 y1 = epilogue(q, n[1], t.has_tail, ac[1], at[1], r[vv]);
+          __m512 y[2];
+          for (int px = 0; px < 2; ++px) {
+            y[px] = affine16(ac[px], q.zero_c[n[px]], q.alpha_c[n[px]], t.has_tail, at[px],
+                             q.zero_t[n[px]], q.alpha_t[n[px]], r[vv], q.row_zero,
+                             q.gamma[n[px]], q.beta[n[px]]);
+          }
           for (int s = 0; s < count[vv]; ++s) {
             const Segment& g = seg[vv][s];
             const std::int64_t o = (plane + 2 * g.i) * t.out_width + 2 * g.j;
-            const __m512 z0 = from_lane(g, y0), z1 = from_lane(g, y1);
+            const __m512 z0 = from_lane(g, y[0]), z1 = from_lane(g, y[1]);
             if (t.y) {
               store_pairs(t.y + o, z0, z1, g.l1 - g.l0, il);
             } else {
-              store_pairs(t.q + o, requantize(q, z0), requantize(q, z1), g.l1 - g.l0);
+              store_pairs(t.q + o, requantize16(z0, q.out_scale, q.out_zero, q.out_low),
+                          requantize16(z1, q.out_scale, q.out_zero, q.out_low), g.l1 - g.l0);
             }
           }
         }

@@ -75,10 +75,7 @@ void pack(const QTask& t, const QTaskSegments& segs, std::int64_t kh0, std::int6
 // Scratch of dense and tail sums: [vector][folded channel NB][16 lanes].
 constexpr std::int64_t slot(std::int64_t v, std::int64_t nl) { return 16 * (v * NB + nl); }
 
-template <int Lane>
-inline void dot_lane(int32x4_t (&acc)[4], const int8x16_t (&x)[4], int8x16_t w) {
-  for (int q = 0; q < 4; ++q) acc[q] = vdotq_laneq_s32(acc[q], x[q], w, Lane);
-}
+#include "neon_int.inc"
 
 // The dense pass of folded channels [c0, c0 + 4) of block b over vector v: out[v][n][lane] =
 // Σ x·W0, kernel rows [kh0, kh1) through sdot on x − 128, corrected as described above.
@@ -134,29 +131,6 @@ void tail_block(const QTask& t, std::int64_t b, std::int64_t channels, std::int6
   }
 }
 
-// The float epilogue of prism/qgemm.hpp on 4 lanes, the scalar path's float32 operations in its
-// order (no fused multiply-add: the build passes -ffp-contract=off).
-inline float32x4_t affine4(const QEpilogue& q, std::int64_t n, bool tail, int32x4_t ac,
-                           int32x4_t at, int32x4_t r) {
-  auto term = [](int32x4_t v, std::int32_t zero, float scale) {
-    return vmulq_f32(vcvtq_f32_s32(vsubq_s32(v, vdupq_n_s32(zero))), vdupq_n_f32(scale));
-  };
-  float32x4_t y = term(ac, q.zero_c[n], q.alpha_c[n]);
-  if (tail) y = vaddq_f32(y, term(at, q.zero_t[n], q.alpha_t[n]));
-  y = vaddq_f32(y, term(r, q.row_zero, q.gamma[n]));
-  return vaddq_f32(y, vdupq_n_f32(q.beta[n]));
-}
-
-// saturate(round_half_even(y / out_scale) + out_zero) clamped below at out_low (NaN -> low).
-inline uint32x4_t requantize4(const QEpilogue& q, float32x4_t y) {
-  float32x4_t t = vaddq_f32(vrndnq_f32(vdivq_f32(y, vdupq_n_f32(q.out_scale))),
-                            vdupq_n_f32(q.out_zero));
-  const float32x4_t lo = vdupq_n_f32(q.out_low);
-  t = vbslq_f32(vcgtq_f32(t, lo), t, lo);
-  t = vminq_f32(t, vdupq_n_f32(255.0f));
-  return vcvtq_u32_f32(t);
-}
-
 // Lanes [l0, l1) of a (px = 0) and b (px = 1), 16 values each, interleaved into the output
 // pixels of segment g from dst (its first pixel): vst2q for a whole vector, else through a copy.
 template <class T, class Store>
@@ -195,15 +169,13 @@ inline void store_pairs(std::uint8_t* dst, const std::uint8_t* a, const std::uin
 
 void q_task(const QTask& t) {
   const std::int64_t k = t.kernel, ci_n = t.in_channels;
-  QTaskSetup setup;
-  q_task_setup(t, setup);
-  const std::int64_t kh0 = setup.kh0, kh1 = setup.kh1, live = setup.live;
-  const QTaskSegments& segs = setup.segs;
+  const QTaskSetup setup = q_task_setup(t);
+  const auto& [kh0, kh1, live, skipped_sum, segs] = setup;
   pack(t, segs, kh0, kh1);
   // Window sums: Σ (x − 128) over the live rows by sdot with ones, plus 128 per live byte and
   // what the skipped rows add.
   const int32x4_t r_fix =
-      vdupq_n_s32(static_cast<std::int32_t>(4 * 128 * live) + setup.skipped_sum);
+      vdupq_n_s32(static_cast<std::int32_t>(4 * 128 * live) + skipped_sum);
   const int8x16_t ones = vdupq_n_s8(1);
   const std::int64_t pixels = t.folded_out_height * t.folded_out_width;
   alignas(16) std::int32_t r[kFoldQVectors * 16];
@@ -255,13 +227,16 @@ void q_task(const QTask& t) {
               const std::int64_t n = b * NB + nl + px;
               for (int i = 0; i < 4; ++i) {
                 vst1q_f32(y[px] + 4 * i,
-                          affine4(*q, n, t.has_tail, vld1q_s32(ac[px] + 4 * i),
-                                  vld1q_s32(at[px] + 4 * i), vld1q_s32(r + 16 * v + 4 * i)));
+                          affine4(vld1q_s32(ac[px] + 4 * i), q->zero_c[n], q->alpha_c[n],
+                                  t.has_tail, vld1q_s32(at[px] + 4 * i), q->zero_t[n],
+                                  q->alpha_t[n], vld1q_s32(r + 16 * v + 4 * i), q->row_zero,
+                                  q->gamma[n], q->beta[n]));
               }
               if (t.y) continue;
               uint16x4_t w[4];
               for (int i = 0; i < 4; ++i) {
-                w[i] = vmovn_u32(requantize4(*q, vld1q_f32(y[px] + 4 * i)));
+                w[i] = vmovn_u32(requantize4(vld1q_f32(y[px] + 4 * i), q->out_scale,
+                                             q->out_zero, q->out_low));
               }
               vst1q_u8(u[px], vcombine_u8(vmovn_u16(vcombine_u16(w[0], w[1])),
                                           vmovn_u16(vcombine_u16(w[2], w[3]))));

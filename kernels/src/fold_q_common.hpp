@@ -60,13 +60,15 @@ struct QTaskSetup {
   QTaskSegments segs;
 };
 
-static inline void q_task_setup(const QTask& t, QTaskSetup& s) {
+static inline QTaskSetup q_task_setup(const QTask& t) {
+  QTaskSetup s;
   q_live_rows(t, s.kh0, s.kh1);
   const std::int64_t groups_per_row = t.kernel * t.in_channels;
   s.live = (s.kh1 - s.kh0) * groups_per_row;
   s.skipped_sum = static_cast<std::int32_t>(4 * static_cast<std::int64_t>(t.zx) *
                                             (t.kernel - (s.kh1 - s.kh0)) * groups_per_row);
   q_task_segments(t, s.segs);
+  return s;
 }
 
 }  // namespace fold_conv_detail

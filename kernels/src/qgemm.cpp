@@ -148,6 +148,12 @@ double vpdpbusd_per_second(double seconds) {
              : 0.0;
 }
 
+std::int64_t int16_run_groups(int max_abs_code, bool nibbles) {
+  if (max_abs_code == 0) return 64;
+  const std::int64_t x_max = nibbles ? 15 : 255;
+  return std::max<std::int64_t>(1, 32767 / (2 * x_max * max_abs_code));
+}
+
 double vpmaddubsw_per_second(double seconds) {
   return qgemm_path_unavailable_reason(QgemmPath::Avx2).empty()
              ? probe(avx2_probe_loop, seconds)
@@ -432,13 +438,8 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
   std::int32_t* acc = s.acc.get(tile);
   const bool has_tail = w.tail_form != TailForm::None;
   std::int32_t* acc_t = has_tail ? s.acc_t.get(tile) : nullptr;
-  const bool wide = w.max_abs_code > 64;
-  // k-blocks per int16 run of the AVX2 path: pair sums of x ≤ 255 (or of the nibbles ≤ 15 the
-  // path splits x into for wide codes) times max|code|.
-  const std::int64_t x_max = wide ? 15 : 255;
-  const std::int64_t runs =
-      w.max_abs_code == 0 ? 64
-                          : std::max<std::int64_t>(1, 32767 / (2 * x_max * w.max_abs_code));
+  const bool wide = w.max_abs_code > kNarrowCodeLimit;
+  const std::int64_t runs = int16_run_groups(w.max_abs_code, wide);  // AVX2 splits wide codes
   const std::int64_t per_group = w.channels_per_group();
   const OutputSpec& out = job.out;
 

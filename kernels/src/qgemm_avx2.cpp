@@ -289,12 +289,11 @@ void pack_taps(const TapPackArgs& a) {
   }
 }
 
-// ONNX QuantizeLinear, 8 values at a time: the same float32 operations as the portable loop
-// (true division, round half to even, add, saturate); the last partial vector through a copy.
+// ONNX QuantizeLinear, 8 values at a time: requantize8 with a low end of 0, the portable loop's
+// float32 operations (true division, round half to even, add, saturate); the last partial
+// vector through a copy.
 void quantize(const QuantizeArgs& a) {
-  const __m256 scale = _mm256_set1_ps(a.scale), zp = _mm256_set1_ps(a.zero_point);
   const __m256 clo = _mm256_set1_ps(a.clip_low), chi = _mm256_set1_ps(a.clip_high);
-  const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.0f);
   for (std::int64_t i = 0; i < a.count; i += 8) {
     const std::int64_t n = a.count - i < 8 ? a.count - i : 8;
     alignas(32) float in[8] = {};
@@ -306,10 +305,7 @@ void quantize(const QuantizeArgs& a) {
       x = _mm256_load_ps(in);
     }
     if (a.clip) x = _mm256_min_ps(_mm256_max_ps(x, clo), chi);
-    __m256 q = _mm256_round_ps(_mm256_div_ps(x, scale),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zp), zero), top);
-    const __m128i b8 = low_bytes(_mm256_cvtps_epi32(q));
+    const __m128i b8 = low_bytes(requantize8(x, a.scale, a.zero_point, 0.0f));
     if (n == 8) {
       _mm_storel_epi64(reinterpret_cast<__m128i*>(a.q + i), b8);
     } else {

@@ -159,39 +159,25 @@ void tail(const TailArgs& a) {
   }
 }
 
-// The float epilogue, 16 rows at a time; the same float32 operations in the same order as the
-// scalar path (no FMA), so every path gives the same bits.
+#include "avx512_int.inc"
+
+// The float epilogue, 16 rows at a time (avx512_int.inc): the same float32 operations in the
+// same order as the scalar path (no FMA), so every path gives the same bits.
 void epilogue(const EpilogueArgs& a) {
-  const __m512 so = _mm512_set1_ps(a.out_scale), zo = _mm512_set1_ps(a.out_zero);
-  const __m512 lo = _mm512_set1_ps(a.out_low), hi = _mm512_set1_ps(255.0f);
-  const __m512i row_zero = _mm512_set1_epi32(a.row_zero);
   for (std::int64_t j = 0; j < a.channels; ++j) {
-    const __m512i zc = _mm512_set1_epi32(a.zero_c[j]);
-    const __m512i zt = _mm512_set1_epi32(a.zero_t[j]);
-    const __m512 alc = _mm512_set1_ps(a.alpha_c[j]), alt = _mm512_set1_ps(a.alpha_t[j]);
-    const __m512 gam = _mm512_set1_ps(a.gamma[j]);
-    const __m512 bet = _mm512_set1_ps(a.beta[j]);
     for (std::int64_t r = 0; r < a.rows; r += 16) {
       const std::int64_t i = j * a.ld + r;
-      const __m512i ac = _mm512_loadu_si512(a.acc + i);
-      __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ac, zc)), alc);
-      if (a.acc_t) {
-        const __m512i t = _mm512_loadu_si512(a.acc_t + i);
-        y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(t, zt)), alt));
-      }
-      const __m512i rr = _mm512_sub_epi32(_mm512_loadu_si512(a.row_sums + r), row_zero);
-      y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(rr), gam));
-      y = _mm512_add_ps(y, bet);
+      const __m512i at = a.acc_t ? _mm512_loadu_si512(a.acc_t + i) : _mm512_setzero_si512();
+      const __m512 y = affine16(_mm512_loadu_si512(a.acc + i), a.zero_c[j], a.alpha_c[j],
+                                a.acc_t != nullptr, at, a.zero_t[j], a.alpha_t[j],
+                                _mm512_loadu_si512(a.row_sums + r), a.row_zero, a.gamma[j],
+                                a.beta[j]);
       if (!a.q) {
         _mm512_storeu_ps(a.y + i, y);
         continue;
       }
-      __m512 t = _mm512_roundscale_ps(_mm512_div_ps(y, so),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      t = _mm512_add_ps(t, zo);
-      t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
       _mm_storeu_si128(reinterpret_cast<__m128i*>(a.q + i),
-                       _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(t)));
+                       requantize16(y, a.out_scale, a.out_zero, a.out_low));
     }
   }
 }
@@ -296,21 +282,16 @@ void pack_taps(const TapPackArgs& a) {
   }
 }
 
-// ONNX QuantizeLinear, 16 values at a time: the same float32 operations as the portable loop
-// (true division, round half to even, add, saturate).
+// ONNX QuantizeLinear, 16 values at a time: requantize16 with a low end of 0, the portable
+// loop's float32 operations (true division, round half to even, add, saturate).
 void quantize(const QuantizeArgs& a) {
-  const __m512 scale = _mm512_set1_ps(a.scale), zp = _mm512_set1_ps(a.zero_point);
   const __m512 clo = _mm512_set1_ps(a.clip_low), chi = _mm512_set1_ps(a.clip_high);
-  const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.0f);
   for (std::int64_t i = 0; i < a.count; i += 16) {
     const std::int64_t left = a.count - i;
     const __mmask16 m = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
     __m512 x = _mm512_maskz_loadu_ps(m, a.x + i);
     if (a.clip) x = _mm512_min_ps(_mm512_max_ps(x, clo), chi);
-    __m512 q = _mm512_roundscale_ps(_mm512_div_ps(x, scale),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zp), zero), top);
-    _mm_mask_storeu_epi8(a.q + i, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(q)));
+    _mm_mask_storeu_epi8(a.q + i, m, requantize16(x, a.scale, a.zero_point, 0.0f));
   }
 }
 

@@ -19,10 +19,7 @@ namespace {
 
 constexpr int kP = kQgemmPanel, kB = kQgemmKBlock;
 
-template <int Lane>
-inline void dot_lane(int32x4_t (&acc)[4], const int8x16_t (&x)[4], int8x16_t w) {
-  for (int q = 0; q < 4; ++q) acc[q] = vdotq_laneq_s32(acc[q], x[q], w, Lane);
-}
+#include "neon_int.inc"
 
 void dense_tile(const std::uint8_t* x, std::int64_t k_blocks, const std::int8_t* panel, int half,
                 const std::int32_t* code_sums, std::int32_t* out, std::int64_t ld) {
@@ -76,37 +73,21 @@ void tail(const TailArgs& a) {
   }
 }
 
-// The float epilogue, 4 rows at a time; the scalar path's float32 operations in its order
-// (no fused multiply-add: the build passes -ffp-contract=off).
+// The float epilogue, 4 rows at a time (neon_int.inc).
 void epilogue(const EpilogueArgs& a) {
-  const float32x4_t so = vdupq_n_f32(a.out_scale), zo = vdupq_n_f32(a.out_zero);
-  const float32x4_t lo = vdupq_n_f32(a.out_low), hi = vdupq_n_f32(255.0f);
-  const int32x4_t row_zero = vdupq_n_s32(a.row_zero);
   for (std::int64_t j = 0; j < a.channels; ++j) {
-    const int32x4_t zc = vdupq_n_s32(a.zero_c[j]), zt = vdupq_n_s32(a.zero_t[j]);
-    const float32x4_t alc = vdupq_n_f32(a.alpha_c[j]), alt = vdupq_n_f32(a.alpha_t[j]);
-    const float32x4_t gam = vdupq_n_f32(a.gamma[j]);
-    const float32x4_t bet = vdupq_n_f32(a.beta[j]);
     for (std::int64_t r = 0; r < a.rows; r += 4) {
       const std::int64_t i = j * a.ld + r;
-      const int32x4_t ac = vld1q_s32(a.acc + i);
-      float32x4_t y = vmulq_f32(vcvtq_f32_s32(vsubq_s32(ac, zc)), alc);
-      if (a.acc_t) {
-        const int32x4_t t = vld1q_s32(a.acc_t + i);
-        y = vaddq_f32(y, vmulq_f32(vcvtq_f32_s32(vsubq_s32(t, zt)), alt));
-      }
-      const int32x4_t rr = vsubq_s32(vld1q_s32(a.row_sums + r), row_zero);
-      y = vaddq_f32(y, vmulq_f32(vcvtq_f32_s32(rr), gam));
-      y = vaddq_f32(y, bet);
+      const int32x4_t at = a.acc_t ? vld1q_s32(a.acc_t + i) : vdupq_n_s32(0);
+      const float32x4_t y =
+          affine4(vld1q_s32(a.acc + i), a.zero_c[j], a.alpha_c[j], a.acc_t != nullptr, at,
+                  a.zero_t[j], a.alpha_t[j], vld1q_s32(a.row_sums + r), a.row_zero, a.gamma[j],
+                  a.beta[j]);
       if (!a.q) {
         vst1q_f32(a.y + i, y);
         continue;
       }
-      float32x4_t t = vaddq_f32(vrndnq_f32(vdivq_f32(y, so)), zo);  // round half to even
-      // t > lo ? t : lo, so that NaN gives lo as on the other paths.
-      t = vbslq_f32(vcgtq_f32(t, lo), t, lo);
-      t = vminq_f32(t, hi);
-      const uint16x4_t w16 = vmovn_u32(vcvtq_u32_f32(t));
+      const uint16x4_t w16 = vmovn_u32(requantize4(y, a.out_scale, a.out_zero, a.out_low));
       const uint8x8_t b8 = vmovn_u16(vcombine_u16(w16, w16));
       const std::uint32_t four = vget_lane_u32(vreinterpret_u32_u8(b8), 0);
       __builtin_memcpy(a.q + i, &four, 4);
@@ -157,17 +138,14 @@ void pack_taps(const TapPackArgs& a) {
   }
 }
 
-// ONNX QuantizeLinear, 8 values at a time: the same float32 operations as the portable loop
-// (true division, round half to even, add, saturate); the last partial vector through a copy.
+// ONNX QuantizeLinear, 8 values at a time: requantize4 with a low end of 0, the portable loop's
+// float32 operations (true division, round half to even, add, saturate); the last partial
+// vector through a copy.
 void quantize(const QuantizeArgs& a) {
-  const float32x4_t scale = vdupq_n_f32(a.scale), zp = vdupq_n_f32(a.zero_point);
   const float32x4_t clo = vdupq_n_f32(a.clip_low), chi = vdupq_n_f32(a.clip_high);
-  const float32x4_t zero = vdupq_n_f32(0.0f), top = vdupq_n_f32(255.0f);
   auto one = [&](float32x4_t x) {
     if (a.clip) x = vminq_f32(vmaxq_f32(x, clo), chi);
-    float32x4_t q = vaddq_f32(vrndnq_f32(vdivq_f32(x, scale)), zp);
-    q = vminq_f32(vmaxq_f32(q, zero), top);
-    return vmovn_u32(vcvtq_u32_f32(q));
+    return vmovn_u32(requantize4(x, a.scale, a.zero_point, 0.0f));
   };
   for (std::int64_t i = 0; i < a.count; i += 8) {
     const std::int64_t n = a.count - i < 8 ? a.count - i : 8;

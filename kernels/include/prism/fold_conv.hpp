@@ -239,8 +239,8 @@ struct QTask {
   const std::int64_t* tail_start;
   const FoldTailGroup* tail_groups;
   bool has_tail;
-  // Groups whose u8×s8 pair sums add up exactly in int16 (the AVX2 path sums them before
-  // widening): 32767 / (2·x_max·max|code|), x_max = 255, or 15 for the nibbles of wide codes.
+  // int16_run_groups(max|code|, buffer_high != null) (prism/qgemm.hpp): the groups the AVX2
+  // path sums in int16 before widening.
   std::int64_t int16_groups;
   std::int64_t out_channels;
   std::int64_t in_channels, height;  // C_in, H of x

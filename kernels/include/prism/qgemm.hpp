@@ -181,10 +181,7 @@ struct DenseArgs {
   PackedRows x;
   const std::int8_t* panel;
   bool wide_codes;               // some |code| > 64 (AVX2 then avoids vpmaddubsw saturation)
-  // k-blocks whose u8×s8 pair sums add up exactly in int16 (the AVX2 path sums them before
-  // widening): 32767 / (2·x_max·max|code|), at least 1; x_max = 255, or 15 with wide codes
-  // (the AVX2 path then splits x into nibbles).
-  std::int64_t int16_groups;
+  std::int64_t int16_groups;  // int16_run_groups(max|code|, wide_codes): the AVX2 run length
   const std::int32_t* code_sums;  // [8] Σ codes per channel (paths that bias x by −128)
   std::int32_t* out;
   std::int64_t ld;
@@ -300,6 +297,13 @@ double vpdpbusd_per_second(double seconds);
 // The same for vpmaddubsw ymm (0 where the AVX2 path cannot run): the probe of hosts without
 // VNNI (32 u8·s8 products each, into int16 pairs).
 double vpmaddubsw_per_second(double seconds);
+
+// The AVX2 paths' int16 bound (avx2_int.inc): codes beyond ±kNarrowCodeLimit ("wide") could
+// saturate a single vpmaddubsw pair, so those paths split the activations into nibbles. Groups
+// (4-byte k-blocks) whose pair sums add up exactly in int16: 32767 / (2·x_max·max|code|), at
+// least 1, x_max = 15 for nibbles and 255 otherwise (any count when every code is 0).
+constexpr int kNarrowCodeLimit = 64;
+std::int64_t int16_run_groups(int max_abs_code, bool nibbles);
 
 // Resolves the path (Auto -> best); throws std::invalid_argument if it cannot run here.
 const IsaKernels& kernels_for(QgemmPath path);
