@@ -256,14 +256,6 @@ void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64
 
 // ---------------------------------------------------------------------------------- integer --
 
-constexpr int NB = 4 * kFoldQBlock;  // folded channels per block
-constexpr std::int64_t kRow = kFoldQRowBytes;
-
-inline std::int32_t load_i32(const void* p) {
-  std::int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 
 #include "avx2_int.inc"
 
@@ -273,10 +265,6 @@ inline __m256i lanes_mask(std::int64_t l0, std::int64_t l1, int h) {
                                          8 * h + 5, 8 * h + 6, 8 * h + 7);
   return _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(static_cast<int>(l0 - 1))),
                           _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(l1)), lane));
-}
-
-inline bool full(const QTaskSegments& segs, std::int64_t v) {
-  return segs.count[v] == 1 && segs.seg[v][0].l0 == 0 && segs.seg[v][0].l1 == 16;
 }
 
 // Stores 32 activation bytes at dst in the task's buffer: as they are, or with wide codes their

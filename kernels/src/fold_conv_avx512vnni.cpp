@@ -28,14 +28,6 @@ namespace prism {
 namespace fold_conv_detail {
 namespace {
 
-constexpr int NB = 4 * kFoldQBlock;  // folded channels per block
-constexpr std::int64_t kRow = kFoldQRowBytes;
-
-inline std::int32_t load_i32(const void* p) {
-  std::int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 
 // Lanes [0, n) of a 16-lane vector, n clamped to [0, 16].
 inline __mmask16 first(std::int64_t n) {

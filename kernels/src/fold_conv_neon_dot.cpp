@@ -24,13 +24,6 @@ namespace prism {
 namespace fold_conv_detail {
 namespace {
 
-constexpr int NB = 4 * kFoldQBlock;  // folded channels per block
-constexpr std::int64_t kRow = kFoldQRowBytes;
-
-inline bool full(const QTaskSegments& segs, std::int64_t v) {
-  return segs.count[v] == 1 && segs.seg[v][0].l0 == 0 && segs.seg[v][0].l1 == 16;
-}
-
 // Fills the buffer rows of kernel rows [kh0, kh1) with x ^ 0x80: per tap, input channel and
 // vector, its row segments copied from the padded planes (lanes past the last pixel: zx).
 void pack(const QTask& t, const QTaskSegments& segs, std::int64_t kh0, std::int64_t kh1) {

@@ -4,11 +4,22 @@
 // inlined copy, and none reaches another file (see prism/fold_conv.hpp's detail interface).
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #include "prism/fold_conv.hpp"
 
 namespace prism {
 namespace fold_conv_detail {
+
+constexpr int NB = 4 * kFoldQBlock;  // folded channels per weight block
+constexpr std::int64_t kRow = kFoldQRowBytes;
+
+// The 4 bytes at p as one int32 (a group's codes, to broadcast).
+static inline std::int32_t load_i32(const void* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
 
 // A run of lanes [l0, l1) of one vector of a task whose folded output pixels lie in one folded
 // output row i, from column j.
@@ -21,6 +32,11 @@ struct QTaskSegments {
   QSegment seg[kFoldQVectors][16];
   int count[kFoldQVectors];
 };
+
+// Vector v is one whole row segment (16 pixels in one folded output row).
+static inline bool full(const QTaskSegments& segs, std::int64_t v) {
+  return segs.count[v] == 1 && segs.seg[v][0].l0 == 0 && segs.seg[v][0].l1 == 16;
+}
 
 static inline void q_task_segments(const QTask& t, QTaskSegments& out) {
   const std::int64_t wf = t.folded_out_width, pixels = t.folded_out_height * wf;
