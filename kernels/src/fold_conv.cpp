@@ -2,6 +2,7 @@
 // the portable (scalar) kernels. The SIMD inner loops live in fold_conv_<isa>.cpp; semantics in
 // prism/fold_conv.hpp.
 #include "prism/fold_conv.hpp"
+#include "aligned_buffer.hpp"
 #include "scalar_epilogue.hpp"
 
 #include <algorithm>
@@ -301,21 +302,23 @@ std::vector<std::int32_t> tile_starts(std::int64_t size, std::int64_t dilation) 
   return starts;
 }
 
+// Transformed tiles and products, 64-byte aligned: the GEMM reads 64-byte rows of v (two ymm or
+// one zmm), which straddled two cache lines in a plain vector (2.0 → 1.4 ms at 28×28 d=2, AVX2).
 struct WinoScratch {
-  std::vector<float> v, m;
-  std::vector<std::int32_t> tile_i, tile_j;
+  detail::AlignedBuffer<float> v, m;
+  detail::AlignedBuffer<std::int32_t> tile_i, tile_j;
 };
 
-// Auto takes Winograd only from this many tiles per image: every call streams the transformed
-// weights (16/9 the plain ones), 2·T multiply-adds per byte, so on small maps (28×28 inputs:
-// 49–64 tiles) the direct AVX-512 kernel, which reuses its weights over every output row,
-// measured faster. The direct AVX2 kernel (8 lanes, 16 registers) does not: AVX2 Winograd was
-// 1.1–1.5× faster already at 28×28 (and 1.4–1.9× at 56×56), so it starts at 32 tiles.
-constexpr std::int64_t kWinogradMinTiles = 128, kWinogradMinTilesAvx2 = 32;
-
-std::int64_t winograd_tiles(const FoldConvGeometry& g) {
-  return static_cast<std::int64_t>(tile_starts(g.folded_out_height(), g.dilation).size() *
-                                   tile_starts(g.folded_out_width(), g.dilation).size());
+// Auto takes Winograd when an image has at least 16 tiles and at least 70 % of their 2×2
+// outputs exist (a tile {i, i + d} runs half empty where a residue class modulo d has an odd
+// number of rows). Measured on both ISAs against the direct kernel, 1 thread: faster on 16×16
+// to 56×56 inputs with full tiles (1.3–1.8×, d = 2) and with 77 % (28×28 and 56×56 at d = 4, 6);
+// a tie at 69 % (20×20 d = 2); slower at 56 % (24×24 d = 4, 12×12 d = 4).
+bool winograd_pays(const FoldConvGeometry& g) {
+  const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
+  const std::int64_t tiles = static_cast<std::int64_t>(tile_starts(hf, g.dilation).size() *
+                                                       tile_starts(wf, g.dilation).size());
+  return tiles >= 16 && 10 * hf * wf >= 7 * 4 * tiles;
 }
 
 void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
@@ -328,14 +331,16 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   const std::int64_t fin = 4 * g.in_channels, nf = 4 * g.out_channels;
   // One scratch per calling thread, reused across calls (the transformed tiles are megabytes).
   thread_local WinoScratch s;
-  s.v.resize(static_cast<std::size_t>(16 * vectors * fin * 16));
-  s.m.resize(static_cast<std::size_t>(16 * vectors * nf * 16));
-  s.tile_i.assign(static_cast<std::size_t>(vectors * 16), -1);
-  s.tile_j.assign(static_cast<std::size_t>(vectors * 16), -1);
+  float* v = s.v.get(static_cast<std::size_t>(16 * vectors * fin * 16));
+  float* m = s.m.get(static_cast<std::size_t>(16 * vectors * nf * 16));
+  std::int32_t* tile_i = s.tile_i.get(static_cast<std::size_t>(vectors * 16));
+  std::int32_t* tile_j = s.tile_j.get(static_cast<std::size_t>(vectors * 16));
+  std::fill(tile_i, tile_i + vectors * 16, -1);
+  std::fill(tile_j, tile_j + vectors * 16, -1);
   for (std::size_t r = 0, t = 0; r < rows.size(); ++r) {
     for (std::size_t c = 0; c < cols.size(); ++c, ++t) {
-      s.tile_i[t] = rows[r];
-      s.tile_j[t] = cols[c];
+      tile_i[t] = rows[r];
+      tile_j[t] = cols[c];
     }
   }
   const double macs = static_cast<double>(g.batch) * 16 * nf * fin * tiles / 4;
@@ -347,10 +352,10 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   fold_conv_detail::WinoTask task;
   task.u = w.winograd.data();
   task.bias = w.folded_bias.data();
-  task.v = s.v.data();
-  task.m = s.m.data();
-  task.tile_i = s.tile_i.data();
-  task.tile_j = s.tile_j.data();
+  task.v = v;
+  task.m = m;
+  task.tile_i = tile_i;
+  task.tile_j = tile_j;
   task.tile_vectors = vectors;
   task.blocks = w.winograd_blocks;
   task.in_channels = g.in_channels;
@@ -391,10 +396,7 @@ void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeig
   const FoldConvIsa& isa = resolve(options.path, false);
   const bool forced = options.path == FoldConvPath::Avx512Winograd ||
                       options.path == FoldConvPath::Avx2Winograd;
-  const std::int64_t min_tiles =
-      isa.path == FoldConvPath::Avx2Winograd ? kWinogradMinTilesAvx2 : kWinogradMinTiles;
-  if (isa.wino_input && g.kernel == 3 && g.batch > 0 &&
-      (forced || winograd_tiles(g) >= min_tiles)) {
+  if (isa.wino_input && g.kernel == 3 && g.batch > 0 && (forced || winograd_pays(g))) {
     winograd(x, g, w, relu, y, isa, options.num_threads);
     return;
   }

@@ -13,6 +13,7 @@
 
 #include "prism/cpu_features.hpp"
 #include "prism/thread_pool.hpp"
+#include "aligned_buffer.hpp"
 
 namespace prism {
 
@@ -350,23 +351,7 @@ class MatrixRows final : public RowSource {
   std::int64_t rows_, depth_;
 };
 
-// A vector whose data is 64-byte aligned (one cache line, one zmm), grown but never shrunk.
-template <class T>
-class AlignedBuffer {
- public:
-  T* get(std::size_t count) {
-    if (count > capacity_) {
-      storage_.assign((count * sizeof(T) + 64 + sizeof(T) - 1) / sizeof(T), T());
-      capacity_ = count;
-    }
-    auto p = reinterpret_cast<std::uintptr_t>(storage_.data());
-    return reinterpret_cast<T*>((p + 63) & ~static_cast<std::uintptr_t>(63));
-  }
-
- private:
-  std::vector<T> storage_;
-  std::size_t capacity_ = 0;
-};
+using detail::AlignedBuffer;
 
 // Per-thread scratch, reused across calls.
 struct Scratch {
