@@ -22,7 +22,9 @@ the caps in force are recorded with the host and lead the report's command.
 Every contender is checked against the peer first (FP32 within 1e-4; integer against its NumPy
 twin, bit for bit). Timing runs interleaved rounds, so machine noise hits all contenders alike:
 each round calls every contender ``block`` times back to back (order rotated per round), once
-:class:`QuietGate` has seen the host at full speed (``bench.json`` ``quiet_gate``). The
+:class:`QuietGate` has seen the host at full speed (``bench.json`` ``quiet_gate``); a shape's
+figures use only its quiet rounds when at least half of them were (``rounds_quiet``,
+``rounds_used`` per shape: a round the gate gave up on ran on a slowed host). The
 first call of a block runs with caches the previous contender polluted ("cold"); the others are
 warm, the conventional steady state of a layer benchmark. Each call's wall time and the calling
 thread's CPU time are recorded. The ``speedup`` of a shape (the one ``perf.json`` reports) is,
@@ -142,19 +144,21 @@ class QuietGate:
             self.best = max(self.best, probe())
             time.sleep(0.1)
 
-    def wait(self, threads: int = 1) -> None:
-        """Probe on ``threads`` threads at once (the kernel pool's cores), all must be quiet."""
+    def wait(self, threads: int = 1) -> bool:
+        """Probe on ``threads`` threads at once (the kernel pool's cores), all must be quiet.
+        False when the host stayed unquiet for ``patience`` probes (the round runs anyway)."""
         self.rounds += 1
         for _ in range(self.patience + 1):
             rates = list(self._pool.map(lambda _: self._probe(), range(threads)))
             if min(rates) <= 0:
-                return
+                return True
             self.best = max(self.best, *rates)
             if min(rates) >= self.threshold * self.best:
-                return
+                return True
             self.waits += 1
             time.sleep(0.2)
         self.unquiet += 1
+        return False
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -170,7 +174,8 @@ def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int, block: in
                      ) -> dict[str, dict[str, np.ndarray]]:
     """Per-call seconds, ``{"wall" | "cpu": {name: (rounds, block) array}}``: every round calls
     each function ``block`` times back to back, in an order rotated every round; column 0 is the
-    call after another function ran (cold caches)."""
+    call after another function ran (cold caches). ``"quiet"``: per round, whether ``gate``
+    found the host quiet before it (all True without a gate)."""
     names = list(calls)
     for _ in range(warmup):
         for n in names:
@@ -178,9 +183,10 @@ def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int, block: in
     wall = {n: np.empty((rounds, block)) for n in names}
     cpu = {n: np.empty((rounds, block)) for n in names}
     clock, thread_clock = time.perf_counter, time.thread_time
+    quiet = np.ones(rounds, dtype=bool)
     for r in range(rounds):
         if gate is not None:
-            gate.wait(threads)
+            quiet[r] = gate.wait(threads)
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
             for k in range(block):
@@ -188,7 +194,13 @@ def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int, block: in
                 calls[n]()
                 wall[n][r, k] = clock() - t0
                 cpu[n][r, k] = thread_clock() - c0
-    return {"wall": wall, "cpu": cpu}
+    return {"wall": wall, "cpu": cpu, "quiet": quiet}
+
+
+def quiet_rounds(quiet: np.ndarray) -> np.ndarray:
+    """The rounds a shape's figures use: the quiet ones when at least half of the rounds (and at
+    least 2) were quiet, else all of them."""
+    return quiet if quiet.sum() >= max(2, (len(quiet) + 1) // 2) else np.ones_like(quiet)
 
 
 def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None,
@@ -209,15 +221,17 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None,
             calls = make_case(h, d, threads, integer_path=integer_path, pwlq_bits=pwlq_bits)
             density = calls.pop("tail_group_density")
             times = time_interleaved(calls, rounds, gate=gate, threads=threads)
-            wall = {n: t[:, 1:] for n, t in times["wall"].items()}  # warm calls
-            cpu = {n: t[:, 1:] for n, t in times["cpu"].items()}
-            cold = {n: t[:, 0] for n, t in times["wall"].items()}
+            used = quiet_rounds(times["quiet"])
+            wall = {n: t[used, 1:] for n, t in times["wall"].items()}  # warm calls
+            cpu = {n: t[used, 1:] for n, t in times["cpu"].items()}
+            cold = {n: t[used, 0] for n, t in times["wall"].items()}
 
             def per_round(t, n):  # the round's median warm time of n
                 return np.median(t[n], axis=1)
 
             row = {"h": h, "w": h, "channels": CHANNELS, "kernel": 3, "dilation": d,
                    "threads": threads, "pwlq_tail_group_density": density,
+                   "rounds_quiet": int(times["quiet"].sum()), "rounds_used": int(used.sum()),
                    "ms_median": {n: float(np.median(t) * 1e3) for n, t in wall.items()},
                    "ms_min": {n: float(t.min() * 1e3) for n, t in wall.items()},
                    "cpu_ms_median": {n: float(np.median(t) * 1e3) for n, t in cpu.items()},

@@ -29,6 +29,7 @@ def test_bench_fold_writes_its_report(tmp_path, monkeypatch):
         # Random 8-bit codes with 10 % tail weights: about 1 - 0.9**4 of the groups.
         assert 0.25 < r["pwlq_tail_group_density"] < 0.45
         assert r["pwlq_over_int8"] > 0
+        assert 0 <= r["rounds_quiet"] <= 1 and r["rounds_used"] == 1  # one round: always used
     rows = json.loads((tmp_path / "perf.json").read_text())["rows"]
     goals = [row for row in rows if row["goal"] is not None]
     assert {row["what"].split(",")[0] for row in goals} == {
@@ -39,6 +40,19 @@ def test_bench_fold_writes_its_report(tmp_path, monkeypatch):
         assert len(fractions) == 2 and all(0 < row["value"] for row in fractions)
     else:  # no AVX-512 VNNI: no peak to measure against, and no rows that need one
         assert not fractions
+
+
+def test_quiet_rounds_drop_unquiet_ones_only_when_half_are_quiet():
+    import numpy as np
+
+    q = np.array([True, False, True, True])
+    assert bench_fold.quiet_rounds(q).tolist() == [True, False, True, True]
+    # fewer than half quiet: every round counts (the report then says so: rounds_used)
+    assert bench_fold.quiet_rounds(np.array([True, False, False, False])).all()
+    assert bench_fold.quiet_rounds(np.array([True, False, False])).all()
+    assert bench_fold.quiet_rounds(np.array([True, True, False])).tolist() == [True, True, False]
+    # a single quiet round is never all a shape's figures rest on
+    assert bench_fold.quiet_rounds(np.array([True, False])).all()
 
 
 def test_bench_fold_forced_integer_path(tmp_path, monkeypatch):
