@@ -26,13 +26,15 @@ FP32 algorithms: on AVX-512 and AVX2 CPUs a 3×3 kernel can run as Winograd F(2�
 dilated tiles (paths ``avx512_winograd`` and ``avx2_winograd``; the fold is in the gather
 indices of the input transform, the unfold in the scatter of the output transform): 2.25× fewer
 multiplications, for transformed weights 16/9 the size of the plain ones (packed once) and
-per-call scratch kept by the calling thread (64-byte aligned). The automatic path takes it when
-an image has at least 16 tiles and at least 70 % of the tiles' outputs exist (a tile ``{i, i+d}``
-runs half empty where a residue class modulo ``d`` has an odd number of rows): 16×16 to 56×56
-inputs at dilation 2, 28×28 and 56×56 at 4 and 6, where it measured faster than the direct
-kernel on both ISAs; on other maps, other kernel sizes and the ``avx512``/``avx2``/``scalar``
-paths the direct kernel runs. The two differ from each other and from PyTorch by float rounding
-only.
+per-call scratch kept by the calling thread (64-byte aligned). The automatic path takes it from
+16 tiles when a cost model puts it at most 0.9 of the direct kernel's (1.0 on AVX2, whose
+direct kernel has half the lanes and registers): Winograd pays
+``4·tiles/outputs/2.25`` (a tile ``{i, i+d}`` runs half empty where a residue class modulo ``d``
+has an odd number of rows) plus 20 % for its transforms, the direct kernel the fraction of
+kernel rows inside the image (it skips those in the padding). So 16×16 to 56×56 inputs at
+dilation 2 and 28×28 at 4 take it, 28×28 at 6 only on AVX2; on other kernel sizes and the
+``avx512``/``avx2``/``scalar`` paths the direct kernel runs. The two differ from each other and
+from PyTorch by float rounding only.
 
 Integer arithmetic is the PWLQ W·A8 arithmetic of :mod:`sdk.kernels_int` applied to the folded
 convolution, in its folded PWLQ form (W0 the folded center codes, W1 the tail codes; no sign

@@ -309,16 +309,34 @@ struct WinoScratch {
   detail::AlignedBuffer<std::int32_t> tile_i, tile_j;
 };
 
-// Auto takes Winograd when an image has at least 16 tiles and at least 70 % of their 2×2
-// outputs exist (a tile {i, i + d} runs half empty where a residue class modulo d has an odd
-// number of rows). Measured on both ISAs against the direct kernel, 1 thread: faster on 16×16
-// to 56×56 inputs with full tiles (1.3–1.8×, d = 2) and with 77 % (28×28 and 56×56 at d = 4, 6);
-// a tie at 69 % (20×20 d = 2); slower at 56 % (24×24 d = 4, 12×12 d = 4).
-bool winograd_pays(const FoldConvGeometry& g) {
-  const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
+// Auto takes Winograd when its estimated cost is at most `margin` times the direct kernel's
+// (0.9 on AVX-512, 1.0 on AVX2, whose direct kernel has half the lanes and registers), from 16
+// tiles up. Per output, in units of the direct kernel's multiply-adds over the full window:
+// - direct: the fraction of (output row, kernel row) pairs inside the image (it skips kernel
+//   rows in the padding, not columns);
+// - Winograd: 4·tiles / outputs (a tile {i, i + d} runs half empty where a residue class modulo
+//   d has an odd number of rows) / 2.25 (F(2×2, 3×3)) × 1.2 (its two transforms).
+// Model against measured Winograd/direct time (AVX-512, 1 thread; 2 threads in brackets): 28×28
+// inputs at d = 2, 4, 6: 0.77, 0.86, 0.98 against 0.71, 0.77, 0.89 (0.85, 1.0 at d = 4, 6);
+// 56×56 d = 6: 0.81 against 0.79; 16×16 d = 2: 0.64 against 0.57; 24×24 d = 4: 1.22 against
+// 0.96 (1.07). Winograd's three phases split less evenly over threads, hence the margin. AVX2
+// at 28×28 d = 6: 0.90 (0.95), at 24×24 d = 4: 1.24 (1.30).
+bool winograd_pays(const FoldConvGeometry& g, double margin) {
+  const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width(), k = g.kernel;
   const std::int64_t tiles = static_cast<std::int64_t>(tile_starts(hf, g.dilation).size() *
                                                        tile_starts(wf, g.dilation).size());
-  return tiles >= 16 && 10 * hf * wf >= 7 * 4 * tiles;
+  if (tiles < 16) return false;
+  std::int64_t live = 0;  // (output row, kernel row) pairs inside the image
+  for (std::int64_t i = 0; i < hf; ++i) {
+    for (std::int64_t kh = 0; kh < k; ++kh) {
+      const std::int64_t r = i + kh * g.dilation - g.padding;
+      live += r >= 0 && r < g.height / 2;
+    }
+  }
+  const double direct = static_cast<double>(live) / static_cast<double>(hf * k);
+  const double wino =
+      4.0 * static_cast<double>(tiles) / static_cast<double>(hf * wf) / 2.25 * 1.2;
+  return wino <= margin * direct;
 }
 
 void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
@@ -396,7 +414,8 @@ void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeig
   const FoldConvIsa& isa = resolve(options.path, false);
   const bool forced = options.path == FoldConvPath::Avx512Winograd ||
                       options.path == FoldConvPath::Avx2Winograd;
-  if (isa.wino_input && g.kernel == 3 && g.batch > 0 && (forced || winograd_pays(g))) {
+  const double margin = isa.path == FoldConvPath::Avx2Winograd ? 1.0 : 0.9;
+  if (isa.wino_input && g.kernel == 3 && g.batch > 0 && (forced || winograd_pays(g, margin))) {
     winograd(x, g, w, relu, y, isa, options.num_threads);
     return;
   }
