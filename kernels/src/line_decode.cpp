@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "prism/cpu_features.hpp"
+#include "aligned_buffer.hpp"
 
 namespace prism {
 namespace line {
@@ -122,28 +123,32 @@ void check_thresholds(const LineThresholds& t, const char* who) {
   }
 }
 
-// The scratch of one thread (see detail::Scratch), owning its memory.
+// The scratch of one thread (see detail::Scratch), owning its memory. Its arrays start 64-byte
+// aligned and are cut at multiples of kChunk elements, so no vector the decoder loads from them
+// straddles two cache lines.
 struct ScratchBuffers {
-  std::vector<std::uint32_t> sums;
-  std::vector<std::uint8_t> bytes;
-  std::vector<float> floats;
+  ::prism::detail::AlignedBuffer<std::uint32_t> sums_;
+  ::prism::detail::AlignedBuffer<std::uint8_t> bytes_;
+  ::prism::detail::AlignedBuffer<float> floats_;
   detail::Scratch view{};
 
   explicit ScratchBuffers(std::int64_t rois) {
-    sums.assign(3 * kChunk + 4 * kChunk, 0);
-    bytes.assign(3 * kChunk + rois * kChunk + 3 * kChunk, 0);
-    floats.assign(rois * 3 * kChunk + rois * kChunk + 8 * kChunk, 0.0f);
-    view.sums = sums.data();
+    std::uint32_t* sums = sums_.get(static_cast<std::size_t>(3 * kChunk + 4 * kChunk));
+    std::uint8_t* bytes =
+        bytes_.get(static_cast<std::size_t>(3 * kChunk + rois * kChunk + 3 * kChunk));
+    float* floats =
+        floats_.get(static_cast<std::size_t>(rois * 3 * kChunk + rois * kChunk + 8 * kChunk));
+    view.sums = sums;
     view.best = reinterpret_cast<std::int32_t*>(view.sums + 3 * kChunk);
     view.ok = view.best + kChunk;
     view.ka = view.ok + kChunk;
     view.kb = view.ka + kChunk;
-    view.maxima = bytes.data();
+    view.maxima = bytes;
     view.bits = view.maxima + 3 * kChunk;
     view.sat = view.bits + rois * kChunk;
     view.top_bits = view.sat + kChunk;
     view.any = view.top_bits + kChunk;
-    view.means = floats.data();
+    view.means = floats;
     view.peak = view.means + rois * 3 * kChunk;
     view.top = view.peak + rois * kChunk;
     view.num = view.top + kChunk;
