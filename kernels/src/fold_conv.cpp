@@ -309,36 +309,6 @@ struct WinoScratch {
   detail::AlignedBuffer<std::int32_t> tile_i, tile_j;
 };
 
-// Auto takes Winograd when its estimated cost is at most `margin` times the direct kernel's
-// (0.9 on AVX-512, 1.0 on AVX2, whose direct kernel has half the lanes and registers), from 16
-// tiles up. Per output, in units of the direct kernel's multiply-adds over the full window:
-// - direct: the fraction of (output row, kernel row) pairs inside the image (it skips kernel
-//   rows in the padding, not columns);
-// - Winograd: 4·tiles / outputs (a tile {i, i + d} runs half empty where a residue class modulo
-//   d has an odd number of rows) / 2.25 (F(2×2, 3×3)) × 1.2 (its two transforms).
-// Model against measured Winograd/direct time (AVX-512, 1 thread; 2 threads in brackets): 28×28
-// inputs at d = 2, 4, 6: 0.77, 0.86, 0.98 against 0.71, 0.77, 0.89 (0.85, 1.0 at d = 4, 6);
-// 56×56 d = 6: 0.81 against 0.79; 16×16 d = 2: 0.64 against 0.57; 24×24 d = 4: 1.22 against
-// 0.96 (1.07). Winograd's three phases split less evenly over threads, hence the margin. AVX2
-// at 28×28 d = 6: 0.90 (0.95), at 24×24 d = 4: 1.24 (1.30).
-bool winograd_pays(const FoldConvGeometry& g, double margin) {
-  const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width(), k = g.kernel;
-  const std::int64_t tiles = static_cast<std::int64_t>(tile_starts(hf, g.dilation).size() *
-                                                       tile_starts(wf, g.dilation).size());
-  if (tiles < 16) return false;
-  std::int64_t live = 0;  // (output row, kernel row) pairs inside the image
-  for (std::int64_t i = 0; i < hf; ++i) {
-    for (std::int64_t kh = 0; kh < k; ++kh) {
-      const std::int64_t r = i + kh * g.dilation - g.padding;
-      live += r >= 0 && r < g.height / 2;
-    }
-  }
-  const double direct = static_cast<double>(live) / static_cast<double>(hf * k);
-  const double wino =
-      4.0 * static_cast<double>(tiles) / static_cast<double>(hf * wf) / 2.25 * 1.2;
-  return wino <= margin * direct;
-}
-
 void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
               float* y, const FoldConvIsa& isa, int requested_threads) {
   const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
@@ -407,6 +377,40 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
 
 }  // namespace
 
+namespace fold_conv_detail {
+
+// Auto takes Winograd when its estimated cost is at most `margin` times the direct kernel's
+// (0.9 on AVX-512, 1.0 on AVX2, whose direct kernel has half the lanes and registers), from 16
+// tiles up. Per output, in units of the direct kernel's multiply-adds over the full window:
+// - direct: the fraction of (output row, kernel row) pairs inside the image (it skips kernel
+//   rows in the padding, not columns);
+// - Winograd: 4·tiles / outputs (a tile {i, i + d} runs half empty where a residue class modulo
+//   d has an odd number of rows) / 2.25 (F(2×2, 3×3)) × 1.2 (its two transforms).
+// Model against measured Winograd/direct time (AVX-512, 1 thread; 2 threads in brackets): 28×28
+// inputs at d = 2, 4, 6: 0.77, 0.86, 0.98 against 0.71, 0.77, 0.89 (0.85, 1.0 at d = 4, 6);
+// 56×56 d = 6: 0.81 against 0.79; 16×16 d = 2: 0.64 against 0.57; 24×24 d = 4: 1.22 against
+// 0.96 (1.07). Winograd's three phases split less evenly over threads, hence the margin. AVX2
+// at 28×28 d = 6: 0.90 (0.95), at 24×24 d = 4: 1.24 (1.30).
+bool winograd_pays(const FoldConvGeometry& g, double margin) {
+  const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width(), k = g.kernel;
+  const std::int64_t tiles = static_cast<std::int64_t>(tile_starts(hf, g.dilation).size() *
+                                                       tile_starts(wf, g.dilation).size());
+  if (tiles < 16) return false;
+  std::int64_t live = 0;  // (output row, kernel row) pairs inside the image
+  for (std::int64_t i = 0; i < hf; ++i) {
+    for (std::int64_t kh = 0; kh < k; ++kh) {
+      const std::int64_t r = i + kh * g.dilation - g.padding;
+      live += r >= 0 && r < g.height / 2;
+    }
+  }
+  const double direct = static_cast<double>(live) / static_cast<double>(hf * k);
+  const double wino =
+      4.0 * static_cast<double>(tiles) / static_cast<double>(hf * wf) / 2.25 * 1.2;
+  return wino <= margin * direct;
+}
+
+}  // namespace fold_conv_detail
+
 void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
                  float* y, const FoldConvOptions& options) {
   check_fold_conv(g);
@@ -415,7 +419,8 @@ void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeig
   const bool forced = options.path == FoldConvPath::Avx512Winograd ||
                       options.path == FoldConvPath::Avx2Winograd;
   const double margin = isa.path == FoldConvPath::Avx2Winograd ? 1.0 : 0.9;
-  if (isa.wino_input && g.kernel == 3 && g.batch > 0 && (forced || winograd_pays(g, margin))) {
+  if (isa.wino_input && g.kernel == 3 && g.batch > 0 &&
+      (forced || fold_conv_detail::winograd_pays(g, margin))) {
     winograd(x, g, w, relu, y, isa, options.num_threads);
     return;
   }

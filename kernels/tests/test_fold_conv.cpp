@@ -131,6 +131,30 @@ void hand_computed_1x1() {
   }
 }
 
+// The automatic FP32 path's choice of Winograd (fold_conv_detail::winograd_pays) on the maps its
+// cost model was measured on: Fold-ASPP's 64 -> 64 channels, same padding.
+void winograd_choice() {
+  auto pays = [](std::int64_t h, std::int64_t d, double margin) {
+    FoldConvGeometry g;
+    g.in_channels = g.out_channels = 64;
+    g.height = g.width = h;
+    g.kernel = 3;
+    g.dilation = d;
+    g.padding = d;
+    return prism::fold_conv_detail::winograd_pays(g, margin);
+  };
+  for (double m : {0.9, 1.0}) {
+    const std::string at = " (margin " + std::to_string(m) + ")";
+    check(pays(28, 2, m) && pays(28, 4, m), "28x28 d=2, 4 take Winograd" + at);
+    check(pays(56, 2, m) && pays(56, 4, m) && pays(56, 6, m), "56x56 takes Winograd" + at);
+    check(pays(16, 2, m) && pays(24, 2, m), "full tiles from 16 take Winograd" + at);
+    check(!pays(24, 4, m), "24x24 d=4 (tiles 56 % filled) stays direct" + at);
+    check(!pays(12, 2, m), "12x12 d=2 (16 tiles, 56 % filled) stays direct" + at);
+    check(!pays(8, 2, m), "8x8 d=2 (4 tiles) stays direct" + at);
+  }
+  check(!pays(28, 6, 0.9) && pays(28, 6, 1.0), "28x28 d=6: direct on AVX-512, Winograd on AVX2");
+}
+
 void geometry_errors() {
   FoldConvGeometry g;
   g.in_channels = g.out_channels = 1;
@@ -338,6 +362,7 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, int max_code, st
 int main() {
   hand_computed_1x1();
   geometry_errors();
+  winograd_choice();
   std::mt19937 rng(42);
   struct Case {
     std::int64_t b, ci, co, h, w, k, d, p;

@@ -327,6 +327,11 @@ struct FoldConvIsa {
   bool q_nibbles = false;
 };
 
+// Whether the automatic FP32 path runs a 3×3 geometry as Winograd F(2×2, 3×3) rather than
+// directly: from 16 tiles, when its estimated cost is at most `margin` times the direct
+// kernel's (fold_conv2d passes 0.9 on AVX-512, 1.0 on AVX2). The model is in fold_conv.cpp.
+bool winograd_pays(const FoldConvGeometry& geometry, double margin);
+
 // nullptr where the path is not built into this binary.
 const FoldConvIsa* fold_conv_scalar();
 const FoldConvIsa* fold_conv_avx2();
