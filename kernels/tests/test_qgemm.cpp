@@ -15,6 +15,7 @@
 
 #include "prism/qgemm.hpp"
 #include "prism/thread_pool.hpp"
+#include "../src/aligned_buffer.hpp"  // internal: the kernels' per-thread scratch
 
 namespace {
 
@@ -28,6 +29,27 @@ void check(bool ok, const std::string& what) {
 }
 
 using prism::QgemmPath;
+
+// The scratch the GEMM, the folded convolution's Winograd and the line decoder reuse: 64-byte
+// aligned at every size (glibc's large, mmap-served blocks start 16 bytes past a page, which is
+// what a plain vector gave), zeroed when it grows, kept while it does not.
+void aligned_buffer() {
+  prism::detail::AlignedBuffer<float> f;
+  prism::detail::AlignedBuffer<std::uint8_t> b;
+  for (std::size_t n : {std::size_t{1}, std::size_t{7}, std::size_t{1000}, std::size_t{1} << 20,
+                        std::size_t{3} << 20}) {
+    float* p = f.get(n);
+    std::uint8_t* q = b.get(n);
+    check(reinterpret_cast<std::uintptr_t>(p) % 64 == 0 &&
+              reinterpret_cast<std::uintptr_t>(q) % 64 == 0,
+          "AlignedBuffer: 64-byte aligned at " + std::to_string(n) + " elements");
+    check(std::all_of(p, p + n, [](float v) { return v == 0.0f; }) &&
+              std::all_of(q, q + n, [](std::uint8_t v) { return v == 0; }),
+          "AlignedBuffer: zeroed when it grows, " + std::to_string(n) + " elements");
+    p[n - 1] = 1.5f;
+    check(f.get(n / 2 + 1) == p && p[n - 1] == 1.5f, "AlignedBuffer: kept while it does not grow");
+  }
+}
 
 // The paths this CPU and build can run; the others are reported once, with the reason.
 const std::vector<QgemmPath>& available_paths() {
@@ -393,6 +415,7 @@ int main() {
   for (QgemmPath p : paths) std::printf(" %s", prism::qgemm_path_name(p));
   std::printf("\n");
 
+  aligned_buffer();
   hand_computed_case();
   round_half_to_even();
   avx2_saturation_boundary(paths);
