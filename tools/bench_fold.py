@@ -171,7 +171,7 @@ class QuietGate:
 
 def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int, block: int = 4,
                      warmup: int = 2, gate: QuietGate | None = None, threads: int = 1
-                     ) -> dict[str, dict[str, np.ndarray]]:
+                     ) -> dict[str, Any]:
     """Per-call seconds, ``{"wall" | "cpu": {name: (rounds, block) array}}``: every round calls
     each function ``block`` times back to back, in an order rotated every round; column 0 is the
     call after another function ran (cold caches). ``"quiet"``: per round, whether ``gate``

@@ -302,8 +302,9 @@ std::vector<std::int32_t> tile_starts(std::int64_t size, std::int64_t dilation) 
   return starts;
 }
 
-// Transformed tiles and products, 64-byte aligned: the GEMM reads 64-byte rows of v (two ymm or
-// one zmm), which straddled two cache lines in a plain vector (2.0 → 1.4 ms at 28×28 d=2, AVX2).
+// Transformed tiles and products, 64-byte aligned: the GEMM reads 64-byte rows of v (one zmm or
+// two ymm), which straddled two cache lines in a plain vector (glibc serves such blocks 16 bytes
+// past a page). AVX-512, 1 thread: 28×28 d=2 1.39–1.48 → 1.18 ms, 56×56 4.9–5.3 → 4.1–4.6 ms.
 struct WinoScratch {
   detail::AlignedBuffer<float> v, m;
   detail::AlignedBuffer<std::int32_t> tile_i, tile_j;
@@ -389,8 +390,8 @@ namespace fold_conv_detail {
 // Model against measured Winograd/direct time (AVX-512, 1 thread; 2 threads in brackets): 28×28
 // inputs at d = 2, 4, 6: 0.77, 0.86, 0.98 against 0.71, 0.77, 0.89 (0.85, 1.0 at d = 4, 6);
 // 56×56 d = 6: 0.81 against 0.79; 16×16 d = 2: 0.64 against 0.57; 24×24 d = 4: 1.22 against
-// 0.96 (1.07). Winograd's three phases split less evenly over threads, hence the margin. AVX2
-// at 28×28 d = 6: 0.90 (0.95), at 24×24 d = 4: 1.24 (1.30).
+// 0.96 (1.07). Winograd's three phases split less evenly over threads, hence the margin. AVX2,
+// measured: 28×28 d = 6 0.91 (0.95), 24×24 d = 4 1.24 (1.30).
 bool winograd_pays(const FoldConvGeometry& g, double margin) {
   const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width(), k = g.kernel;
   const std::int64_t tiles = static_cast<std::int64_t>(tile_starts(hf, g.dilation).size() *
