@@ -308,7 +308,38 @@ std::vector<std::int32_t> tile_starts(std::int64_t size, std::int64_t dilation) 
 struct WinoScratch {
   detail::AlignedBuffer<float> v, m;
   detail::AlignedBuffer<std::int32_t> tile_i, tile_j;
+  // WinoTask::pixel_blocks, and the layout its zero border was last written for (only the
+  // image part changes between calls of one geometry).
+  detail::AlignedBuffer<float> pixel_blocks;
+  std::int64_t zeroed[6] = {-1, -1, -1, -1, -1, -1};  // channels, rows, cols, p, H, W
+  const float* zeroed_at = nullptr;
 };
+
+// Channels [c0, c1) of WinoTask::pixel_blocks from the image x: the image part, and with
+// `border` the zero border as well.
+void build_pixel_blocks(const float* x, const FoldConvGeometry& g, std::int64_t rows,
+                        std::int64_t cols, bool border, float* blocks, std::int64_t c0,
+                        std::int64_t c1) {
+  const std::int64_t hf = g.height / 2, wf = g.width / 2, p = g.padding;
+  const std::int64_t plane = rows * cols * 4;
+  for (std::int64_t ci = c0; ci < c1; ++ci) {
+    float* dst = blocks + ci * plane;
+    if (border) std::fill(dst, dst + plane, 0.0f);
+    const float* src = x + ci * g.height * g.width;
+    for (std::int64_t r = 0; r < hf; ++r) {
+      // A block is the pixel pair of the top row, then that of the bottom row: 8 bytes each.
+      const float* top = src + 2 * r * g.width;
+      const float* bottom = top + g.width;
+      float* out = dst + ((r + p) * cols + p) * 4;
+      for (std::int64_t c = 0; c < wf; ++c) {
+        std::uint64_t pair[2];
+        std::memcpy(&pair[0], top + 2 * c, 8);
+        std::memcpy(&pair[1], bottom + 2 * c, 8);
+        std::memcpy(out + 4 * c, pair, 16);
+      }
+    }
+  }
+}
 
 void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
               float* y, const FoldConvIsa& isa, int requested_threads) {
@@ -332,9 +363,16 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
       tile_j[t] = cols[c];
     }
   }
+  // Every tile point R = i + a·d lies below hf + 3d (i < hf, a < 4); the image starts at p.
+  const std::int64_t block_rows = std::max(hf + 3 * g.dilation, g.height / 2 + g.padding);
+  const std::int64_t block_cols = std::max(wf + 3 * g.dilation, g.width / 2 + g.padding);
+  float* pixel_blocks = s.pixel_blocks.get(
+      static_cast<std::size_t>(g.in_channels * block_rows * block_cols * 4));
+  const std::int64_t layout[6] = {g.in_channels, block_rows, block_cols, g.padding, g.height,
+                                  g.width};
+  bool border = s.zeroed_at != pixel_blocks || !std::equal(layout, layout + 6, s.zeroed);
   const double macs = static_cast<double>(g.batch) * 16 * nf * fin * tiles / 4;
   const std::int64_t in_chunk = 8, out_chunk = 32;
-  const std::int64_t in_tasks = vectors * ((g.in_channels + in_chunk - 1) / in_chunk);
   const std::int64_t gemm_tasks = 16 * w.winograd_blocks;
   const std::int64_t out_tasks = vectors * ((nf + out_chunk - 1) / out_chunk);
   const int threads = thread_count(requested_threads, macs, gemm_tasks);
@@ -345,6 +383,9 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   task.m = m;
   task.tile_i = tile_i;
   task.tile_j = tile_j;
+  task.pixel_blocks = pixel_blocks;
+  task.block_rows = block_rows;
+  task.block_cols = block_cols;
   task.tile_vectors = vectors;
   task.blocks = w.winograd_blocks;
   task.in_channels = g.in_channels;
@@ -360,10 +401,15 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   for (std::int64_t image = 0; image < g.batch; ++image) {
     task.x = x + image * g.in_channels * g.height * g.width;
     task.y = y + image * g.out_channels * g.out_height() * g.out_width();
-    run_tasks(in_tasks, threads, [&](std::int64_t t) {
-      const std::int64_t c0 = (t % chunks) * in_chunk;
-      isa.wino_input(task, t / chunks, c0, std::min(c0 + in_chunk, g.in_channels));
+    // A task builds its channels' pixel blocks, then transforms them for every tile vector.
+    run_tasks(chunks, threads, [&](std::int64_t t) {
+      const std::int64_t c0 = t * in_chunk, c1 = std::min(c0 + in_chunk, g.in_channels);
+      build_pixel_blocks(task.x, g, block_rows, block_cols, border, pixel_blocks, c0, c1);
+      for (std::int64_t tv = 0; tv < vectors; ++tv) isa.wino_input(task, tv, c0, c1);
     });
+    border = false;
+    std::copy(layout, layout + 6, s.zeroed);
+    s.zeroed_at = pixel_blocks;
     // ξ-major: consecutive tasks share the transformed input of one ξ (in L2).
     run_tasks(gemm_tasks, threads, [&](std::int64_t t) {
       isa.wino_gemm(task, t / w.winograd_blocks, t % w.winograd_blocks);

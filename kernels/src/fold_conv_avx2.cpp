@@ -97,49 +97,51 @@ void f32_task(const F32Task& t) {
 
 // ---------------------------------------------------------------- Winograd F(2×2, 3×3) --
 // The AVX-512 phases (fold_conv_avx512.cpp) on the same 16-tile vectors, each as two ymm halves
-// of 8 tiles. The input transform gathers (vgatherdps); the output transform has no scatter
-// instruction in AVX2, so its 4 results per tile are written by a scalar loop over precomputed
-// indices (the output is 1/(4·C_in) of the transformed input's size). GEMM register tile: one
+// of 8 tiles. The input transform reads the driver's pixel blocks with 16-byte loads; the output
+// transform has no scatter instruction in AVX2, so its 4 results per tile are written by a
+// scalar loop over precomputed indices (the output is 1/(4·C_in) of the transformed input's
+// size). GEMM register tile: one
 // tile vector (2 ymm) × 6 folded output channels, twice per block of 12.
 
 constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
 void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
-  const int hf = static_cast<int>(t.height / 2), wf = static_cast<int>(t.width / 2);
-  const int d = static_cast<int>(t.dilation), p = static_cast<int>(t.padding);
-  const int w = static_cast<int>(t.width);
-  const __m256i minus1 = _mm256_set1_epi32(-1);
-  const std::int64_t fin = 4 * t.in_channels, plane = t.height * t.width;
+  // As the AVX-512 input transform: per lane (tile) and point (a, b) one 16-byte load of the
+  // pixel block (its four fold phases), here for 8 lanes at a time, transposed by a 4×4
+  // transpose in each 128-bit half (half 0: lanes 0–3, half 1: lanes 4–7 of the 8).
+  const std::int64_t d = t.dilation, cols = t.block_cols;
+  std::int64_t lane[16], point[16];
+  for (int l = 0; l < 16; ++l) {
+    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
+    lane[l] = i < 0 ? 0 : (i * cols + j) * 4;
+  }
+  for (int k = 0; k < 16; ++k) point[k] = ((k / 4) * d * cols + (k % 4) * d) * 4;
+  const std::int64_t fin = 4 * t.in_channels, plane = t.block_rows * cols * 4;
   const std::int64_t xi_stride = t.tile_vectors * fin * 16;
-  const __m256 zero = _mm256_setzero_ps();
+  alignas(32) float points[4][16][8];  // [fold phase q][point a·4 + b][lane]
   for (int h = 0; h < 2; ++h) {
-    const auto* tile_i = reinterpret_cast<const __m256i*>(t.tile_i + 16 * tv + 8 * h);
-    const auto* tile_j = reinterpret_cast<const __m256i*>(t.tile_j + 16 * tv + 8 * h);
-    const __m256i ti = _mm256_loadu_si256(tile_i), tj = _mm256_loadu_si256(tile_j);
-    const __m256i lanes = _mm256_cmpgt_epi32(ti, minus1);
-    __m256i idx[16], msk[16];
-    for (int a = 0; a < 4; ++a) {
-      const __m256i row = _mm256_add_epi32(ti, _mm256_set1_epi32(a * d - p));
-      const __m256i rm = _mm256_and_si256(
-          lanes, _mm256_and_si256(_mm256_cmpgt_epi32(row, minus1),
-                                  _mm256_cmpgt_epi32(_mm256_set1_epi32(hf), row)));
-      for (int b = 0; b < 4; ++b) {
-        const __m256i col = _mm256_add_epi32(tj, _mm256_set1_epi32(b * d - p));
-        const __m256i cm = _mm256_and_si256(_mm256_cmpgt_epi32(col, minus1),
-                                            _mm256_cmpgt_epi32(_mm256_set1_epi32(wf), col));
-        msk[a * 4 + b] = _mm256_and_si256(rm, cm);
-        idx[a * 4 + b] = _mm256_add_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(2 * w)),
-                                          _mm256_add_epi32(col, col));
-      }
-    }
+    const std::int64_t* ln = lane + 8 * h;
     for (std::int64_t ci = c0; ci < c1; ++ci) {
+      const float* blocks = t.pixel_blocks + ci * plane;
+      for (int k = 0; k < 16; ++k) {
+        const float* s = blocks + point[k];
+        __m256 z[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) {
+          z[g] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_load_ps(s + ln[g])),
+                                      _mm_load_ps(s + ln[4 + g]), 1);
+        }
+        const __m256 t0 = _mm256_unpacklo_ps(z[0], z[1]), t1 = _mm256_unpackhi_ps(z[0], z[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(z[2], z[3]), t3 = _mm256_unpackhi_ps(z[2], z[3]);
+        _mm256_store_ps(points[0][k], _mm256_shuffle_ps(t0, t2, 0x44));
+        _mm256_store_ps(points[1][k], _mm256_shuffle_ps(t0, t2, 0xEE));
+        _mm256_store_ps(points[2][k], _mm256_shuffle_ps(t1, t3, 0x44));
+        _mm256_store_ps(points[3][k], _mm256_shuffle_ps(t1, t3, 0xEE));
+      }
       for (int q = 0; q < 4; ++q) {  // fold phase bh·2 + bw
-        const float* base = t.x + ci * plane + (q / 2) * t.width + (q % 2);
         __m256 e[16];
 #pragma GCC unroll 16
-        for (int k = 0; k < 16; ++k) {
-          e[k] = _mm256_mask_i32gather_ps(zero, base, idx[k], _mm256_castsi256_ps(msk[k]), 4);
-        }
+        for (int k = 0; k < 16; ++k) e[k] = _mm256_load_ps(points[q][k]);
         // Bᵀ·D·B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], rows then columns.
 #pragma GCC unroll 4
         for (int b = 0; b < 4; ++b) {

@@ -121,41 +121,58 @@ void f32_task(const F32Task& t) {
 }
 
 // ---------------------------------------------------------------- Winograd F(2×2, 3×3) --
-// Lanes are tiles. The fold is in the gather indices: folded input (row r, column c) of folded
-// channel ci·4 + bh·2 + bw is x[ci][2r + bh][2c + bw]; the unfold is in the scatter indices.
+// Lanes are tiles. The fold is in the driver's pixel blocks (WinoTask::pixel_blocks: folded
+// input (row r, column c) of folded channel ci·4 + bh·2 + bw is x[ci][2r + bh][2c + bw], the
+// four phases of a pixel side by side), which the input transform reads 16 bytes per tile and
+// point and transposes into lanes (gathers cost ~25 loads' time each on Intel cores with the
+// gather-data-sampling fix); the unfold is in the output's scatter indices.
 
 constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
 void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
-  const __m512i ti = _mm512_loadu_si512(t.tile_i + 16 * tv);
-  const __m512i tj = _mm512_loadu_si512(t.tile_j + 16 * tv);
-  const __mmask16 lanes = _mm512_cmpge_epi32_mask(ti, _mm512_setzero_si512());
-  const int hf = static_cast<int>(t.height / 2), wf = static_cast<int>(t.width / 2);
-  const int d = static_cast<int>(t.dilation), p = static_cast<int>(t.padding);
-  const int w = static_cast<int>(t.width);
-  __m512i idx[16];
-  __mmask16 msk[16];
-  for (int a = 0; a < 4; ++a) {
-    const __m512i row = _mm512_add_epi32(ti, _mm512_set1_epi32(a * d - p));
-    const __mmask16 rm = lanes & _mm512_cmpge_epi32_mask(row, _mm512_setzero_si512()) &
-                         _mm512_cmplt_epi32_mask(row, _mm512_set1_epi32(hf));
-    for (int b = 0; b < 4; ++b) {
-      const __m512i col = _mm512_add_epi32(tj, _mm512_set1_epi32(b * d - p));
-      const __mmask16 cm = _mm512_cmpge_epi32_mask(col, _mm512_setzero_si512()) &
-                           _mm512_cmplt_epi32_mask(col, _mm512_set1_epi32(wf));
-      msk[a * 4 + b] = rm & cm;
-      idx[a * 4 + b] = _mm512_add_epi32(_mm512_mullo_epi32(row, _mm512_set1_epi32(2 * w)),
-                                        _mm512_add_epi32(col, col));
-    }
+  // Float offsets in a channel's pixel blocks: of each lane's tile (unused lanes read the
+  // first block: their results are never stored), and of each point (a, b) of a tile.
+  const std::int64_t d = t.dilation, cols = t.block_cols;
+  std::int64_t lane[16], point[16];
+  for (int l = 0; l < 16; ++l) {
+    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
+    lane[l] = i < 0 ? 0 : (i * cols + j) * 4;
   }
-  const std::int64_t fin = 4 * t.in_channels, plane = t.height * t.width;
-  const __m512 zero = _mm512_setzero_ps();
+  for (int k = 0; k < 16; ++k) point[k] = ((k / 4) * d * cols + (k % 4) * d) * 4;
+  // Lane l of fold phase q from the four 4-lane groups z0..z3 (lane 4g + m holds its phases at
+  // 4m .. 4m + 3 of z_g): lanes 0–7 from (z0, z1), lanes 8–15 from (z2, z3).
+  __m512i pick[4];
+  for (int q = 0; q < 4; ++q) {
+    pick[q] = _mm512_add_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28),
+        _mm512_set1_epi32(q));
+  }
+  const std::int64_t fin = 4 * t.in_channels, plane = t.block_rows * cols * 4;
+  const std::int64_t xi_stride = t.tile_vectors * fin * 16;
+  alignas(64) float points[4][16][16];  // [fold phase q][point a·4 + b][lane]
   for (std::int64_t ci = c0; ci < c1; ++ci) {
+    const float* blocks = t.pixel_blocks + ci * plane;
+    for (int k = 0; k < 16; ++k) {
+      const float* s = blocks + point[k];
+      __m512 z[4];
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; ++g) {
+        __m512 v = _mm512_castps128_ps512(_mm_load_ps(s + lane[4 * g]));
+        v = _mm512_insertf32x4(v, _mm_load_ps(s + lane[4 * g + 1]), 1);
+        v = _mm512_insertf32x4(v, _mm_load_ps(s + lane[4 * g + 2]), 2);
+        z[g] = _mm512_insertf32x4(v, _mm_load_ps(s + lane[4 * g + 3]), 3);
+      }
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        const __m512 lo = _mm512_permutex2var_ps(z[0], pick[q], z[1]);
+        const __m512 hi = _mm512_permutex2var_ps(z[2], pick[q], z[3]);
+        _mm512_store_ps(points[q][k], _mm512_mask_blend_ps(0xFF00, lo, hi));
+      }
+    }
     for (int q = 0; q < 4; ++q) {  // fold phase bh·2 + bw
-      const float* base = t.x + ci * plane + (q / 2) * t.width + (q % 2);
       __m512 e[16];
 #pragma GCC unroll 16
-      for (int k = 0; k < 16; ++k) e[k] = _mm512_mask_i32gather_ps(zero, msk[k], idx[k], base, 4);
+      for (int k = 0; k < 16; ++k) e[k] = _mm512_load_ps(points[q][k]);
       // Bᵀ·D·B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], rows then columns.
 #pragma GCC unroll 4
       for (int b = 0; b < 4; ++b) {
@@ -166,7 +183,6 @@ void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_
         e[12 + b] = _mm512_sub_ps(d1, d3);
       }
       float* dst = t.v + (tv * fin + ci * 4 + q) * 16;
-      const std::int64_t xi_stride = t.tile_vectors * fin * 16;
 #pragma GCC unroll 4
       for (int a = 0; a < 4; ++a) {
         const __m512 d0 = e[4 * a], d1 = e[4 * a + 1], d2 = e[4 * a + 2], d3 = e[4 * a + 3];

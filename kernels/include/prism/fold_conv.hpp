@@ -306,6 +306,13 @@ struct WinoTask {
   float* m;             // scratch: 16 · tile_vectors · 4·C_out · 16 floats
   const std::int32_t* tile_i;  // [tile_vectors · 16]
   const std::int32_t* tile_j;
+  // The image as zero-padded planes of 2×2 blocks, built by the driver (fold_conv.cpp) before
+  // wino_input reads them: pixel_blocks[ci][R][C][q] = x[ci][2(R − p) + bh][2(C − p) + bw] with
+  // q = bh·2 + bw, zero outside the image. R < block_rows and C < block_cols cover every point
+  // R = i + a·d, C = j + b·d (a, b < 4) of every tile, so the input transform reads 16 bytes
+  // per tile and point (all four fold phases) with plain loads, no gathers and no masks.
+  const float* pixel_blocks;
+  std::int64_t block_rows, block_cols;
   std::int64_t tile_vectors, blocks;
   std::int64_t in_channels, out_channels, height, width;
   std::int64_t dilation, padding, folded_out_height, folded_out_width;
