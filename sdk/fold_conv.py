@@ -23,8 +23,9 @@ Two implementations with one meaning each, as in :mod:`sdk.preprocess`:
 - the ``*_reference`` functions are their NumPy twins (fold, im2col, matrix product, unfold).
 
 FP32 algorithms: on AVX-512 and AVX2 CPUs a 3×3 kernel can run as Winograd F(2×2, 3×3) on
-dilated tiles (paths ``avx512_winograd`` and ``avx2_winograd``; the fold is in the gather
-indices of the input transform, the unfold in the scatter of the output transform): 2.25× fewer
+dilated tiles (paths ``avx512_winograd`` and ``avx2_winograd``; the fold is in the zero-padded
+planes of 2×2 pixel blocks the input transform reads, the unfold in the scatter of the output
+transform): 2.25× fewer
 multiplications, for transformed weights 16/9 the size of the plain ones (packed once) and
 per-call scratch kept by the calling thread (64-byte aligned). The automatic path takes it from
 16 tiles when a cost model puts it at most 0.9 of the direct kernel's (1.0 on AVX2, whose
