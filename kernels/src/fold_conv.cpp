@@ -426,6 +426,16 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
 
 namespace fold_conv_detail {
 
+void wino_block_offsets(const WinoTask& t, std::int64_t tv, std::int64_t lane[16],
+                        std::int64_t point[16]) {
+  const std::int64_t d = t.dilation, cols = t.block_cols;
+  for (int l = 0; l < 16; ++l) {
+    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
+    lane[l] = i < 0 ? 0 : (i * cols + j) * 4;
+  }
+  for (int k = 0; k < 16; ++k) point[k] = ((k / 4) * d * cols + (k % 4) * d) * 4;
+}
+
 // Auto takes Winograd when its estimated cost is at most `margin` times the direct kernel's
 // (0.9 on AVX-512, 1.0 on AVX2, whose direct kernel has half the lanes and registers), from 16
 // tiles up. Per output, in units of the direct kernel's multiply-adds over the full window:

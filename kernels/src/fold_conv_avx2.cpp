@@ -109,14 +109,9 @@ void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_
   // As the AVX-512 input transform: per lane (tile) and point (a, b) one 16-byte load of the
   // pixel block (its four fold phases), here for 8 lanes at a time, transposed by a 4×4
   // transpose in each 128-bit half (half 0: lanes 0–3, half 1: lanes 4–7 of the 8).
-  const std::int64_t d = t.dilation, cols = t.block_cols;
   std::int64_t lane[16], point[16];
-  for (int l = 0; l < 16; ++l) {
-    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
-    lane[l] = i < 0 ? 0 : (i * cols + j) * 4;
-  }
-  for (int k = 0; k < 16; ++k) point[k] = ((k / 4) * d * cols + (k % 4) * d) * 4;
-  const std::int64_t fin = 4 * t.in_channels, plane = t.block_rows * cols * 4;
+  wino_block_offsets(t, tv, lane, point);
+  const std::int64_t fin = 4 * t.in_channels, plane = t.block_rows * t.block_cols * 4;
   const std::int64_t xi_stride = t.tile_vectors * fin * 16;
   alignas(32) float points[4][16][8];  // [fold phase q][point a·4 + b][lane]
   for (int h = 0; h < 2; ++h) {

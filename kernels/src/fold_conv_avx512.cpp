@@ -130,15 +130,8 @@ void f32_task(const F32Task& t) {
 constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
 void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
-  // Float offsets in a channel's pixel blocks: of each lane's tile (unused lanes read the
-  // first block: their results are never stored), and of each point (a, b) of a tile.
-  const std::int64_t d = t.dilation, cols = t.block_cols;
   std::int64_t lane[16], point[16];
-  for (int l = 0; l < 16; ++l) {
-    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
-    lane[l] = i < 0 ? 0 : (i * cols + j) * 4;
-  }
-  for (int k = 0; k < 16; ++k) point[k] = ((k / 4) * d * cols + (k % 4) * d) * 4;
+  wino_block_offsets(t, tv, lane, point);
   // Lane l of fold phase q from the four 4-lane groups z0..z3 (lane 4g + m holds its phases at
   // 4m .. 4m + 3 of z_g): lanes 0–7 from (z0, z1), lanes 8–15 from (z2, z3).
   __m512i pick[4];
@@ -147,7 +140,7 @@ void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_
         _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28),
         _mm512_set1_epi32(q));
   }
-  const std::int64_t fin = 4 * t.in_channels, plane = t.block_rows * cols * 4;
+  const std::int64_t fin = 4 * t.in_channels, plane = t.block_rows * t.block_cols * 4;
   const std::int64_t xi_stride = t.tile_vectors * fin * 16;
   alignas(64) float points[4][16][16];  // [fold phase q][point a·4 + b][lane]
   for (std::int64_t ci = c0; ci < c1; ++ci) {

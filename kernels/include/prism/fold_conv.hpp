@@ -334,6 +334,12 @@ struct FoldConvIsa {
   bool q_nibbles = false;
 };
 
+// Float offsets into one channel of WinoTask::pixel_blocks for the input transform of tile
+// vector tv: lane[l] of tile l's first point (0 for unused lanes, whose results are never
+// stored) and point[a·4 + b] of point (a, b) relative to it.
+void wino_block_offsets(const WinoTask& t, std::int64_t tv, std::int64_t lane[16],
+                        std::int64_t point[16]);
+
 // Whether the automatic FP32 path runs a 3×3 geometry as Winograd F(2×2, 3×3) rather than
 // directly: from 16 tiles, when its estimated cost is at most `margin` times the direct
 // kernel's (fold_conv2d passes 0.9 on AVX-512, 1.0 on AVX2). The model is in fold_conv.cpp.
