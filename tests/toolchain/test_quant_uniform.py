@@ -78,3 +78,18 @@ def test_subnormal_channel_quantizes_as_zero():
     assert np.all(q.codes[0] == 0) and np.all(q.dequantize()[0] == 0)
     edges = np.concatenate([np.zeros((2, 1)), q.scales.astype(np.float64) * magnitude_levels(4)], axis=1)
     np.testing.assert_array_equal(quantize_with_edges(q.dequantize(), edges, 4).codes, q.codes)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 6, 8])
+@pytest.mark.parametrize("scale", [1.0, 31.0, 127.0, 128.0, 1e3])
+def test_channel_whose_step_would_be_subnormal_quantizes_as_zero(bits, scale):
+    # found by hypothesis: max|w| = float32's smallest normal number, 6 bits. The step m / 31 is
+    # subnormal and inexact, so dequantizing and quantizing again moved every code 31 -> 0. A
+    # channel is zero exactly when its step would be subnormal, and requantization is idempotent.
+    tiny = float(np.finfo(np.float32).tiny)
+    w = np.full((3, 17), scale * tiny)
+    q = quantize_uniform(w, bits)
+    levels = magnitude_levels(bits)
+    assert np.all(q.codes == 0) == (np.float32(scale * tiny) < levels * tiny)
+    edges = np.concatenate([np.zeros((3, 1)), q.scales.astype(np.float64) * levels], axis=1)
+    np.testing.assert_array_equal(quantize_with_edges(q.dequantize(), edges, bits).codes, q.codes)

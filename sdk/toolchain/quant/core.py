@@ -166,9 +166,11 @@ def quantize_with_edges(weight: np.ndarray, edges: np.ndarray, bits: int) -> Qua
     """
     rows = channel_rows(weight)
     edges32 = np.asarray(edges, np.float32).astype(np.float64)
-    # A channel whose range is below float32's smallest normal number cannot get a representable
-    # step (m / Q underflows): quantize it as an all-zero channel rather than with a bogus step.
-    edges32 = np.where(edges32[:, -1:] < np.finfo(np.float32).tiny, 0.0, edges32)
+    # A channel whose step m / Q would fall below float32's smallest normal number cannot get an
+    # exact one (a subnormal step loses bits, so dequantizing and quantizing again moves codes):
+    # quantize it as an all-zero channel rather than with a bogus step.
+    tiny = np.finfo(np.float32).tiny
+    edges32 = np.where(edges32[:, -1:] < magnitude_levels(bits) * tiny, 0.0, edges32)
     steps = grid_steps(edges32, bits)
     offsets = region_offsets(steps, bits)
     top = offsets[:, -1:] + magnitude_levels(bits) * steps[:, -1:]
