@@ -697,13 +697,8 @@ struct QConstants : EpilogueChannelConstants {
 
 // A 64-byte aligned scratch area per thread, grown on demand and reused across calls.
 struct Scratch {
-  std::vector<std::uint8_t> bytes;
+  detail::AlignedBuffer<std::uint8_t> buffer;  // a task's gathered vectors (QTask::buffer)
   std::vector<std::uint8_t> planes;  // fold_qconv2d's padded planes (the calling thread's)
-  std::uint8_t* aligned(std::int64_t size) {
-    if (static_cast<std::int64_t>(bytes.size()) < size + 64) bytes.resize(size + 64);
-    const auto addr = reinterpret_cast<std::uintptr_t>(bytes.data());
-    return bytes.data() + ((64 - addr % 64) % 64);
-  }
 };
 
 Scratch& thread_scratch() {
@@ -797,7 +792,7 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     Scratch& scratch = thread_scratch();
     fold_conv_detail::QTask task;
     task.planes = planes.data() + image * plane_bytes;
-    task.buffer = scratch.aligned(nibbles ? 2 * buffer : buffer);
+    task.buffer = scratch.buffer.get(static_cast<std::size_t>(nibbles ? 2 * buffer : buffer));
     task.buffer_high = nibbles ? task.buffer + buffer : nullptr;
     task.dense = w.dense.data();
     task.row_sums = w.row_sums.data();
