@@ -22,20 +22,26 @@ Two implementations with one meaning each, as in :mod:`sdk.preprocess`:
   ``c_out·4 + (y%2)·2 + x%2`` by index math on the original NCHW input;
 - the ``*_reference`` functions are their NumPy twins (fold, im2col, matrix product, unfold).
 
-FP32 algorithms: on AVX-512 and AVX2 CPUs a 3×3 kernel can run as Winograd F(2×2, 3×3) on
-dilated tiles (paths ``avx512_winograd`` and ``avx2_winograd``; the fold is in the zero-padded
-planes of 2×2 pixel blocks the input transform reads, the unfold in the scatter of the output
-transform): 2.25× fewer
-multiplications, for transformed weights 16/9 the size of the plain ones (packed once) and
-per-call scratch kept by the calling thread (64-byte aligned). The automatic path takes it from
-16 tiles when a cost model puts it at most 0.9 of the direct kernel's (1.0 on AVX2, whose
-direct kernel has half the lanes and registers): Winograd pays
-``4·tiles/outputs/2.25`` (a tile ``{i, i+d}`` runs half empty where a residue class modulo ``d``
-has an odd number of rows) plus 20 % for its transforms, the direct kernel the fraction of
-kernel rows inside the image (it skips those in the padding). So 16×16 to 56×56 inputs at
-dilation 2 and 28×28 at 4 take it, 28×28 at 6 only on AVX2; on other kernel sizes and the
-``avx512``/``avx2``/``scalar`` paths the direct kernel runs. The two differ from each other and
-from PyTorch by float rounding only.
+FP32 algorithms: on AVX-512 and AVX2 CPUs a 3×3 kernel can run as Winograd on dilated tiles
+(the fold is in the zero-padded planes of 2×2 pixel blocks the input transform reads, the unfold
+in the scatter of the output transform): F(2×2, 3×3) (paths ``avx512_winograd``,
+``avx2_winograd``; 2.25× fewer multiplications) or F(4×4, 3×3) (``avx512_winograd4``,
+``avx2_winograd4``; 4× fewer, interpolation points 0, ±1, ½, −2, whose error against the direct
+kernel stays at F(2×2)'s level where Lavin's 0, ±1, ±2 gave four times it). Transformed weights
+(16/9 and 36/9 the size of the plain ones) are packed once; the per-call scratch is kept by the
+calling thread (64-byte aligned). The automatic path picks direct, F(2×2) or F(4×4) by a cost
+model (``kernels/src/fold_conv.cpp``, ``winograd_cost``): per output, Winograd pays
+``α²·slots/(9·outputs)`` (slots: 16 per vector of tiles; a tile runs partly empty where its
+size does not divide a residue class modulo ``d``) plus 20 % (F(2×2)) or 35 % (F(4×4)) for its
+transforms, the direct kernel the fraction of kernel rows inside the image; Winograd runs from
+16 tiles when it costs at most 0.9 of direct (1.0 on AVX2, whose direct kernel has half the
+lanes and registers), and on AVX-512 F(4×4) only from 4 vectors of tiles (with fewer, its
+GEMM waits on the 9.4 MB of transformed weights it streams per image at 64 channels).
+:func:`fp32_algorithm` says which path a call runs: on this AVX-512 host 56×56 inputs at dilation
+2 and 4 take F(4×4), 56×56 at 6 and 28×28 at 2 and 4 F(2×2), 28×28 at 6 the direct kernel; on
+AVX2 28×28 at 2 and 4 take F(4×4) as well. On other kernel sizes and the ``avx512``/``avx2``/
+``scalar`` paths the direct kernel runs. The forms differ from each other and from PyTorch by
+float rounding only.
 
 Integer arithmetic is the PWLQ W·A8 arithmetic of :mod:`sdk.kernels_int` applied to the folded
 convolution, in its folded PWLQ form (W0 the folded center codes, W1 the tail codes; no sign
@@ -69,7 +75,7 @@ from .errors import InputError
 from .kernels_int import _threads, check_path, epilogue_params
 
 __all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_padding",
-           "PackedFoldWeights", "pack_fold_weights", "fold_conv2d",
+           "PackedFoldWeights", "pack_fold_weights", "fold_conv2d", "fp32_algorithm",
            "PackedFoldQWeights", "pack_fold_qweights", "fold_qconv2d_accumulators",
            "fold_qconv2d", "FoldQConvLayer", "prepare_fold_qconv2d",
            "weight_from_space_to_depth", "FoldConvLayer", "FoldASPPHead",
@@ -77,9 +83,10 @@ __all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_paddi
            "depth_to_space_reference", "fold_conv2d_reference",
            "fold_qconv2d_accumulators_reference", "fold_qconv2d_reference"]
 
-#: instruction-set paths of the FP32 kernel (``avx2_winograd`` / ``avx512_winograd``: Winograd
-#: F(2×2, 3×3) for K = 3, the direct kernel of the same ISA otherwise) and of the integer kernel
-PATHS = ("scalar", "avx2", "avx2_winograd", "avx512", "avx512_winograd")
+#: instruction-set paths of the FP32 kernel (``*_winograd``: Winograd F(2×2, 3×3) for K = 3,
+#: ``*_winograd4``: F(4×4, 3×3); the direct kernel of the same ISA otherwise) and of the integer kernel
+PATHS = ("scalar", "avx2", "avx2_winograd", "avx2_winograd4", "avx512", "avx512_winograd",
+         "avx512_winograd4")
 INTEGER_PATHS = ("scalar", "avx2", "avx512vnni", "neon_dot")
 _MAX_DEPTH = 65536  # 255·128·depth must fit an int32 accumulator
 
@@ -265,6 +272,26 @@ def fold_conv2d(x: np.ndarray, weight, bias: np.ndarray | None = None, *, dilati
     if x.shape[0]:
         _kernels.fold_conv2d(x, packed.native, d, p, bool(relu), y, path, threads)
     return y
+
+
+def fp32_algorithm(x_shape, weight, *, dilation: int = 1, padding="same",
+                   path: str | None = None) -> str:
+    """The FP32 path :func:`fold_conv2d` runs for input shape ``x_shape`` ``(N, C_in, H, W)``
+    and ``weight`` (an array or :class:`PackedFoldWeights`): ``path`` itself, or for
+    ``None``/``"auto"`` this host's best ISA and there, for a 3×3 kernel, its direct path or
+    Winograd F(2×2, 3×3) (``*_winograd``) or F(4×4, 3×3) (``*_winograd4``) by the cost model; a
+    Winograd path runs its direct kernel (``avx512``, ``avx2``) for other kernel sizes."""
+    if isinstance(weight, PackedFoldWeights):
+        c_in, c_out, k = weight.in_channels, weight.out_channels, weight.kernel
+    else:
+        c_in, c_out, k = _weight_shape("weight", np.asarray(weight))
+    if len(x_shape) != 4 or x_shape[1] != c_in:
+        raise InputError(f"x_shape: expected (N, {c_in}, H, W) for this weight, got "
+                         f"{tuple(x_shape)}")
+    d, p, _, _ = _geometry(np.empty((0, 0, *x_shape[2:])), k, dilation, padding)
+    return _kernels.fold_conv_fp32_algorithm(int(x_shape[0]), c_in, int(x_shape[2]),
+                                             int(x_shape[3]), c_out, k, d, p,
+                                             _resolve_path(path, False))
 
 
 def weight_from_space_to_depth(weight: np.ndarray) -> np.ndarray:

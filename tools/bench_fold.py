@@ -105,6 +105,7 @@ def make_case(h: int, dilation: int, threads: int, seed: int = 0, integer_path: 
                                f"d={dilation}")
         calls[name] = call
     calls["tail_group_density"] = pwlq.tail_group_density
+    calls["fp32_algorithm"] = fc.fp32_algorithm(x.shape, packed, dilation=dilation)
     return calls
 
 
@@ -220,6 +221,7 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None,
         for h, d in SHAPES:
             calls = make_case(h, d, threads, integer_path=integer_path, pwlq_bits=pwlq_bits)
             density = calls.pop("tail_group_density")
+            algorithm = calls.pop("fp32_algorithm")
             times = time_interleaved(calls, rounds, gate=gate, threads=threads)
             used = quiet_rounds(times["quiet"])
             wall = {n: t[used, 1:] for n, t in times["wall"].items()}  # warm calls
@@ -231,6 +233,7 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None,
 
             row = {"h": h, "w": h, "channels": CHANNELS, "kernel": 3, "dilation": d,
                    "threads": threads, "pwlq_tail_group_density": density,
+                   "fp32_algorithm": algorithm,
                    "rounds_quiet": int(times["quiet"].sum()), "rounds_used": int(used.sum()),
                    "ms_median": {n: float(np.median(t) * 1e3) for n, t in wall.items()},
                    "ms_min": {n: float(t.min() * 1e3) for n, t in wall.items()},
@@ -305,8 +308,10 @@ def perf_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             value = round(worst["speedup"][name], 2)
             when = ("1 thread, warm CPU time" if t == 1
                     else f"{t} threads (all), best warm wall time")
+            algorithm = f", {worst['fp32_algorithm']}" if name == "fp32" and \
+                "fp32_algorithm" in worst else ""
             what = (f"folded conv {label}, {when}, worst of {len(mine)} shapes "
-                    f"({worst['h']}x{worst['w']} d={worst['dilation']})")
+                    f"({worst['h']}x{worst['w']} d={worst['dilation']}{algorithm})")
             if forced:  # the peer keeps this host's best FP32 path: no goal
                 rows.append(info_row(what, value, "x", report["peer"]))
                 continue

@@ -616,10 +616,30 @@ PYBIND11_MODULE(_kernels, m) {
     for (auto p : {prism::FoldConvPath::Scalar, prism::FoldConvPath::Avx2,
                    prism::FoldConvPath::Avx512, prism::FoldConvPath::Avx512Winograd,
                    prism::FoldConvPath::Avx512Vnni, prism::FoldConvPath::NeonDot,
-                   prism::FoldConvPath::Avx2Winograd})
+                   prism::FoldConvPath::Avx2Winograd, prism::FoldConvPath::Avx512Winograd4,
+                   prism::FoldConvPath::Avx2Winograd4})
       d[prism::fold_conv_path_name(p)] = prism::fold_conv_path_unavailable_reason(p, integer);
     return d;
   }, py::arg("integer"), "{path: '' if the FP32 / integer kernel runs on it here, else why not}");
+  m.def("fold_conv_fp32_algorithm", [](std::int64_t batch, std::int64_t in_channels,
+                                       std::int64_t height, std::int64_t width,
+                                       std::int64_t out_channels, std::int64_t kernel,
+                                       std::int64_t dilation, std::int64_t padding,
+                                       const std::string& path) {
+    prism::FoldConvGeometry g;
+    g.batch = batch;
+    g.in_channels = in_channels;
+    g.height = height;
+    g.width = width;
+    g.out_channels = out_channels;
+    g.kernel = kernel;
+    g.dilation = dilation;
+    g.padding = padding;
+    return std::string(prism::fold_conv_path_name(
+        prism::fold_conv_fp32_algorithm(g, prism::parse_fold_conv_path(path))));
+  }, py::arg("batch"), py::arg("in_channels"), py::arg("height"), py::arg("width"),
+     py::arg("out_channels"), py::arg("kernel"), py::arg("dilation"), py::arg("padding"),
+     py::arg("path"), "The FP32 path fold_conv2d runs for this geometry (see sdk.fold_conv).");
   m.def("fold_conv_best_path", [](bool integer) {
     return std::string(prism::fold_conv_path_name(prism::fold_conv_best_path(integer)));
   }, py::arg("integer"));

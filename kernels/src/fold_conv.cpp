@@ -63,6 +63,8 @@ const char* fold_conv_path_name(FoldConvPath path) {
     case FoldConvPath::Avx512Vnni: return "avx512vnni";
     case FoldConvPath::NeonDot: return "neon_dot";
     case FoldConvPath::Avx2Winograd: return "avx2_winograd";
+    case FoldConvPath::Avx512Winograd4: return "avx512_winograd4";
+    case FoldConvPath::Avx2Winograd4: return "avx2_winograd4";
   }
   return "?";
 }
@@ -71,12 +73,13 @@ FoldConvPath parse_fold_conv_path(const std::string& name) {
   for (FoldConvPath p : {FoldConvPath::Auto, FoldConvPath::Scalar, FoldConvPath::Avx2,
                          FoldConvPath::Avx512, FoldConvPath::Avx512Winograd,
                          FoldConvPath::Avx512Vnni, FoldConvPath::NeonDot,
-                         FoldConvPath::Avx2Winograd}) {
+                         FoldConvPath::Avx2Winograd, FoldConvPath::Avx512Winograd4,
+                         FoldConvPath::Avx2Winograd4}) {
     if (name == fold_conv_path_name(p)) return p;
   }
   throw std::invalid_argument("unknown fold_conv path '" + name +
-                              "'; expected auto, scalar, avx2, avx2_winograd, avx512, "
-                              "avx512_winograd, avx512vnni or neon_dot");
+                              "'; expected auto, scalar, avx2, avx2_winograd, avx2_winograd4, "
+                              "avx512, avx512_winograd, avx512_winograd4, avx512vnni or neon_dot");
 }
 
 namespace {
@@ -92,6 +95,8 @@ const FoldConvIsa* built(FoldConvPath path) {
     case FoldConvPath::Avx512Vnni: return fold_conv_detail::fold_conv_avx512vnni();
     case FoldConvPath::NeonDot: return fold_conv_detail::fold_conv_neon_dot();
     case FoldConvPath::Avx2Winograd: return fold_conv_detail::fold_conv_avx2_winograd();
+    case FoldConvPath::Avx512Winograd4: return fold_conv_detail::fold_conv_avx512_winograd4();
+    case FoldConvPath::Avx2Winograd4: return fold_conv_detail::fold_conv_avx2_winograd4();
     case FoldConvPath::Auto: break;
   }
   return nullptr;
@@ -107,6 +112,8 @@ bool cpu_has(FoldConvPath path) {
     case FoldConvPath::Avx512Vnni: return f.avx512_vnni;
     case FoldConvPath::NeonDot: return f.neon_dotprod;
     case FoldConvPath::Avx2Winograd: return f.avx2;
+    case FoldConvPath::Avx512Winograd4: return f.avx512f;
+    case FoldConvPath::Avx2Winograd4: return f.avx2;
     case FoldConvPath::Auto: return true;
   }
   return false;
@@ -207,38 +214,46 @@ void check_weights_match(const FoldConvGeometry& g, std::int64_t in_channels,
 
 namespace {
 
-// U = G·g·Gᵀ for every (folded output, folded input) channel pair, in double, rounded once.
-// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
-void pack_winograd(const float* w, const float* bias, PackedFoldWeights& p) {
+// U = G·g·Gᵀ for every (folded output, folded input) channel pair, in double, rounded once, as
+// out[ξ][b][cf][12] (12 folded output channels per block b) with ξ = α·a + b. F(2×2, 3×3):
+// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]. F(4×4, 3×3) (points 0, ±1, ±2; Lavin & Gray):
+// G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1/24 1/12 ⅙; 1/24 −1/12 ⅙; 0 0 1].
+void pack_winograd(const float* w, std::int64_t fin, std::int64_t nf, std::int64_t blocks,
+                   int alpha, std::vector<float>& out) {
   constexpr int kWinoBlock = 12;
-  const std::int64_t fin = 4 * p.in_channels, nf = 4 * p.out_channels;
-  p.winograd_blocks = (nf + kWinoBlock - 1) / kWinoBlock;
-  p.winograd.assign(static_cast<std::size_t>(16 * p.winograd_blocks * fin * kWinoBlock), 0.0f);
-  p.folded_bias.assign(static_cast<std::size_t>(nf), 0.0f);
-  if (bias) std::copy(bias, bias + nf, p.folded_bias.begin());
-  auto transform = [](const double v[3], double out[4]) {
-    out[0] = v[0];
-    out[1] = (v[0] + v[1] + v[2]) / 2;
-    out[2] = (v[0] - v[1] + v[2]) / 2;
-    out[3] = v[2];
+  out.assign(static_cast<std::size_t>(alpha * alpha * blocks * fin * kWinoBlock), 0.0f);
+  auto transform = [alpha](const double v[3], double t[6]) {
+    if (alpha == 4) {
+      t[0] = v[0];
+      t[1] = (v[0] + v[1] + v[2]) / 2;
+      t[2] = (v[0] - v[1] + v[2]) / 2;
+      t[3] = v[2];
+      return;
+    }
+    t[0] = v[0];
+    t[1] = (v[0] + v[1] + v[2]) / 3;
+    t[2] = -(v[0] - v[1] + v[2]) / 3;
+    t[3] = -(16 * v[0] + 8 * v[1] + 4 * v[2]) / 15;
+    t[4] = (v[0] - 2 * v[1] + 4 * v[2]) / 15;
+    t[5] = v[2];
   };
   for (std::int64_t n = 0; n < nf; ++n) {
     for (std::int64_t cf = 0; cf < fin; ++cf) {
       const float* g = w + (n * fin + cf) * 9;
-      double rows[4][3];  // G·g
+      double rows[6][3];  // G·g
       for (int kw = 0; kw < 3; ++kw) {
         const double column[3] = {g[kw], g[3 + kw], g[6 + kw]};
-        double t[4];
+        double t[6];
         transform(column, t);
-        for (int a = 0; a < 4; ++a) rows[a][kw] = t[a];
+        for (int a = 0; a < alpha; ++a) rows[a][kw] = t[a];
       }
-      for (int a = 0; a < 4; ++a) {
-        double u[4];
+      for (int a = 0; a < alpha; ++a) {
+        double u[6];
         transform(rows[a], u);  // (G·g)·Gᵀ
-        for (int b = 0; b < 4; ++b) {
-          const std::int64_t xi = a * 4 + b;
-          p.winograd[((xi * p.winograd_blocks + n / kWinoBlock) * fin + cf) * kWinoBlock +
-                     n % kWinoBlock] = static_cast<float>(u[b]);
+        for (int b = 0; b < alpha; ++b) {
+          const std::int64_t xi = a * alpha + b;
+          out[((xi * blocks + n / kWinoBlock) * fin + cf) * kWinoBlock + n % kWinoBlock] =
+              static_cast<float>(u[b]);
         }
       }
     }
@@ -284,18 +299,25 @@ PackedFoldWeights pack_fold_weights(const float* w, const float* bias, std::int6
       }
     }
   }
-  if (kernel == 3) pack_winograd(w, bias, p);
+  if (kernel == 3) {
+    const std::int64_t nf = 4 * out_channels;
+    p.winograd_blocks = (nf + 11) / 12;
+    p.folded_bias.assign(static_cast<std::size_t>(nf), 0.0f);
+    if (bias) std::copy(bias, bias + nf, p.folded_bias.begin());
+    pack_winograd(w, fin, nf, p.winograd_blocks, 4, p.winograd);
+    pack_winograd(w, fin, nf, p.winograd_blocks, 6, p.winograd4);
+  }
   return p;
 }
 
 namespace {
 
-// Folded output rows (or columns) that start a Winograd tile {i, i + d}: each residue class
-// modulo d, in pairs.
-std::vector<std::int32_t> tile_starts(std::int64_t size, std::int64_t dilation) {
+// Folded output rows (or columns) that start a Winograd tile {i, i + d, .., i + (m − 1)·d}: each
+// residue class modulo d, in runs of m.
+std::vector<std::int32_t> tile_starts(std::int64_t size, std::int64_t dilation, int m) {
   std::vector<std::int32_t> starts;
   for (std::int64_t rho = 0; rho < std::min(dilation, size); ++rho) {
-    for (std::int64_t i = rho; i < size; i += 2 * dilation) {
+    for (std::int64_t i = rho; i < size; i += m * dilation) {
       starts.push_back(static_cast<std::int32_t>(i));
     }
   }
@@ -343,16 +365,17 @@ void build_pixel_blocks(const float* x, const FoldConvGeometry& g, std::int64_t 
 
 void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
               float* y, const FoldConvIsa& isa, int requested_threads) {
+  const int tile = isa.wino_tile, alpha = tile + 2, points = alpha * alpha;
   const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
-  const std::vector<std::int32_t> rows = tile_starts(hf, g.dilation);
-  const std::vector<std::int32_t> cols = tile_starts(wf, g.dilation);
+  const std::vector<std::int32_t> rows = tile_starts(hf, g.dilation, tile);
+  const std::vector<std::int32_t> cols = tile_starts(wf, g.dilation, tile);
   const std::int64_t tiles = static_cast<std::int64_t>(rows.size() * cols.size());
   const std::int64_t vectors = (tiles + 15) / 16;
   const std::int64_t fin = 4 * g.in_channels, nf = 4 * g.out_channels;
   // One scratch per calling thread, reused across calls (the transformed tiles are megabytes).
   thread_local WinoScratch s;
-  float* v = s.v.get(static_cast<std::size_t>(16 * vectors * fin * 16));
-  float* m = s.m.get(static_cast<std::size_t>(16 * vectors * nf * 16));
+  float* v = s.v.get(static_cast<std::size_t>(points * vectors * fin * 16));
+  float* m = s.m.get(static_cast<std::size_t>(points * vectors * nf * 16));
   std::int32_t* tile_i = s.tile_i.get(static_cast<std::size_t>(vectors * 16));
   std::int32_t* tile_j = s.tile_j.get(static_cast<std::size_t>(vectors * 16));
   std::fill(tile_i, tile_i + vectors * 16, -1);
@@ -363,21 +386,22 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
       tile_j[t] = cols[c];
     }
   }
-  // Every tile point R = i + a·d lies below hf + 3d (i < hf, a < 4); the image starts at p.
-  const std::int64_t block_rows = std::max(hf + 3 * g.dilation, g.height / 2 + g.padding);
-  const std::int64_t block_cols = std::max(wf + 3 * g.dilation, g.width / 2 + g.padding);
+  // Every tile point R = i + a·d lies below hf + (α − 1)·d (i < hf, a < α); the image starts
+  // at p.
+  const std::int64_t block_rows = std::max(hf + (alpha - 1) * g.dilation, g.height / 2 + g.padding);
+  const std::int64_t block_cols = std::max(wf + (alpha - 1) * g.dilation, g.width / 2 + g.padding);
   float* pixel_blocks = s.pixel_blocks.get(
       static_cast<std::size_t>(g.in_channels * block_rows * block_cols * 4));
   const std::int64_t layout[6] = {g.in_channels, block_rows, block_cols, g.padding, g.height,
                                   g.width};
   bool border = s.zeroed_at != pixel_blocks || !std::equal(layout, layout + 6, s.zeroed);
-  const double macs = static_cast<double>(g.batch) * 16 * nf * fin * tiles / 4;
+  const double macs = static_cast<double>(g.batch) * points * nf * fin * tiles / 4;
   const std::int64_t in_chunk = 8, out_chunk = 32;
-  const std::int64_t gemm_tasks = 16 * w.winograd_blocks;
+  const std::int64_t gemm_tasks = points * w.winograd_blocks;
   const std::int64_t out_tasks = vectors * ((nf + out_chunk - 1) / out_chunk);
   const int threads = thread_count(requested_threads, macs, gemm_tasks);
   fold_conv_detail::WinoTask task;
-  task.u = w.winograd.data();
+  task.u = tile == 4 ? w.winograd4.data() : w.winograd.data();
   task.bias = w.folded_bias.data();
   task.v = v;
   task.m = m;
@@ -386,6 +410,7 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   task.pixel_blocks = pixel_blocks;
   task.block_rows = block_rows;
   task.block_cols = block_cols;
+  task.tile = tile;
   task.tile_vectors = vectors;
   task.blocks = w.winograd_blocks;
   task.in_channels = g.in_channels;
@@ -427,32 +452,48 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
 namespace fold_conv_detail {
 
 void wino_block_offsets(const WinoTask& t, std::int64_t tv, std::int64_t lane[16],
-                        std::int64_t point[16]) {
+                        std::int64_t point[36]) {
   const std::int64_t d = t.dilation, cols = t.block_cols;
+  const int alpha = t.tile + 2;
   for (int l = 0; l < 16; ++l) {
     const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
     lane[l] = i < 0 ? 0 : (i * cols + j) * 4;
   }
-  for (int k = 0; k < 16; ++k) point[k] = ((k / 4) * d * cols + (k % 4) * d) * 4;
+  for (int k = 0; k < alpha * alpha; ++k) {
+    point[k] = ((k / alpha) * d * cols + (k % alpha) * d) * 4;
+  }
 }
 
-// Auto takes Winograd when its estimated cost is at most `margin` times the direct kernel's
-// (0.9 on AVX-512, 1.0 on AVX2, whose direct kernel has half the lanes and registers), from 16
-// tiles up. Per output, in units of the direct kernel's multiply-adds over the full window:
+// Auto runs a 3×3 geometry as the cheaper Winograd form when its estimated cost is at most a
+// margin times the direct kernel's, from 16 tiles up. Per output, in units of the direct
+// kernel's multiply-adds over the full window:
 // - direct: the fraction of (output row, kernel row) pairs inside the image (it skips kernel
 //   rows in the padding, not columns);
-// - Winograd: 4·tiles / outputs (a tile {i, i + d} runs half empty where a residue class modulo
-//   d has an odd number of rows) / 2.25 (F(2×2, 3×3)) × 1.2 (its two transforms).
-// Model against measured Winograd/direct time (AVX-512, 1 thread; 2 threads in brackets): 28×28
-// inputs at d = 2, 4, 6: 0.77, 0.86, 0.98 against 0.71, 0.77, 0.89 (0.85, 1.0 at d = 4, 6);
-// 56×56 d = 6: 0.81 against 0.79; 16×16 d = 2: 0.64 against 0.57; 24×24 d = 4: 1.22 against
-// 0.96 (1.07). Winograd's three phases split less evenly over threads, hence the margin. AVX2,
-// measured: 28×28 d = 6 0.91 (0.95), 24×24 d = 4 1.24 (1.30).
-bool winograd_pays(const FoldConvGeometry& g, double margin) {
-  const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width(), k = g.kernel;
-  const std::int64_t tiles = static_cast<std::int64_t>(tile_starts(hf, g.dilation).size() *
-                                                       tile_starts(wf, g.dilation).size());
-  if (tiles < 16) return false;
+// - F(m×m, 3×3): α²·slots / (9·outputs), slots = 16·tile vectors (a tile runs partly empty
+//   where m does not divide a residue class modulo d, a vector where 16 does not divide the
+//   tiles), times the overhead of its two transforms: 1.2 for m = 2, 1.35 for m = 4.
+// AVX-512 (wide = true): margin 0.9, and F(4×4) only from 4 tile vectors: its transformed weights
+// (α²·4C_in·4C_out floats, 9.4 MB at 64 channels) stream from memory once per image, and with
+// one vector the 16-lane GEMM waits on them (28×28 d = 2: F(4×4)/F(2×2) 0.97 against 0.64 on
+// AVX2). AVX2: margin 1.0 (its direct kernel has half the lanes and registers), F(4×4) from one
+// vector. Measured against the model (1 thread; C = 64, same padding), time / direct time:
+//   AVX-512 F(2×2): 28×28 d = 2, 4, 6: 0.65, 0.72, 0.82 (2 threads 0.79, 0.86, 1.03) against
+//   0.77, 0.86, 0.98; F(4×4) 56×56 d = 2, 4: 0.39, 0.44 against 0.46, 0.46; 64×64 d = 1: 0.39.
+//   AVX2 F(4×4): 28×28 d = 2, 4: 0.34, 0.42; 24×24 d = 4: 0.69 (F(2×2) 1.06); 56×56 d = 4: 0.39.
+//   F(4×4)/F(2×2) where the model picks F(2×2): 56×56 d = 6 1.2–1.35, 40×40 d = 2 1.1,
+//   16×16 d = 2 2.4.
+double winograd_cost(const FoldConvGeometry& g, int tile) {
+  const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
+  const std::int64_t tiles = static_cast<std::int64_t>(tile_starts(hf, g.dilation, tile).size() *
+                                                       tile_starts(wf, g.dilation, tile).size());
+  if (tiles < 16) return 0.0;
+  const double slots = 16.0 * static_cast<double>((tiles + 15) / 16);
+  const double alpha = tile + 2.0, overhead = tile == 4 ? 1.35 : 1.2;
+  return alpha * alpha * slots / (9.0 * static_cast<double>(hf * wf)) * overhead;
+}
+
+double direct_cost(const FoldConvGeometry& g) {
+  const std::int64_t hf = g.folded_out_height(), k = g.kernel;
   std::int64_t live = 0;  // (output row, kernel row) pairs inside the image
   for (std::int64_t i = 0; i < hf; ++i) {
     for (std::int64_t kh = 0; kh < k; ++kh) {
@@ -460,24 +501,51 @@ bool winograd_pays(const FoldConvGeometry& g, double margin) {
       live += r >= 0 && r < g.height / 2;
     }
   }
-  const double direct = static_cast<double>(live) / static_cast<double>(hf * k);
-  const double wino =
-      4.0 * static_cast<double>(tiles) / static_cast<double>(hf * wf) / 2.25 * 1.2;
-  return wino <= margin * direct;
+  return static_cast<double>(live) / static_cast<double>(hf * k);
+}
+
+int winograd_tile(const FoldConvGeometry& g, bool wide) {
+  if (g.kernel != 3) return 0;
+  int best = 0;
+  double cost = (wide ? 0.9 : 1.0) * direct_cost(g);
+  for (int tile : {2, 4}) {
+    const double c = winograd_cost(g, tile);
+    if (c <= 0.0 || c > cost) continue;
+    if (tile == 4 && wide &&
+        tile_starts(g.folded_out_height(), g.dilation, 4).size() *
+                tile_starts(g.folded_out_width(), g.dilation, 4).size() < 4 * 16) {
+      continue;
+    }
+    best = tile;
+    cost = c;
+  }
+  return best;
 }
 
 }  // namespace fold_conv_detail
+
+FoldConvPath fold_conv_fp32_algorithm(const FoldConvGeometry& g, FoldConvPath path) {
+  check_fold_conv(g);
+  const FoldConvIsa& isa = resolve(path, false);
+  if (!isa.wino_input) return isa.path;
+  const bool avx2 = isa.path == FoldConvPath::Avx2Winograd ||
+                    isa.path == FoldConvPath::Avx2Winograd4;
+  const FoldConvPath direct = avx2 ? FoldConvPath::Avx2 : FoldConvPath::Avx512;
+  if (g.kernel != 3) return direct;
+  // A forced Winograd path runs its own tile size; Auto (resolved to the F(2×2) path of the
+  // best ISA) runs the model's choice between direct, F(2×2) and F(4×4).
+  const int tile = path == isa.path ? isa.wino_tile : fold_conv_detail::winograd_tile(g, !avx2);
+  if (tile == 0) return direct;
+  if (tile == 4) return avx2 ? FoldConvPath::Avx2Winograd4 : FoldConvPath::Avx512Winograd4;
+  return avx2 ? FoldConvPath::Avx2Winograd : FoldConvPath::Avx512Winograd;
+}
 
 void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
                  float* y, const FoldConvOptions& options) {
   check_fold_conv(g);
   check_weights_match(g, w.in_channels, w.out_channels, w.kernel);
-  const FoldConvIsa& isa = resolve(options.path, false);
-  const bool forced = options.path == FoldConvPath::Avx512Winograd ||
-                      options.path == FoldConvPath::Avx2Winograd;
-  const double margin = isa.path == FoldConvPath::Avx2Winograd ? 1.0 : 0.9;
-  if (isa.wino_input && g.kernel == 3 && g.batch > 0 &&
-      (forced || fold_conv_detail::winograd_pays(g, margin))) {
+  const FoldConvIsa& isa = *built(fold_conv_fp32_algorithm(g, options.path));
+  if (isa.wino_input && g.batch > 0) {
     winograd(x, g, w, relu, y, isa, options.num_threads);
     return;
   }

@@ -105,20 +105,66 @@ void f32_task(const F32Task& t) {
 
 constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
-void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
+// Bᵀ·d and Aᵀ·m over α values, as fold_conv_avx512.cpp (the same operations on 8 lanes).
+template <int A>
+inline void input_1d(__m256* d, int stride) {
+  if constexpr (A == 4) {
+    const __m256 d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride];
+    d[0] = _mm256_sub_ps(d0, d2);
+    d[stride] = _mm256_add_ps(d1, d2);
+    d[2 * stride] = _mm256_sub_ps(d2, d1);
+    d[3 * stride] = _mm256_sub_ps(d1, d3);
+  } else {
+    // Points 0, 1, −1, ½, −2 (see pack_winograd in fold_conv.cpp): e = d3 − d1, a = d4 − d2.
+    const __m256 half = _mm256_set1_ps(0.5f), two = _mm256_set1_ps(2.0f);
+    const __m256 c15 = _mm256_set1_ps(1.5f), c25 = _mm256_set1_ps(2.5f);
+    const __m256 d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride],
+                 d4 = d[4 * stride], d5 = d[5 * stride];
+    const __m256 e = _mm256_sub_ps(d3, d1), a = _mm256_sub_ps(d4, d2);
+    d[0] = _mm256_sub_ps(_mm256_add_ps(_mm256_fmadd_ps(c15, e, d0), a), d2);
+    d[stride] = _mm256_sub_ps(_mm256_fmadd_ps(c25, d3, _mm256_fmadd_ps(half, d2, d4)), d1);
+    d[2 * stride] = _mm256_add_ps(_mm256_fmadd_ps(half, d3, _mm256_fnmadd_ps(c25, d2, d4)), d1);
+    d[3 * stride] = _mm256_fmadd_ps(two, e, a);
+    d[4 * stride] = _mm256_fnmadd_ps(half, e, a);
+    d[5 * stride] = _mm256_add_ps(_mm256_fmadd_ps(c15, a, d5), _mm256_fnmadd_ps(two, d3, d1));
+  }
+}
+
+template <int A>
+inline void output_1d(const __m256* m, int stride, __m256* y) {
+  if constexpr (A == 4) {
+    const __m256 m1 = m[stride], m2 = m[2 * stride];
+    y[0] = _mm256_add_ps(_mm256_add_ps(m[0], m1), m2);
+    y[1] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m[3 * stride]);
+  } else {
+    const __m256 s12 = _mm256_add_ps(m[stride], m[2 * stride]);
+    const __m256 d12 = _mm256_sub_ps(m[stride], m[2 * stride]);
+    const __m256 m3 = m[3 * stride], m4 = m[4 * stride];
+    y[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(m[0], s12), m3), m4);
+    y[1] = _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), m4, _mm256_fmadd_ps(_mm256_set1_ps(0.5f), m3, d12));
+    y[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), m4, _mm256_fmadd_ps(_mm256_set1_ps(0.25f), m3, s12));
+    y[3] = _mm256_add_ps(_mm256_fnmadd_ps(_mm256_set1_ps(8.0f), m4,
+                                       _mm256_fmadd_ps(_mm256_set1_ps(0.125f), m3, d12)),
+                         m[5 * stride]);
+  }
+}
+
+template <int A>
+void wino_input_t(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
   // As the AVX-512 input transform: per lane (tile) and point (a, b) one 16-byte load of the
   // pixel block (its four fold phases), here for 8 lanes at a time, transposed by a 4×4
   // transpose in each 128-bit half (half 0: lanes 0–3, half 1: lanes 4–7 of the 8).
-  std::int64_t lane[16], point[16];
+  constexpr int P = A * A;
+  std::int64_t lane[16], point[36];
   wino_block_offsets(t, tv, lane, point);
   const std::int64_t fin = 4 * t.in_channels, plane = t.block_rows * t.block_cols * 4;
   const std::int64_t xi_stride = t.tile_vectors * fin * 16;
-  alignas(32) float points[4][16][8];  // [fold phase q][point a·4 + b][lane]
+  alignas(32) float points[4][P][8];  // [fold phase q][point a·α + b][lane]
   for (int h = 0; h < 2; ++h) {
     const std::int64_t* ln = lane + 8 * h;
     for (std::int64_t ci = c0; ci < c1; ++ci) {
       const float* blocks = t.pixel_blocks + ci * plane;
-      for (int k = 0; k < 16; ++k) {
+      for (int k = 0; k < P; ++k) {
         const float* s = blocks + point[k];
         __m256 z[4];
 #pragma GCC unroll 4
@@ -134,29 +180,27 @@ void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_
         _mm256_store_ps(points[3][k], _mm256_shuffle_ps(t1, t3, 0xEE));
       }
       for (int q = 0; q < 4; ++q) {  // fold phase bh·2 + bw
-        __m256 e[16];
-#pragma GCC unroll 16
-        for (int k = 0; k < 16; ++k) e[k] = _mm256_load_ps(points[q][k]);
-        // Bᵀ·D·B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], rows then columns.
-#pragma GCC unroll 4
-        for (int b = 0; b < 4; ++b) {
-          const __m256 d0 = e[b], d1 = e[4 + b], d2 = e[8 + b], d3 = e[12 + b];
-          e[b] = _mm256_sub_ps(d0, d2);
-          e[4 + b] = _mm256_add_ps(d1, d2);
-          e[8 + b] = _mm256_sub_ps(d2, d1);
-          e[12 + b] = _mm256_sub_ps(d1, d3);
-        }
+        __m256 e[P];
+#pragma GCC unroll 36
+        for (int k = 0; k < P; ++k) e[k] = _mm256_load_ps(points[q][k]);
+        // Bᵀ·D·B: columns, then rows.
+#pragma GCC unroll 6
+        for (int b = 0; b < A; ++b) input_1d<A>(e + b, A);
+#pragma GCC unroll 6
+        for (int a = 0; a < A; ++a) input_1d<A>(e + a * A, 1);
         float* dst = t.v + (tv * fin + ci * 4 + q) * 16 + 8 * h;
-#pragma GCC unroll 4
-        for (int a = 0; a < 4; ++a) {
-          const __m256 d0 = e[4 * a], d1 = e[4 * a + 1], d2 = e[4 * a + 2], d3 = e[4 * a + 3];
-          _mm256_storeu_ps(dst + (4 * a + 0) * xi_stride, _mm256_sub_ps(d0, d2));
-          _mm256_storeu_ps(dst + (4 * a + 1) * xi_stride, _mm256_add_ps(d1, d2));
-          _mm256_storeu_ps(dst + (4 * a + 2) * xi_stride, _mm256_sub_ps(d2, d1));
-          _mm256_storeu_ps(dst + (4 * a + 3) * xi_stride, _mm256_sub_ps(d1, d3));
-        }
+#pragma GCC unroll 36
+        for (int k = 0; k < P; ++k) _mm256_storeu_ps(dst + k * xi_stride, e[k]);
       }
     }
+  }
+}
+
+void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
+  if (t.tile == 4) {
+    wino_input_t<6>(t, tv, c0, c1);
+  } else {
+    wino_input_t<4>(t, tv, c0, c1);
   }
 }
 
@@ -196,17 +240,19 @@ void wino_gemm(const WinoTask& t, std::int64_t xi, std::int64_t b) {
   }
 }
 
-void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
+template <int M>
+void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
+  constexpr int A = M + 2;
   const std::int64_t d = t.dilation, out_w = 2 * t.folded_out_width;
-  // Output offsets of the 4 results (a, b) of each of the 16 tiles; −1: not an output.
-  std::int64_t idx[4][16];
+  // Output offsets of the M² results (a, b) of each of the 16 tiles; −1: not an output.
+  std::int64_t idx[M * M][16];
   for (int l = 0; l < 16; ++l) {
     const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
-    for (int a = 0; a < 2; ++a) {
-      for (int b = 0; b < 2; ++b) {
+    for (int a = 0; a < M; ++a) {
+      for (int b = 0; b < M; ++b) {
         const std::int64_t row = i + a * d, col = j + b * d;
         const bool ok = i >= 0 && row < t.folded_out_height && col < t.folded_out_width;
-        idx[a * 2 + b][l] = ok ? row * 2 * out_w + 2 * col : -1;
+        idx[a * M + b][l] = ok ? row * 2 * out_w + 2 * col : -1;
       }
     }
   }
@@ -217,37 +263,45 @@ void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64
   for (std::int64_t n = n0; n < n1; ++n) {
     const float* m = t.m + (tv * nf + n) * 16;
     const __m256 bias = _mm256_set1_ps(t.bias[n]);
-    alignas(32) float y[4][16];
+    alignas(32) float y[M * M][16];
     for (int h = 0; h < 2; ++h) {
-      __m256 p[2][4];
-      // Aᵀ·M·A with Aᵀ = [1 1 1 0; 0 1 −1 −1], rows then columns.
+      // Aᵀ·M·A: columns (p[r][b] = Σ_a Aᵀ[r][a]·M[a][b]), then rows.
+      __m256 p[M][A];
+#pragma GCC unroll 6
+      for (int b = 0; b < A; ++b) {
+        __m256 col[A], out[M];
+#pragma GCC unroll 6
+        for (int a = 0; a < A; ++a) col[a] = _mm256_loadu_ps(m + (a * A + b) * xi_stride + 8 * h);
+        output_1d<A>(col, 1, out);
 #pragma GCC unroll 4
-      for (int b = 0; b < 4; ++b) {
-        const __m256 m0 = _mm256_loadu_ps(m + (0 + b) * xi_stride + 8 * h);
-        const __m256 m1 = _mm256_loadu_ps(m + (4 + b) * xi_stride + 8 * h);
-        const __m256 m2 = _mm256_loadu_ps(m + (8 + b) * xi_stride + 8 * h);
-        const __m256 m3 = _mm256_loadu_ps(m + (12 + b) * xi_stride + 8 * h);
-        p[0][b] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
-        p[1][b] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+        for (int r = 0; r < M; ++r) p[r][b] = out[r];
       }
-#pragma GCC unroll 2
-      for (int a = 0; a < 2; ++a) {
-        __m256 y0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(p[a][0], p[a][1]), p[a][2]), bias);
-        __m256 y1 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(p[a][1], p[a][2]), p[a][3]), bias);
-        if (t.relu) {
-          y0 = _mm256_max_ps(y0, zero);
-          y1 = _mm256_max_ps(y1, zero);
+#pragma GCC unroll 4
+      for (int a = 0; a < M; ++a) {
+        __m256 v[M];
+        output_1d<A>(p[a], 1, v);
+#pragma GCC unroll 4
+        for (int b = 0; b < M; ++b) {
+          __m256 r = _mm256_add_ps(v[b], bias);
+          if (t.relu) r = _mm256_max_ps(r, zero);
+          _mm256_store_ps(y[a * M + b] + 8 * h, r);
         }
-        _mm256_store_ps(y[a * 2 + 0] + 8 * h, y0);
-        _mm256_store_ps(y[a * 2 + 1] + 8 * h, y1);
       }
     }
     float* base = t.y + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
-    for (int k = 0; k < 4; ++k) {
+    for (int k = 0; k < M * M; ++k) {
       for (int l = 0; l < 16; ++l) {
         if (idx[k][l] >= 0) base[idx[k][l]] = y[k][l];
       }
     }
+  }
+}
+
+void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
+  if (t.tile == 4) {
+    wino_output_t<4>(t, tv, n0, n1);
+  } else {
+    wino_output_t<2>(t, tv, n0, n1);
   }
 }
 
@@ -662,12 +716,15 @@ void q_task(const QTask& t) {
 
 const FoldConvIsa kAvx2{FoldConvPath::Avx2, f32_task, q_task, nullptr, nullptr, nullptr, true};
 const FoldConvIsa kAvx2Winograd{FoldConvPath::Avx2Winograd, f32_task, nullptr, wino_input,
-                                wino_gemm, wino_output};
+                                wino_gemm, wino_output, false, 2};
+const FoldConvIsa kAvx2Winograd4{FoldConvPath::Avx2Winograd4, f32_task, nullptr, wino_input,
+                                 wino_gemm, wino_output, false, 4};
 
 }  // namespace
 
 const FoldConvIsa* fold_conv_avx2() { return &kAvx2; }
 const FoldConvIsa* fold_conv_avx2_winograd() { return &kAvx2Winograd; }
+const FoldConvIsa* fold_conv_avx2_winograd4() { return &kAvx2Winograd4; }
 
 }  // namespace fold_conv_detail
 }  // namespace prism
@@ -678,6 +735,7 @@ namespace prism {
 namespace fold_conv_detail {
 const FoldConvIsa* fold_conv_avx2() { return nullptr; }
 const FoldConvIsa* fold_conv_avx2_winograd() { return nullptr; }
+const FoldConvIsa* fold_conv_avx2_winograd4() { return nullptr; }
 }  // namespace fold_conv_detail
 }  // namespace prism
 

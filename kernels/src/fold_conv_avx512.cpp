@@ -1,5 +1,5 @@
 // AVX-512F paths of the FP32 folded convolution: direct (avx512) and Winograd F(2×2, 3×3)
-// (avx512_winograd). Compiled with -mavx512f (this file only) and chosen at run time when
+// (avx512_winograd) or F(4×4, 3×3) (avx512_winograd4). Compiled with -mavx512f (this file only) and chosen at run time when
 // cpu_features().avx512f.
 //
 // A zmm holds 16 consecutive output pixels of one output row: 8 folded positions × 2 phases px.
@@ -129,8 +129,58 @@ void f32_task(const F32Task& t) {
 
 constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
-void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
-  std::int64_t lane[16], point[16];
+// Bᵀ·d over α values in place (d[i·stride]). α = 4: Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0;
+// 0 1 0 −1]. α = 6: Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0;
+// 0 2 −1 −2 1 0; 0 4 0 −5 0 1].
+template <int A>
+inline void input_1d(__m512* d, int stride) {
+  if constexpr (A == 4) {
+    const __m512 d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride];
+    d[0] = _mm512_sub_ps(d0, d2);
+    d[stride] = _mm512_add_ps(d1, d2);
+    d[2 * stride] = _mm512_sub_ps(d2, d1);
+    d[3 * stride] = _mm512_sub_ps(d1, d3);
+  } else {
+    // Points 0, 1, −1, ½, −2 (see pack_winograd in fold_conv.cpp): e = d3 − d1, a = d4 − d2.
+    const __m512 half = _mm512_set1_ps(0.5f), two = _mm512_set1_ps(2.0f);
+    const __m512 c15 = _mm512_set1_ps(1.5f), c25 = _mm512_set1_ps(2.5f);
+    const __m512 d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride],
+                 d4 = d[4 * stride], d5 = d[5 * stride];
+    const __m512 e = _mm512_sub_ps(d3, d1), a = _mm512_sub_ps(d4, d2);
+    d[0] = _mm512_sub_ps(_mm512_add_ps(_mm512_fmadd_ps(c15, e, d0), a), d2);
+    d[stride] = _mm512_sub_ps(_mm512_fmadd_ps(c25, d3, _mm512_fmadd_ps(half, d2, d4)), d1);
+    d[2 * stride] = _mm512_add_ps(_mm512_fmadd_ps(half, d3, _mm512_fnmadd_ps(c25, d2, d4)), d1);
+    d[3 * stride] = _mm512_fmadd_ps(two, e, a);
+    d[4 * stride] = _mm512_fnmadd_ps(half, e, a);
+    d[5 * stride] = _mm512_add_ps(_mm512_fmadd_ps(c15, a, d5), _mm512_fnmadd_ps(two, d3, d1));
+  }
+}
+
+// Aᵀ·m over α values into m outputs. m = 2: Aᵀ = [1 1 1 0; 0 1 −1 −1]. m = 4:
+// Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1].
+template <int A>
+inline void output_1d(const __m512* m, int stride, __m512* y) {
+  if constexpr (A == 4) {
+    const __m512 m1 = m[stride], m2 = m[2 * stride];
+    y[0] = _mm512_add_ps(_mm512_add_ps(m[0], m1), m2);
+    y[1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m[3 * stride]);
+  } else {
+    const __m512 s12 = _mm512_add_ps(m[stride], m[2 * stride]);
+    const __m512 d12 = _mm512_sub_ps(m[stride], m[2 * stride]);
+    const __m512 m3 = m[3 * stride], m4 = m[4 * stride];
+    y[0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(m[0], s12), m3), m4);
+    y[1] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), m4, _mm512_fmadd_ps(_mm512_set1_ps(0.5f), m3, d12));
+    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), m4, _mm512_fmadd_ps(_mm512_set1_ps(0.25f), m3, s12));
+    y[3] = _mm512_add_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), m4,
+                                       _mm512_fmadd_ps(_mm512_set1_ps(0.125f), m3, d12)),
+                         m[5 * stride]);
+  }
+}
+
+template <int A>
+void wino_input_t(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
+  constexpr int P = A * A;
+  std::int64_t lane[16], point[36];
   wino_block_offsets(t, tv, lane, point);
   // Lane l of fold phase q from the four 4-lane groups z0..z3 (lane 4g + m holds its phases at
   // 4m .. 4m + 3 of z_g): lanes 0–7 from (z0, z1), lanes 8–15 from (z2, z3).
@@ -142,10 +192,10 @@ void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_
   }
   const std::int64_t fin = 4 * t.in_channels, plane = t.block_rows * t.block_cols * 4;
   const std::int64_t xi_stride = t.tile_vectors * fin * 16;
-  alignas(64) float points[4][16][16];  // [fold phase q][point a·4 + b][lane]
+  alignas(64) float points[4][P][16];  // [fold phase q][point a·α + b][lane]
   for (std::int64_t ci = c0; ci < c1; ++ci) {
     const float* blocks = t.pixel_blocks + ci * plane;
-    for (int k = 0; k < 16; ++k) {
+    for (int k = 0; k < P; ++k) {
       const float* s = blocks + point[k];
       __m512 z[4];
 #pragma GCC unroll 4
@@ -163,28 +213,26 @@ void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_
       }
     }
     for (int q = 0; q < 4; ++q) {  // fold phase bh·2 + bw
-      __m512 e[16];
-#pragma GCC unroll 16
-      for (int k = 0; k < 16; ++k) e[k] = _mm512_load_ps(points[q][k]);
-      // Bᵀ·D·B with Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1], rows then columns.
-#pragma GCC unroll 4
-      for (int b = 0; b < 4; ++b) {
-        const __m512 d0 = e[b], d1 = e[4 + b], d2 = e[8 + b], d3 = e[12 + b];
-        e[b] = _mm512_sub_ps(d0, d2);
-        e[4 + b] = _mm512_add_ps(d1, d2);
-        e[8 + b] = _mm512_sub_ps(d2, d1);
-        e[12 + b] = _mm512_sub_ps(d1, d3);
-      }
+      __m512 e[P];
+#pragma GCC unroll 36
+      for (int k = 0; k < P; ++k) e[k] = _mm512_load_ps(points[q][k]);
+      // Bᵀ·D·B: columns, then rows.
+#pragma GCC unroll 6
+      for (int b = 0; b < A; ++b) input_1d<A>(e + b, A);
+#pragma GCC unroll 6
+      for (int a = 0; a < A; ++a) input_1d<A>(e + a * A, 1);
       float* dst = t.v + (tv * fin + ci * 4 + q) * 16;
-#pragma GCC unroll 4
-      for (int a = 0; a < 4; ++a) {
-        const __m512 d0 = e[4 * a], d1 = e[4 * a + 1], d2 = e[4 * a + 2], d3 = e[4 * a + 3];
-        _mm512_storeu_ps(dst + (4 * a + 0) * xi_stride, _mm512_sub_ps(d0, d2));
-        _mm512_storeu_ps(dst + (4 * a + 1) * xi_stride, _mm512_add_ps(d1, d2));
-        _mm512_storeu_ps(dst + (4 * a + 2) * xi_stride, _mm512_sub_ps(d2, d1));
-        _mm512_storeu_ps(dst + (4 * a + 3) * xi_stride, _mm512_sub_ps(d1, d3));
-      }
+#pragma GCC unroll 36
+      for (int k = 0; k < P; ++k) _mm512_storeu_ps(dst + k * xi_stride, e[k]);
     }
+  }
+}
+
+void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
+  if (t.tile == 4) {
+    wino_input_t<6>(t, tv, c0, c1);
+  } else {
+    wino_input_t<4>(t, tv, c0, c1);
   }
 }
 
@@ -225,7 +273,9 @@ void wino_gemm(const WinoTask& t, std::int64_t xi, std::int64_t b) {
   if (tv < t.tile_vectors) wino_gemm_tile<1>(t, xi, b, tv);
 }
 
-void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
+template <int M>
+void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
+  constexpr int A = M + 2;
   const __m512i ti = _mm512_loadu_si512(t.tile_i + 16 * tv);
   const __m512i tj = _mm512_loadu_si512(t.tile_j + 16 * tv);
   const __mmask16 lanes = _mm512_cmpge_epi32_mask(ti, _mm512_setzero_si512());
@@ -233,15 +283,15 @@ void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64
   const int out_w = static_cast<int>(2 * t.folded_out_width);
   const __m512i hf = _mm512_set1_epi32(static_cast<int>(t.folded_out_height));
   const __m512i wf = _mm512_set1_epi32(static_cast<int>(t.folded_out_width));
-  __m512i idx[4];
-  __mmask16 msk[4];
-  for (int a = 0; a < 2; ++a) {
+  __m512i idx[M * M];
+  __mmask16 msk[M * M];
+  for (int a = 0; a < M; ++a) {
     const __m512i row = _mm512_add_epi32(ti, _mm512_set1_epi32(a * d));
     const __mmask16 rm = lanes & _mm512_cmplt_epi32_mask(row, hf);
-    for (int b = 0; b < 2; ++b) {
+    for (int b = 0; b < M; ++b) {
       const __m512i col = _mm512_add_epi32(tj, _mm512_set1_epi32(b * d));
-      msk[a * 2 + b] = rm & _mm512_cmplt_epi32_mask(col, wf);
-      idx[a * 2 + b] = _mm512_add_epi32(_mm512_mullo_epi32(row, _mm512_set1_epi32(2 * out_w)),
+      msk[a * M + b] = rm & _mm512_cmplt_epi32_mask(col, wf);
+      idx[a * M + b] = _mm512_add_epi32(_mm512_mullo_epi32(row, _mm512_set1_epi32(2 * out_w)),
                                         _mm512_add_epi32(col, col));
     }
   }
@@ -251,41 +301,52 @@ void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64
   const __m512 zero = _mm512_setzero_ps();
   for (std::int64_t n = n0; n < n1; ++n) {
     const float* m = t.m + (tv * nf + n) * 16;
-    __m512 p[2][4];
-    // Aᵀ·M·A with Aᵀ = [1 1 1 0; 0 1 −1 −1], rows then columns.
+    // Aᵀ·M·A: columns (p[r][b] = Σ_a Aᵀ[r][a]·M[a][b]), then rows.
+    __m512 p[M][A];
+#pragma GCC unroll 6
+    for (int b = 0; b < A; ++b) {
+      __m512 col[A], out[M];
+#pragma GCC unroll 6
+      for (int a = 0; a < A; ++a) col[a] = _mm512_loadu_ps(m + (a * A + b) * xi_stride);
+      output_1d<A>(col, 1, out);
 #pragma GCC unroll 4
-    for (int b = 0; b < 4; ++b) {
-      const __m512 m0 = _mm512_loadu_ps(m + (0 + b) * xi_stride);
-      const __m512 m1 = _mm512_loadu_ps(m + (4 + b) * xi_stride);
-      const __m512 m2 = _mm512_loadu_ps(m + (8 + b) * xi_stride);
-      const __m512 m3 = _mm512_loadu_ps(m + (12 + b) * xi_stride);
-      p[0][b] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-      p[1][b] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+      for (int r = 0; r < M; ++r) p[r][b] = out[r];
     }
     const __m512 bias = _mm512_set1_ps(t.bias[n]);
     float* base = t.y + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
-#pragma GCC unroll 2
-    for (int a = 0; a < 2; ++a) {
-      __m512 y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p[a][0], p[a][1]), p[a][2]), bias);
-      __m512 y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(p[a][1], p[a][2]), p[a][3]), bias);
-      if (t.relu) {
-        y0 = _mm512_max_ps(y0, zero);
-        y1 = _mm512_max_ps(y1, zero);
+#pragma GCC unroll 4
+    for (int a = 0; a < M; ++a) {
+      __m512 y[M];
+      output_1d<A>(p[a], 1, y);
+#pragma GCC unroll 4
+      for (int b = 0; b < M; ++b) {
+        __m512 v = _mm512_add_ps(y[b], bias);
+        if (t.relu) v = _mm512_max_ps(v, zero);
+        _mm512_mask_i32scatter_ps(base, msk[a * M + b], idx[a * M + b], v, 4);
       }
-      _mm512_mask_i32scatter_ps(base, msk[a * 2 + 0], idx[a * 2 + 0], y0, 4);
-      _mm512_mask_i32scatter_ps(base, msk[a * 2 + 1], idx[a * 2 + 1], y1, 4);
     }
+  }
+}
+
+void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
+  if (t.tile == 4) {
+    wino_output_t<4>(t, tv, n0, n1);
+  } else {
+    wino_output_t<2>(t, tv, n0, n1);
   }
 }
 
 const FoldConvIsa kAvx512{FoldConvPath::Avx512, f32_task, nullptr, nullptr, nullptr, nullptr};
 const FoldConvIsa kAvx512Winograd{FoldConvPath::Avx512Winograd, f32_task, nullptr, wino_input,
-                                  wino_gemm, wino_output};
+                                  wino_gemm, wino_output, false, 2};
+const FoldConvIsa kAvx512Winograd4{FoldConvPath::Avx512Winograd4, f32_task, nullptr, wino_input,
+                                   wino_gemm, wino_output, false, 4};
 
 }  // namespace
 
 const FoldConvIsa* fold_conv_avx512() { return &kAvx512; }
 const FoldConvIsa* fold_conv_avx512_winograd() { return &kAvx512Winograd; }
+const FoldConvIsa* fold_conv_avx512_winograd4() { return &kAvx512Winograd4; }
 
 }  // namespace fold_conv_detail
 }  // namespace prism
@@ -296,6 +357,7 @@ namespace prism {
 namespace fold_conv_detail {
 const FoldConvIsa* fold_conv_avx512() { return nullptr; }
 const FoldConvIsa* fold_conv_avx512_winograd() { return nullptr; }
+const FoldConvIsa* fold_conv_avx512_winograd4() { return nullptr; }
 }  // namespace fold_conv_detail
 }  // namespace prism
 

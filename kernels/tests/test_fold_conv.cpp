@@ -33,7 +33,8 @@ std::vector<FoldConvPath> paths(bool integer) {
   std::vector<FoldConvPath> out;
   for (FoldConvPath p : {FoldConvPath::Scalar, FoldConvPath::Avx2, FoldConvPath::Avx512,
                          FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Vnni,
-                         FoldConvPath::NeonDot, FoldConvPath::Avx2Winograd}) {
+                         FoldConvPath::NeonDot, FoldConvPath::Avx2Winograd,
+                         FoldConvPath::Avx512Winograd4, FoldConvPath::Avx2Winograd4}) {
     if (prism::fold_conv_path_unavailable_reason(p, integer).empty()) out.push_back(p);
   }
   return out;
@@ -131,28 +132,42 @@ void hand_computed_1x1() {
   }
 }
 
-// The automatic FP32 path's choice of Winograd (fold_conv_detail::winograd_pays) on the maps its
-// cost model was measured on: Fold-ASPP's 64 -> 64 channels, same padding.
+// The automatic FP32 path's choice between direct, F(2×2, 3×3) and F(4×4, 3×3)
+// (fold_conv_detail::winograd_tile) on the maps its cost model was measured on: Fold-ASPP's
+// 64 -> 64 channels, same padding. 0: direct.
 void winograd_choice() {
-  auto pays = [](std::int64_t h, std::int64_t d, double margin) {
+  auto tile = [](std::int64_t h, std::int64_t d, bool wide) {
     FoldConvGeometry g;
     g.in_channels = g.out_channels = 64;
     g.height = g.width = h;
     g.kernel = 3;
     g.dilation = d;
     g.padding = d;
-    return prism::fold_conv_detail::winograd_pays(g, margin);
+    return prism::fold_conv_detail::winograd_tile(g, wide);
   };
-  for (double m : {0.9, 1.0}) {
-    const std::string at = " (margin " + std::to_string(m) + ")";
-    check(pays(28, 2, m) && pays(28, 4, m), "28x28 d=2, 4 take Winograd" + at);
-    check(pays(56, 2, m) && pays(56, 4, m) && pays(56, 6, m), "56x56 takes Winograd" + at);
-    check(pays(16, 2, m) && pays(24, 2, m), "full tiles from 16 take Winograd" + at);
-    check(!pays(24, 4, m), "24x24 d=4 (tiles 56 % filled) stays direct" + at);
-    check(!pays(12, 2, m), "12x12 d=2 (16 tiles, 56 % filled) stays direct" + at);
-    check(!pays(8, 2, m), "8x8 d=2 (4 tiles) stays direct" + at);
+  for (bool wide : {true, false}) {
+    const std::string at = wide ? " (AVX-512)" : " (AVX2)";
+    check(tile(56, 2, wide) == 4 && tile(56, 4, wide) == 4, "56x56 d=2, 4 take F(4x4)" + at);
+    check(tile(64, 1, wide) == 4, "64x64 d=1 (4 full vectors of 4x4 tiles) takes F(4x4)" + at);
+    check(tile(56, 6, wide) == 2, "56x56 d=6 (4x4 tiles 49 % filled) takes F(2x2)" + at);
+    check(tile(40, 2, wide) == 2, "40x40 d=2 (3 vectors of 4x4 tiles, 58 % filled) takes F(2x2)" + at);
+    check(tile(16, 2, wide) == 2, "16x16 d=2 (4 tiles of 4x4) takes F(2x2)" + at);
+    check(tile(12, 2, wide) == 0, "12x12 d=2 (16 tiles, 56 % filled) stays direct" + at);
+    check(tile(8, 2, wide) == 0, "8x8 d=2 (4 tiles) stays direct" + at);
   }
-  check(!pays(28, 6, 0.9) && pays(28, 6, 1.0), "28x28 d=6: direct on AVX-512, Winograd on AVX2");
+  // One vector of 4x4 tiles: weight-bound on AVX-512, the better form on AVX2.
+  check(tile(28, 2, true) == 2 && tile(28, 4, true) == 2, "28x28 d=2, 4: F(2x2) on AVX-512");
+  check(tile(28, 2, false) == 4 && tile(28, 4, false) == 4, "28x28 d=2, 4: F(4x4) on AVX2");
+  check(tile(24, 4, false) == 4 && tile(24, 4, true) == 0,
+        "24x24 d=4: F(4x4) on AVX2, direct on AVX-512");
+  check(tile(28, 6, true) == 0 && tile(28, 6, false) == 2,
+        "28x28 d=6: direct on AVX-512, F(2x2) on AVX2");
+  FoldConvGeometry g5;
+  g5.in_channels = g5.out_channels = 64;
+  g5.height = g5.width = 28;
+  g5.kernel = 5;
+  g5.dilation = g5.padding = 2;
+  check(prism::fold_conv_detail::winograd_tile(g5, true) == 0, "K=5 runs directly");
 }
 
 void geometry_errors() {

@@ -3,6 +3,10 @@ sequence and their NumPy twins (FP32 within 1e-4, integer bit for bit), the chan
 ONNX SpaceToDepth, and the wrappers' input rules."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -105,6 +109,67 @@ def test_fp32_aspp_shapes_relu_and_threads(path):
         np.testing.assert_allclose(outs[0], want, rtol=0, atol=1e-4)
         for other in outs[1:]:
             np.testing.assert_array_equal(other, outs[0])
+
+
+WINOGRAD_ISAS = [isa for isa in ("avx512", "avx2") if isa + "_winograd4" in FP32_PATHS]
+# The automatic FP32 algorithm on the benchmark's maps (64 channels, same padding) by the cost
+# model: F(4×4) from 4 vectors of tiles (from one on AVX2), direct on AVX-512 at 28×28 d=6.
+AUTO_ALGORITHM = {
+    "avx512": {(56, 2): "avx512_winograd4", (56, 4): "avx512_winograd4",
+               (56, 6): "avx512_winograd", (28, 2): "avx512_winograd",
+               (28, 4): "avx512_winograd", (28, 6): "avx512"},
+    "avx2": {(56, 2): "avx2_winograd4", (56, 4): "avx2_winograd4", (56, 6): "avx2_winograd",
+             (28, 2): "avx2_winograd4", (28, 4): "avx2_winograd4", (28, 6): "avx2_winograd"},
+}
+
+
+@pytest.mark.parametrize("isa", WINOGRAD_ISAS)
+def test_fp32_algorithm_follows_the_cost_model(isa):
+    """Auto's choices on one ISA (capped by PRISM_MAX_ISA in a fresh process: the cap is read
+    once per process)."""
+    code = ("import numpy as np; from sdk import fold_conv as fc\n"
+            "w = np.zeros((256, 256, 3, 3), np.float32)\n"
+            "for h, d in ((56, 2), (56, 4), (56, 6), (28, 2), (28, 4), (28, 6)):\n"
+            "    print(h, d, fc.fp32_algorithm((1, 64, h, h), w, dilation=d))\n")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PRISM_MAX_ISA": isa},
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    got = {(int(h), int(d)): a for h, d, a in (line.split() for line in out if line)}
+    assert got == AUTO_ALGORITHM[isa]
+
+
+@pytest.mark.skipif(not WINOGRAD_ISAS, reason="no AVX2/AVX-512 Winograd path on this CPU")
+def test_fp32_algorithm_is_the_path_auto_runs():
+    """``fp32_algorithm`` names the path ``fold_conv2d`` runs: auto's output is bit-identical to
+    that path's; a Winograd path runs its ISA's direct kernel for K ≠ 3."""
+    rng = np.random.default_rng(11)
+    isa = fc.simd_path().split("_")[0]
+    for h, d in ((56, 4), (56, 6), (28, 2), (28, 6)):
+        x, w, b = random_fp32(rng, 1, 16, 16, h, h, 3)
+        algo = fc.fp32_algorithm(x.shape, w, dilation=d)
+        assert algo.startswith(isa)
+        packed = fc.pack_fold_weights(w, b)
+        np.testing.assert_array_equal(fc.fold_conv2d(x, packed, dilation=d),
+                                      fc.fold_conv2d(x, packed, dilation=d, path=algo))
+        for forced in (isa, isa + "_winograd", isa + "_winograd4"):
+            assert fc.fp32_algorithm(x.shape, packed, dilation=d, path=forced) == forced
+    w1 = rng.standard_normal((64, 64, 1, 1)).astype(np.float32)
+    assert fc.fp32_algorithm((1, 16, 28, 28), w1) == isa
+    assert fc.fp32_algorithm((1, 16, 28, 28), w1, path=isa + "_winograd4") == isa
+    with pytest.raises(InputError, match="x_shape"):
+        fc.fp32_algorithm((1, 15, 28, 28), w)
+
+
+@pytest.mark.parametrize("isa", WINOGRAD_ISAS)
+def test_fp32_winograd_forms_agree_with_direct_on_wide_layers(isa):
+    """F(4×4, 3×3) uses points 0, ±1, ½, −2: on 256 folded input channels its error against the
+    direct kernel stays at F(2×2)'s level (Lavin's 0, ±1, ±2 gave 4× F(2×2)'s)."""
+    rng = np.random.default_rng(5)
+    x, w, b = random_fp32(rng, 1, 64, 64, 56, 56, 3)
+    packed = fc.pack_fold_weights(w, b)
+    direct = fc.fold_conv2d(x, packed, dilation=4, path=isa)
+    err = {tile: float(np.abs(fc.fold_conv2d(x, packed, dilation=4, path=f"{isa}_winograd{tile}")
+                              - direct).max()) for tile in ("", "4")}
+    assert err[""] < 5e-5 and err["4"] < 5e-5, err
 
 
 def test_unpacked_weights_and_bias_none():

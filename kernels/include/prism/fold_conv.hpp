@@ -70,13 +70,16 @@ void check_fold_conv(const FoldConvGeometry& geometry);
 
 // Instruction-set paths. FP32: scalar (portable C++), avx2 (AVX2 + FMA), avx512 (AVX-512F), all
 // direct; avx2_winograd / avx512_winograd: Winograd F(2×2, 3×3) for K = 3 (2.25× fewer
-// multiplications; the direct kernel of the same ISA for other K). Integer: scalar, avx2
+// multiplications), avx2_winograd4 / avx512_winograd4: F(4×4, 3×3) (4× fewer; the direct kernel
+// of the same ISA for other K). Integer: scalar, avx2
 // (vpmaddubsw, saturation-free: int16 runs bounded by the largest code, activations split into
 // nibbles for codes beyond ±64), avx512vnni (vpdpbusd), neon_dot (aarch64 sdot on x − 128). Auto picks the best available
-// one (for FP32: Winograd when K = 3 and an image has at least 128 Winograd tiles, else direct);
+// one (for FP32 with K = 3: direct, Winograd F(2×2) or F(4×4) by a cost model, see
+// fold_conv_detail::winograd_tile);
 // PRISM_DISABLE_SIMD=1 makes it scalar, PRISM_MAX_ISA caps it (prism/cpu_features.hpp).
 enum class FoldConvPath {
-  Auto, Scalar, Avx2, Avx512, Avx512Winograd, Avx512Vnni, NeonDot, Avx2Winograd
+  Auto, Scalar, Avx2, Avx512, Avx512Winograd, Avx512Vnni, NeonDot, Avx2Winograd,
+  Avx512Winograd4, Avx2Winograd4
 };
 
 const char* fold_conv_path_name(FoldConvPath path);
@@ -113,12 +116,20 @@ struct PackedFoldWeights {
   std::vector<float> bias;  // [blocks][co 6][py 2][px 2]; zeros without a bias
   std::int64_t winograd_blocks = 0;
   std::vector<float> winograd;
+  // F(4×4, 3×3): the same for U = G₄·g·G₄ᵀ, ξ = α·6 + β < 36 (K = 3 only).
+  std::vector<float> winograd4;
   std::vector<float> folded_bias;  // (4·C_out,), zeros without a bias
 };
 
 // w: (4·C_out, 4·C_in, K, K) float32 row-major; bias: (4·C_out,) or null.
 PackedFoldWeights pack_fold_weights(const float* w, const float* bias, std::int64_t in_channels,
                                     std::int64_t out_channels, std::int64_t kernel);
+
+// The FP32 path fold_conv2d runs for `geometry` when asked for `path`: Auto resolves to the best
+// ISA and there, for K = 3, to its direct path or its F(2×2) or F(4×4) Winograd path by the cost
+// model (fold_conv_detail::winograd_tile); a Winograd path runs its direct kernel for K ≠ 3.
+// Throws std::invalid_argument on a bad geometry or an unavailable path.
+FoldConvPath fold_conv_fp32_algorithm(const FoldConvGeometry& geometry, FoldConvPath path);
 
 // x: (batch, C_in, H, W) float32 C-contiguous -> y: (batch, C_out, 2·Hf, 2·Wf) float32, with
 // y = max(y, 0) when relu. Throws std::invalid_argument on a bad geometry or path.
@@ -290,29 +301,31 @@ void q_live_rows(const QTask& task, std::int64_t& kh0, std::int64_t& kh1);
 // The SIMD tasks' shared helpers (row segments, kernel-row code sums) are in
 // kernels/src/fold_q_common.hpp.
 
-// Winograd F(2×2, 3×3) on dilated tiles, one image at a time, in three phases. A tile is the 2×2
-// folded output positions {i, i + d} × {j, j + d}; its input is the 4×4 folded positions
-// {i − p + a·d} × {j − p + b·d}. Tiles are numbered t and handled 16 at a time (tile vector tv;
-// lanes past the last tile have tile_i = −1).
+// Winograd F(m×m, 3×3) (m = WinoTask::tile: 2 or 4) on dilated tiles, one image at a time, in
+// three phases. A tile is the m×m folded output positions {i + a·d} × {j + b·d} (a, b < m); its
+// input is the α×α folded positions {i − p + a·d} × {j − p + b·d} (a, b < α = m + 2). Tiles are
+// numbered t and handled 16 at a time (tile vector tv; lanes past the last tile have tile_i = −1);
+// ξ = a·α + b < α² is a position in the transformed tile.
 //   input:  V[ξ][tv][cf][16] = (Bᵀ·D·B)[ξ] of folded input channel cf, gathered from x;
 //   gemm:   M[ξ][tv][n][16]  = Σ_cf U[ξ][n][cf]·V[ξ][tv][cf];
 //   output: y = Aᵀ·M·A + bias, scattered to the unfolded output (ReLU optional).
 struct WinoTask {
   const float* x;       // image (C_in, H, W)
   float* y;             // image output (C_out, 2·Hf, 2·Wf)
-  const float* u;       // PackedFoldWeights::winograd
+  const float* u;       // PackedFoldWeights::winograd (m = 2) or winograd4 (m = 4)
   const float* bias;    // PackedFoldWeights::folded_bias
-  float* v;             // scratch: 16 · tile_vectors · 4·C_in · 16 floats
-  float* m;             // scratch: 16 · tile_vectors · 4·C_out · 16 floats
+  float* v;             // scratch: α² · tile_vectors · 4·C_in · 16 floats
+  float* m;             // scratch: α² · tile_vectors · 4·C_out · 16 floats
   const std::int32_t* tile_i;  // [tile_vectors · 16]
   const std::int32_t* tile_j;
   // The image as zero-padded planes of 2×2 blocks, built by the driver (fold_conv.cpp) before
   // wino_input reads them: pixel_blocks[ci][R][C][q] = x[ci][2(R − p) + bh][2(C − p) + bw] with
   // q = bh·2 + bw, zero outside the image. R < block_rows and C < block_cols cover every point
-  // R = i + a·d, C = j + b·d (a, b < 4) of every tile, so the input transform reads 16 bytes
+  // R = i + a·d, C = j + b·d (a, b < α) of every tile, so the input transform reads 16 bytes
   // per tile and point (all four fold phases) with plain loads, no gathers and no masks.
   const float* pixel_blocks;
   std::int64_t block_rows, block_cols;
+  int tile = 2;  // m: 2 (F(2×2, 3×3)) or 4 (F(4×4, 3×3))
   std::int64_t tile_vectors, blocks;
   std::int64_t in_channels, out_channels, height, width;
   std::int64_t dilation, padding, folded_out_height, folded_out_width;
@@ -332,25 +345,32 @@ struct FoldConvIsa {
   // The integer task splits activations into nibbles when some |code| > 64 and then needs
   // QTask::buffer_high (AVX2).
   bool q_nibbles = false;
+  // Winograd paths: the output tile m they run (2 or 4); the Winograd functions take both.
+  int wino_tile = 0;
 };
 
 // Float offsets into one channel of WinoTask::pixel_blocks for the input transform of tile
 // vector tv: lane[l] of tile l's first point (0 for unused lanes, whose results are never
-// stored) and point[a·4 + b] of point (a, b) relative to it.
+// stored) and point[a·α + b] of point (a, b) relative to it (α² entries).
 void wino_block_offsets(const WinoTask& t, std::int64_t tv, std::int64_t lane[16],
-                        std::int64_t point[16]);
+                        std::int64_t point[36]);
 
-// Whether the automatic FP32 path runs a 3×3 geometry as Winograd F(2×2, 3×3) rather than
-// directly: from 16 tiles, when its estimated cost is at most `margin` times the direct
-// kernel's (fold_conv2d passes 0.9 on AVX-512, 1.0 on AVX2). The model is in fold_conv.cpp.
-bool winograd_pays(const FoldConvGeometry& geometry, double margin);
+// How the automatic FP32 path runs a 3×3 geometry: 0 directly, 2 as Winograd F(2×2, 3×3), 4 as
+// F(4×4, 3×3), by the cost model in fold_conv.cpp for AVX-512 (wide = true) or AVX2.
+int winograd_tile(const FoldConvGeometry& geometry, bool wide);
+// The model's cost per output of F(m×m, 3×3) (m = 2, 4; 0 under 16 tiles) and of the direct
+// kernel, in units of the direct kernel's multiply-adds over the full window.
+double winograd_cost(const FoldConvGeometry& geometry, int tile);
+double direct_cost(const FoldConvGeometry& geometry);
 
 // nullptr where the path is not built into this binary.
 const FoldConvIsa* fold_conv_scalar();
 const FoldConvIsa* fold_conv_avx2();
 const FoldConvIsa* fold_conv_avx2_winograd();
+const FoldConvIsa* fold_conv_avx2_winograd4();
 const FoldConvIsa* fold_conv_avx512();
 const FoldConvIsa* fold_conv_avx512_winograd();
+const FoldConvIsa* fold_conv_avx512_winograd4();
 const FoldConvIsa* fold_conv_avx512vnni();
 const FoldConvIsa* fold_conv_neon_dot();
 
