@@ -597,7 +597,8 @@ PYBIND11_MODULE(_kernels, m) {
       .def_readonly("out_channels", &prism::PackedFoldWeights::out_channels)
       .def_readonly("kernel", &prism::PackedFoldWeights::kernel)
       .def_property_readonly("nbytes", [](const prism::PackedFoldWeights& w) {
-        return (w.data.size() + w.bias.size()) * sizeof(float);
+        return (w.data.size() + w.bias.size() + w.winograd.size() + w.winograd4.size() +
+                w.folded_bias.size()) * sizeof(float);
       });
   py::class_<prism::PackedFoldQWeights, PackedFoldQ>(
       m, "PackedFoldQWeights", "Integer folded-convolution weights packed once (see sdk.fold_conv).")

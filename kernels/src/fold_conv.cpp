@@ -215,12 +215,15 @@ void check_weights_match(const FoldConvGeometry& g, std::int64_t in_channels,
 namespace {
 
 // U = G·g·Gᵀ for every (folded output, folded input) channel pair, in double, rounded once, as
-// out[ξ][b][cf][12] (12 folded output channels per block b) with ξ = α·a + b. F(2×2, 3×3):
-// G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]. F(4×4, 3×3) (points 0, ±1, ±2; Lavin & Gray):
-// G = [¼ 0 0; −⅙ −⅙ −⅙; −⅙ ⅙ −⅙; 1/24 1/12 ⅙; 1/24 −1/12 ⅙; 0 0 1].
+// out[ξ][b][cf][12] (kWinoBlock folded output channels per block b) with ξ = α·a + b.
+// F(2×2, 3×3): G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]. F(4×4, 3×3), points 0, 1, −1, ½, −2 (Barabasz
+// et al., "Error analysis and improving the accuracy of Winograd convolution"; Lavin's 0, ±1, ±2
+// gave 3–4× the error at 256 folded input channels): G = [1 0 0; ⅓ ⅓ ⅓; −⅓ ⅓ −⅓;
+// −16/15 −8/15 −4/15; 1/15 −2/15 4/15; 0 0 1].
+constexpr int kWinoBlock = 12;
+
 void pack_winograd(const float* w, std::int64_t fin, std::int64_t nf, std::int64_t blocks,
                    int alpha, std::vector<float>& out) {
-  constexpr int kWinoBlock = 12;
   out.assign(static_cast<std::size_t>(alpha * alpha * blocks * fin * kWinoBlock), 0.0f);
   auto transform = [alpha](const double v[3], double t[6]) {
     if (alpha == 4) {
@@ -299,9 +302,14 @@ PackedFoldWeights pack_fold_weights(const float* w, const float* bias, std::int6
       }
     }
   }
-  if (kernel == 3) {
+  // The Winograd forms (16/9 and 36/9 the plain weights' size) only where a Winograd path can
+  // run: not on aarch64 or CPUs without AVX2.
+  const bool winograd =
+      fold_conv_path_unavailable_reason(FoldConvPath::Avx2Winograd, false).empty() ||
+      fold_conv_path_unavailable_reason(FoldConvPath::Avx512Winograd, false).empty();
+  if (kernel == 3 && winograd) {
     const std::int64_t nf = 4 * out_channels;
-    p.winograd_blocks = (nf + 11) / 12;
+    p.winograd_blocks = (nf + kWinoBlock - 1) / kWinoBlock;
     p.folded_bias.assign(static_cast<std::size_t>(nf), 0.0f);
     if (bias) std::copy(bias, bias + nf, p.folded_bias.begin());
     pack_winograd(w, fin, nf, p.winograd_blocks, 4, p.winograd);
@@ -546,6 +554,11 @@ void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeig
   check_weights_match(g, w.in_channels, w.out_channels, w.kernel);
   const FoldConvIsa& isa = *built(fold_conv_fp32_algorithm(g, options.path));
   if (isa.wino_input && g.batch > 0) {
+    if ((isa.wino_tile == 4 ? w.winograd4 : w.winograd).empty()) {
+      throw std::invalid_argument(
+          "fold_conv2d: these weights were packed without their Winograd form (packed where no "
+          "Winograd path could run); pack them again here");
+    }
     winograd(x, g, w, relu, y, isa, options.num_threads);
     return;
   }

@@ -172,6 +172,18 @@ def test_fp32_winograd_forms_agree_with_direct_on_wide_layers(isa):
     assert err[""] < 5e-5 and err["4"] < 5e-5, err
 
 
+def test_packed_size_counts_the_winograd_forms():
+    """3×3 weights carry their F(2×2) and F(4×4) forms (16/9 and 36/9 the plain size, 12-channel
+    blocks) only where a Winograd path runs; other kernel sizes never."""
+    rng = np.random.default_rng(2)
+    w3 = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    w1 = rng.standard_normal((24, 16, 1, 1)).astype(np.float32)
+    plain3, plain1 = (fc.pack_fold_weights(w).native.nbytes for w in (w3, w1))
+    assert plain1 == (1 * 2 * 4 * 48 + 24) * 4  # 1 block of 6 channels: taps × 2·C_in × 48, bias
+    forms = 4 * (16 + 36) * 16 * 24 + 4 * 24  # ξ × 4·C_in × 4·C_out (2 full blocks), folded bias
+    assert plain3 == (9 * 2 * 4 * 48 + 24) * 4 + (forms if WINOGRAD_ISAS else 0)
+
+
 def test_unpacked_weights_and_bias_none():
     rng = np.random.default_rng(3)
     x, w, _ = random_fp32(rng, 2, 3, 5, 6, 8, 3)
