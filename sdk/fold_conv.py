@@ -39,8 +39,10 @@ lanes and registers), and on AVX-512 F(4×4) only from 4 vectors of tiles (with 
 GEMM waits on the 9.4 MB of transformed weights it streams per image at 64 channels).
 :func:`fp32_algorithm` says which path a call runs: on this AVX-512 host 56×56 inputs at dilation
 2 and 4 take F(4×4), 56×56 at 6 and 28×28 at 2 and 4 F(2×2), 28×28 at 6 the direct kernel; on
-AVX2 28×28 at 2 and 4 take F(4×4) as well. On other kernel sizes and the ``avx512``/``avx2``/
-``scalar`` paths the direct kernel runs. The forms differ from each other and from PyTorch by
+AVX2 28×28 at 2 and 4 take F(4×4) as well. On aarch64 ``neon_winograd`` / ``neon_winograd4`` are
+the same transforms on NEON (chosen as on AVX2; their twins run under qemu, their speed is not
+measured here). On other kernel sizes and the ``avx512``/``avx2``/``scalar`` paths the direct
+kernel runs (the portable one on aarch64). The forms differ from each other and from PyTorch by
 float rounding only.
 
 Integer arithmetic is the PWLQ W·A8 arithmetic of :mod:`sdk.kernels_int` applied to the folded
@@ -86,7 +88,7 @@ __all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_paddi
 #: instruction-set paths of the FP32 kernel (``*_winograd``: Winograd F(2×2, 3×3) for K = 3,
 #: ``*_winograd4``: F(4×4, 3×3); the direct kernel of the same ISA otherwise) and of the integer kernel
 PATHS = ("scalar", "avx2", "avx2_winograd", "avx2_winograd4", "avx512", "avx512_winograd",
-         "avx512_winograd4")
+         "avx512_winograd4", "neon_winograd", "neon_winograd4")
 INTEGER_PATHS = ("scalar", "avx2", "avx512vnni", "neon_dot")
 _MAX_DEPTH = 65536  # 255·128·depth must fit an int32 accumulator
 

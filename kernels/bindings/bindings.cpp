@@ -618,7 +618,8 @@ PYBIND11_MODULE(_kernels, m) {
                    prism::FoldConvPath::Avx512, prism::FoldConvPath::Avx512Winograd,
                    prism::FoldConvPath::Avx512Vnni, prism::FoldConvPath::NeonDot,
                    prism::FoldConvPath::Avx2Winograd, prism::FoldConvPath::Avx512Winograd4,
-                   prism::FoldConvPath::Avx2Winograd4})
+                   prism::FoldConvPath::Avx2Winograd4, prism::FoldConvPath::NeonWinograd,
+                   prism::FoldConvPath::NeonWinograd4})
       d[prism::fold_conv_path_name(p)] = prism::fold_conv_path_unavailable_reason(p, integer);
     return d;
   }, py::arg("integer"), "{path: '' if the FP32 / integer kernel runs on it here, else why not}");

@@ -65,6 +65,8 @@ const char* fold_conv_path_name(FoldConvPath path) {
     case FoldConvPath::Avx2Winograd: return "avx2_winograd";
     case FoldConvPath::Avx512Winograd4: return "avx512_winograd4";
     case FoldConvPath::Avx2Winograd4: return "avx2_winograd4";
+    case FoldConvPath::NeonWinograd: return "neon_winograd";
+    case FoldConvPath::NeonWinograd4: return "neon_winograd4";
   }
   return "?";
 }
@@ -74,12 +76,14 @@ FoldConvPath parse_fold_conv_path(const std::string& name) {
                          FoldConvPath::Avx512, FoldConvPath::Avx512Winograd,
                          FoldConvPath::Avx512Vnni, FoldConvPath::NeonDot,
                          FoldConvPath::Avx2Winograd, FoldConvPath::Avx512Winograd4,
-                         FoldConvPath::Avx2Winograd4}) {
+                         FoldConvPath::Avx2Winograd4, FoldConvPath::NeonWinograd,
+                         FoldConvPath::NeonWinograd4}) {
     if (name == fold_conv_path_name(p)) return p;
   }
   throw std::invalid_argument("unknown fold_conv path '" + name +
                               "'; expected auto, scalar, avx2, avx2_winograd, avx2_winograd4, "
-                              "avx512, avx512_winograd, avx512_winograd4, avx512vnni or neon_dot");
+                              "avx512, avx512_winograd, avx512_winograd4, avx512vnni, neon_dot, "
+                              "neon_winograd or neon_winograd4");
 }
 
 namespace {
@@ -97,6 +101,8 @@ const FoldConvIsa* built(FoldConvPath path) {
     case FoldConvPath::Avx2Winograd: return fold_conv_detail::fold_conv_avx2_winograd();
     case FoldConvPath::Avx512Winograd4: return fold_conv_detail::fold_conv_avx512_winograd4();
     case FoldConvPath::Avx2Winograd4: return fold_conv_detail::fold_conv_avx2_winograd4();
+    case FoldConvPath::NeonWinograd: return fold_conv_detail::fold_conv_neon_winograd();
+    case FoldConvPath::NeonWinograd4: return fold_conv_detail::fold_conv_neon_winograd4();
     case FoldConvPath::Auto: break;
   }
   return nullptr;
@@ -114,6 +120,8 @@ bool cpu_has(FoldConvPath path) {
     case FoldConvPath::Avx2Winograd: return f.avx2;
     case FoldConvPath::Avx512Winograd4: return f.avx512f;
     case FoldConvPath::Avx2Winograd4: return f.avx2;
+    case FoldConvPath::NeonWinograd: return f.neon;
+    case FoldConvPath::NeonWinograd4: return f.neon;
     case FoldConvPath::Auto: return true;
   }
   return false;
@@ -142,7 +150,8 @@ std::string fold_conv_path_unavailable_reason(FoldConvPath path, bool integer) {
 FoldConvPath fold_conv_best_path(bool integer) {
   const FoldConvPath order[] = {FoldConvPath::Avx512Vnni, FoldConvPath::Avx512Winograd,
                                 FoldConvPath::Avx512, FoldConvPath::Avx2Winograd,
-                                FoldConvPath::Avx2, FoldConvPath::NeonDot};
+                                FoldConvPath::Avx2, FoldConvPath::NeonDot,
+                                FoldConvPath::NeonWinograd};
   for (FoldConvPath p : order) {
     if (fold_conv_path_unavailable_reason(p, integer).empty()) return p;
   }
@@ -306,7 +315,8 @@ PackedFoldWeights pack_fold_weights(const float* w, const float* bias, std::int6
   // run: not on aarch64 or CPUs without AVX2.
   const bool winograd =
       fold_conv_path_unavailable_reason(FoldConvPath::Avx2Winograd, false).empty() ||
-      fold_conv_path_unavailable_reason(FoldConvPath::Avx512Winograd, false).empty();
+      fold_conv_path_unavailable_reason(FoldConvPath::Avx512Winograd, false).empty() ||
+      fold_conv_path_unavailable_reason(FoldConvPath::NeonWinograd, false).empty();
   if (kernel == 3 && winograd) {
     const std::int64_t nf = 4 * out_channels;
     p.winograd_blocks = (nf + kWinoBlock - 1) / kWinoBlock;
@@ -532,20 +542,43 @@ int winograd_tile(const FoldConvGeometry& g, bool wide) {
 
 }  // namespace fold_conv_detail
 
+namespace {
+
+// The direct, F(2×2) and F(4×4) paths of one ISA's Winograd family, and whether its vectors are
+// AVX-512's 16 lanes (the cost model's `wide`).
+struct WinogradFamily {
+  FoldConvPath direct, f2, f4;
+  bool wide;
+};
+
+WinogradFamily winograd_family(FoldConvPath path) {
+  switch (path) {
+    case FoldConvPath::Avx512Winograd:
+    case FoldConvPath::Avx512Winograd4:
+      return {FoldConvPath::Avx512, FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Winograd4,
+              true};
+    case FoldConvPath::Avx2Winograd:
+    case FoldConvPath::Avx2Winograd4:
+      return {FoldConvPath::Avx2, FoldConvPath::Avx2Winograd, FoldConvPath::Avx2Winograd4, false};
+    default:  // NEON: the portable direct kernel
+      return {FoldConvPath::Scalar, FoldConvPath::NeonWinograd, FoldConvPath::NeonWinograd4,
+              false};
+  }
+}
+
+}  // namespace
+
 FoldConvPath fold_conv_fp32_algorithm(const FoldConvGeometry& g, FoldConvPath path) {
   check_fold_conv(g);
   const FoldConvIsa& isa = resolve(path, false);
   if (!isa.wino_input) return isa.path;
-  const bool avx2 = isa.path == FoldConvPath::Avx2Winograd ||
-                    isa.path == FoldConvPath::Avx2Winograd4;
-  const FoldConvPath direct = avx2 ? FoldConvPath::Avx2 : FoldConvPath::Avx512;
-  if (g.kernel != 3) return direct;
+  const WinogradFamily family = winograd_family(isa.path);
+  if (g.kernel != 3) return family.direct;
   // A forced Winograd path runs its own tile size; Auto (resolved to the F(2×2) path of the
   // best ISA) runs the model's choice between direct, F(2×2) and F(4×4).
-  const int tile = path == isa.path ? isa.wino_tile : fold_conv_detail::winograd_tile(g, !avx2);
-  if (tile == 0) return direct;
-  if (tile == 4) return avx2 ? FoldConvPath::Avx2Winograd4 : FoldConvPath::Avx512Winograd4;
-  return avx2 ? FoldConvPath::Avx2Winograd : FoldConvPath::Avx512Winograd;
+  const int tile =
+      path == isa.path ? isa.wino_tile : fold_conv_detail::winograd_tile(g, family.wide);
+  return tile == 0 ? family.direct : tile == 4 ? family.f4 : family.f2;
 }
 
 void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,

@@ -34,7 +34,8 @@ std::vector<FoldConvPath> paths(bool integer) {
   for (FoldConvPath p : {FoldConvPath::Scalar, FoldConvPath::Avx2, FoldConvPath::Avx512,
                          FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Vnni,
                          FoldConvPath::NeonDot, FoldConvPath::Avx2Winograd,
-                         FoldConvPath::Avx512Winograd4, FoldConvPath::Avx2Winograd4}) {
+                         FoldConvPath::Avx512Winograd4, FoldConvPath::Avx2Winograd4,
+                         FoldConvPath::NeonWinograd, FoldConvPath::NeonWinograd4}) {
     if (prism::fold_conv_path_unavailable_reason(p, integer).empty()) out.push_back(p);
   }
   return out;
@@ -168,6 +169,42 @@ void winograd_choice() {
   g5.kernel = 5;
   g5.dilation = g5.padding = 2;
   check(prism::fold_conv_detail::winograd_tile(g5, true) == 0, "K=5 runs directly");
+}
+
+// fold_conv_fp32_algorithm: what each requested path runs. Auto on this CPU: its Winograd family
+// for 3×3 (F(4×4) at 56×56 d=4, 4 full vectors of tiles on every ISA), the family's direct
+// kernel for 1×1; a forced path runs itself (a Winograd path its direct kernel for 1×1).
+void fp32_algorithm_choice() {
+  using prism::fold_conv_fp32_algorithm;
+  FoldConvGeometry g;
+  g.in_channels = g.out_channels = 8;
+  g.height = g.width = 56;
+  g.kernel = 3;
+  g.dilation = g.padding = 4;
+  FoldConvGeometry g1 = g;
+  g1.kernel = 1;
+  g1.dilation = 1;
+  g1.padding = 0;
+  const FoldConvPath best = prism::fold_conv_best_path(false);
+  const struct {
+    FoldConvPath f2, f4, direct;
+  } families[] = {{FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Winograd4, FoldConvPath::Avx512},
+                  {FoldConvPath::Avx2Winograd, FoldConvPath::Avx2Winograd4, FoldConvPath::Avx2},
+                  {FoldConvPath::NeonWinograd, FoldConvPath::NeonWinograd4, FoldConvPath::Scalar}};
+  bool found = best == FoldConvPath::Scalar;
+  for (const auto& f : families) {
+    if (best != f.f2) continue;
+    found = true;
+    check(fold_conv_fp32_algorithm(g, FoldConvPath::Auto) == f.f4, "auto: F(4x4) at 56x56 d=4");
+    check(fold_conv_fp32_algorithm(g1, FoldConvPath::Auto) == f.direct, "auto: direct for 1x1");
+    check(fold_conv_fp32_algorithm(g, f.f2) == f.f2 && fold_conv_fp32_algorithm(g, f.f4) == f.f4,
+          "a forced Winograd path runs itself");
+    check(fold_conv_fp32_algorithm(g1, f.f4) == f.direct, "a Winograd path runs 1x1 directly");
+  }
+  check(found, std::string("the best FP32 path is a Winograd path or scalar: ") +
+                   prism::fold_conv_path_name(best));
+  check(fold_conv_fp32_algorithm(g, FoldConvPath::Scalar) == FoldConvPath::Scalar,
+        "scalar runs itself");
 }
 
 void geometry_errors() {
@@ -378,6 +415,7 @@ int main() {
   hand_computed_1x1();
   geometry_errors();
   winograd_choice();
+  fp32_algorithm_choice();
   std::mt19937 rng(42);
   struct Case {
     std::int64_t b, ci, co, h, w, k, d, p;

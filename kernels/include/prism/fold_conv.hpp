@@ -71,7 +71,8 @@ void check_fold_conv(const FoldConvGeometry& geometry);
 // Instruction-set paths. FP32: scalar (portable C++), avx2 (AVX2 + FMA), avx512 (AVX-512F), all
 // direct; avx2_winograd / avx512_winograd: Winograd F(2×2, 3×3) for K = 3 (2.25× fewer
 // multiplications), avx2_winograd4 / avx512_winograd4: F(4×4, 3×3) (4× fewer; the direct kernel
-// of the same ISA for other K). Integer: scalar, avx2
+// of the same ISA for other K); neon_winograd / neon_winograd4: the same on aarch64 NEON (the
+// portable direct kernel for other K). Integer: scalar, avx2
 // (vpmaddubsw, saturation-free: int16 runs bounded by the largest code, activations split into
 // nibbles for codes beyond ±64), avx512vnni (vpdpbusd), neon_dot (aarch64 sdot on x − 128). Auto picks the best available
 // one (for FP32 with K = 3: direct, Winograd F(2×2) or F(4×4) by a cost model, see
@@ -79,7 +80,7 @@ void check_fold_conv(const FoldConvGeometry& geometry);
 // PRISM_DISABLE_SIMD=1 makes it scalar, PRISM_MAX_ISA caps it (prism/cpu_features.hpp).
 enum class FoldConvPath {
   Auto, Scalar, Avx2, Avx512, Avx512Winograd, Avx512Vnni, NeonDot, Avx2Winograd,
-  Avx512Winograd4, Avx2Winograd4
+  Avx512Winograd4, Avx2Winograd4, NeonWinograd, NeonWinograd4
 };
 
 const char* fold_conv_path_name(FoldConvPath path);
@@ -373,6 +374,8 @@ const FoldConvIsa* fold_conv_avx512_winograd();
 const FoldConvIsa* fold_conv_avx512_winograd4();
 const FoldConvIsa* fold_conv_avx512vnni();
 const FoldConvIsa* fold_conv_neon_dot();
+const FoldConvIsa* fold_conv_neon_winograd();
+const FoldConvIsa* fold_conv_neon_winograd4();
 
 }  // namespace fold_conv_detail
 }  // namespace prism
