@@ -86,7 +86,8 @@ __all__ = ["PATHS", "INTEGER_PATHS", "available_paths", "simd_path", "same_paddi
            "fold_qconv2d_accumulators_reference", "fold_qconv2d_reference"]
 
 #: instruction-set paths of the FP32 kernel (``*_winograd``: Winograd F(2×2, 3×3) for K = 3,
-#: ``*_winograd4``: F(4×4, 3×3); the direct kernel of the same ISA otherwise) and of the integer kernel
+#: ``*_winograd4``: F(4×4, 3×3); the direct kernel of the same ISA otherwise) and of the
+#: integer kernel
 PATHS = ("scalar", "avx2", "avx2_winograd", "avx2_winograd4", "avx512", "avx512_winograd",
          "avx512_winograd4", "neon_winograd", "neon_winograd4")
 INTEGER_PATHS = ("scalar", "avx2", "avx512vnni", "neon_dot")

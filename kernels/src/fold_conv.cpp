@@ -482,6 +482,33 @@ void wino_block_offsets(const WinoTask& t, std::int64_t tv, std::int64_t lane[16
   }
 }
 
+void wino_output_offsets(const WinoTask& t, std::int64_t tv, std::int64_t idx[16][16]) {
+  const std::int64_t d = t.dilation, out_w = 2 * t.folded_out_width;
+  const int m = t.tile;
+  for (int l = 0; l < 16; ++l) {
+    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
+    for (int a = 0; a < m; ++a) {
+      for (int b = 0; b < m; ++b) {
+        const std::int64_t row = i + a * d, col = j + b * d;
+        const bool ok = i >= 0 && row < t.folded_out_height && col < t.folded_out_width;
+        idx[a * m + b][l] = ok ? row * 2 * out_w + 2 * col : -1;
+      }
+    }
+  }
+}
+
+void wino_store_results(const WinoTask& t, std::int64_t n, const std::int64_t idx[16][16],
+                        const float y[16][16]) {
+  const std::int64_t out_w = 2 * t.folded_out_width;
+  const std::int64_t out_plane = 4 * t.folded_out_height * t.folded_out_width;
+  float* base = t.y + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
+  for (int k = 0; k < t.tile * t.tile; ++k) {
+    for (int l = 0; l < 16; ++l) {
+      if (idx[k][l] >= 0) base[idx[k][l]] = y[k][l];
+    }
+  }
+}
+
 // Auto runs a 3×3 geometry as the cheaper Winograd form when its estimated cost is at most a
 // margin times the direct kernel's, from 16 tiles up. Per output, in units of the direct
 // kernel's multiply-adds over the full window:

@@ -141,8 +141,10 @@ inline void output_1d(const __m256* m, int stride, __m256* y) {
     const __m256 d12 = _mm256_sub_ps(m[stride], m[2 * stride]);
     const __m256 m3 = m[3 * stride], m4 = m[4 * stride];
     y[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(m[0], s12), m3), m4);
-    y[1] = _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), m4, _mm256_fmadd_ps(_mm256_set1_ps(0.5f), m3, d12));
-    y[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), m4, _mm256_fmadd_ps(_mm256_set1_ps(0.25f), m3, s12));
+    y[1] = _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), m4,
+                           _mm256_fmadd_ps(_mm256_set1_ps(0.5f), m3, d12));
+    y[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), m4,
+                          _mm256_fmadd_ps(_mm256_set1_ps(0.25f), m3, s12));
     y[3] = _mm256_add_ps(_mm256_fnmadd_ps(_mm256_set1_ps(8.0f), m4,
                                        _mm256_fmadd_ps(_mm256_set1_ps(0.125f), m3, d12)),
                          m[5 * stride]);
@@ -243,27 +245,15 @@ void wino_gemm(const WinoTask& t, std::int64_t xi, std::int64_t b) {
 template <int M>
 void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
   constexpr int A = M + 2;
-  const std::int64_t d = t.dilation, out_w = 2 * t.folded_out_width;
-  // Output offsets of the M² results (a, b) of each of the 16 tiles; −1: not an output.
-  std::int64_t idx[M * M][16];
-  for (int l = 0; l < 16; ++l) {
-    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
-    for (int a = 0; a < M; ++a) {
-      for (int b = 0; b < M; ++b) {
-        const std::int64_t row = i + a * d, col = j + b * d;
-        const bool ok = i >= 0 && row < t.folded_out_height && col < t.folded_out_width;
-        idx[a * M + b][l] = ok ? row * 2 * out_w + 2 * col : -1;
-      }
-    }
-  }
+  std::int64_t idx[16][16];  // [result a·M + b][tile]
+  wino_output_offsets(t, tv, idx);
   const std::int64_t nf = 4 * t.out_channels;
   const std::int64_t xi_stride = t.tile_vectors * nf * 16;
-  const std::int64_t out_plane = 4 * t.folded_out_height * t.folded_out_width;
   const __m256 zero = _mm256_setzero_ps();
   for (std::int64_t n = n0; n < n1; ++n) {
     const float* m = t.m + (tv * nf + n) * 16;
     const __m256 bias = _mm256_set1_ps(t.bias[n]);
-    alignas(32) float y[M * M][16];
+    alignas(32) float y[16][16];
     for (int h = 0; h < 2; ++h) {
       // Aᵀ·M·A: columns (p[r][b] = Σ_a Aᵀ[r][a]·M[a][b]), then rows.
       __m256 p[M][A];
@@ -271,7 +261,9 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
       for (int b = 0; b < A; ++b) {
         __m256 col[A], out[M];
 #pragma GCC unroll 6
-        for (int a = 0; a < A; ++a) col[a] = _mm256_loadu_ps(m + (a * A + b) * xi_stride + 8 * h);
+        for (int a = 0; a < A; ++a) {
+          col[a] = _mm256_loadu_ps(m + (a * A + b) * xi_stride + 8 * h);
+        }
         output_1d<A>(col, 1, out);
 #pragma GCC unroll 4
         for (int r = 0; r < M; ++r) p[r][b] = out[r];
@@ -288,12 +280,7 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
         }
       }
     }
-    float* base = t.y + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
-    for (int k = 0; k < M * M; ++k) {
-      for (int l = 0; l < 16; ++l) {
-        if (idx[k][l] >= 0) base[idx[k][l]] = y[k][l];
-      }
-    }
+    wino_store_results(t, n, idx, y);
   }
 }
 

@@ -169,8 +169,10 @@ inline void output_1d(const __m512* m, int stride, __m512* y) {
     const __m512 d12 = _mm512_sub_ps(m[stride], m[2 * stride]);
     const __m512 m3 = m[3 * stride], m4 = m[4 * stride];
     y[0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(m[0], s12), m3), m4);
-    y[1] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), m4, _mm512_fmadd_ps(_mm512_set1_ps(0.5f), m3, d12));
-    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), m4, _mm512_fmadd_ps(_mm512_set1_ps(0.25f), m3, s12));
+    y[1] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), m4,
+                           _mm512_fmadd_ps(_mm512_set1_ps(0.5f), m3, d12));
+    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), m4,
+                          _mm512_fmadd_ps(_mm512_set1_ps(0.25f), m3, s12));
     y[3] = _mm512_add_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), m4,
                                        _mm512_fmadd_ps(_mm512_set1_ps(0.125f), m3, d12)),
                          m[5 * stride]);

@@ -162,27 +162,15 @@ void wino_gemm(const WinoTask& t, std::int64_t xi, std::int64_t b) {
 template <int M>
 void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
   constexpr int A = M + 2;
-  const std::int64_t d = t.dilation, out_w = 2 * t.folded_out_width;
-  // Output offsets of the M² results (a, b) of each of the 16 tiles; −1: not an output.
-  std::int64_t idx[M * M][16];
-  for (int l = 0; l < 16; ++l) {
-    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
-    for (int a = 0; a < M; ++a) {
-      for (int b = 0; b < M; ++b) {
-        const std::int64_t row = i + a * d, col = j + b * d;
-        const bool ok = i >= 0 && row < t.folded_out_height && col < t.folded_out_width;
-        idx[a * M + b][l] = ok ? row * 2 * out_w + 2 * col : -1;
-      }
-    }
-  }
+  std::int64_t idx[16][16];  // [result a·M + b][tile]
+  wino_output_offsets(t, tv, idx);
   const std::int64_t nf = 4 * t.out_channels;
   const std::int64_t xi_stride = t.tile_vectors * nf * 16;
-  const std::int64_t out_plane = 4 * t.folded_out_height * t.folded_out_width;
   const float32x4_t zero = vdupq_n_f32(0.0f);
   for (std::int64_t n = n0; n < n1; ++n) {
     const float* m = t.m + (tv * nf + n) * 16;
     const float32x4_t bias = vdupq_n_f32(t.bias[n]);
-    float y[M * M][16];
+    float y[16][16];
     for (int h = 0; h < 4; ++h) {
       // Aᵀ·M·A: columns (p[r][b] = Σ_a Aᵀ[r][a]·M[a][b]), then rows.
       float32x4_t p[M][A];
@@ -202,12 +190,7 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
         }
       }
     }
-    float* base = t.y + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
-    for (int k = 0; k < M * M; ++k) {
-      for (int l = 0; l < 16; ++l) {
-        if (idx[k][l] >= 0) base[idx[k][l]] = y[k][l];
-      }
-    }
+    wino_store_results(t, n, idx, y);
   }
 }
 

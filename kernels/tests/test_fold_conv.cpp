@@ -151,7 +151,8 @@ void winograd_choice() {
     check(tile(56, 2, wide) == 4 && tile(56, 4, wide) == 4, "56x56 d=2, 4 take F(4x4)" + at);
     check(tile(64, 1, wide) == 4, "64x64 d=1 (4 full vectors of 4x4 tiles) takes F(4x4)" + at);
     check(tile(56, 6, wide) == 2, "56x56 d=6 (4x4 tiles 49 % filled) takes F(2x2)" + at);
-    check(tile(40, 2, wide) == 2, "40x40 d=2 (3 vectors of 4x4 tiles, 58 % filled) takes F(2x2)" + at);
+    check(tile(40, 2, wide) == 2,
+          "40x40 d=2 (3 vectors of 4x4 tiles, 58 % filled) takes F(2x2)" + at);
     check(tile(16, 2, wide) == 2, "16x16 d=2 (4 tiles of 4x4) takes F(2x2)" + at);
     check(tile(12, 2, wide) == 0, "12x12 d=2 (16 tiles, 56 % filled) stays direct" + at);
     check(tile(8, 2, wide) == 0, "8x8 d=2 (4 tiles) stays direct" + at);
@@ -188,9 +189,10 @@ void fp32_algorithm_choice() {
   const FoldConvPath best = prism::fold_conv_best_path(false);
   const struct {
     FoldConvPath f2, f4, direct;
-  } families[] = {{FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Winograd4, FoldConvPath::Avx512},
-                  {FoldConvPath::Avx2Winograd, FoldConvPath::Avx2Winograd4, FoldConvPath::Avx2},
-                  {FoldConvPath::NeonWinograd, FoldConvPath::NeonWinograd4, FoldConvPath::Scalar}};
+  } families[] = {
+      {FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Winograd4, FoldConvPath::Avx512},
+      {FoldConvPath::Avx2Winograd, FoldConvPath::Avx2Winograd4, FoldConvPath::Avx2},
+      {FoldConvPath::NeonWinograd, FoldConvPath::NeonWinograd4, FoldConvPath::Scalar}};
   bool found = best == FoldConvPath::Scalar;
   for (const auto& f : families) {
     if (best != f.f2) continue;

@@ -32,9 +32,9 @@ def test_bench_fold_writes_its_report(tmp_path, monkeypatch):
         assert 0.25 < r["pwlq_tail_group_density"] < 0.45
         assert r["pwlq_over_int8"] > 0
         assert 0 <= r["rounds_quiet"] <= 1 and r["rounds_used"] == 1  # one round: always used
+        weight = np.zeros((4 * bench_fold.CHANNELS,) * 2 + (3, 3), np.float32)
         assert r["fp32_algorithm"] == fc.fp32_algorithm((1, bench_fold.CHANNELS, r["h"], r["w"]),
-                                                        np.zeros((4 * bench_fold.CHANNELS,) * 2 + (3, 3), np.float32),
-                                                        dilation=r["dilation"])
+                                                        weight, dilation=r["dilation"])
     rows = json.loads((tmp_path / "perf.json").read_text())["rows"]
     goals = [row for row in rows if row["goal"] is not None]
     assert {row["what"].split(",")[0] for row in goals} == {

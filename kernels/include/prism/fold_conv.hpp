@@ -356,6 +356,14 @@ struct FoldConvIsa {
 void wino_block_offsets(const WinoTask& t, std::int64_t tv, std::int64_t lane[16],
                         std::int64_t point[36]);
 
+// For the output transforms without a scatter instruction (AVX2, NEON): idx[a·m + b][l] is the
+// offset in WinoTask::y, from folded output channel n's first element, of result (a, b) of
+// tile l of tile vector tv, or −1 where that is not an output (m = WinoTask::tile);
+// wino_store_results writes channel n's results y[a·m + b][l] by them.
+void wino_output_offsets(const WinoTask& t, std::int64_t tv, std::int64_t idx[16][16]);
+void wino_store_results(const WinoTask& t, std::int64_t n, const std::int64_t idx[16][16],
+                        const float y[16][16]);
+
 // How the automatic FP32 path runs a 3×3 geometry: 0 directly, 2 as Winograd F(2×2, 3×3), 4 as
 // F(4×4, 3×3), by the cost model in fold_conv.cpp for AVX-512 (wide = true) or AVX2.
 int winograd_tile(const FoldConvGeometry& geometry, bool wide);
