@@ -483,7 +483,15 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
     e.out_scale = ec->out_scale;
     e.out_zero = ec->out_zero;
     e.out_low = ec->out_low;
-    if (out.kind == OutputSpec::Kind::Float) {
+    if (out.kind == OutputSpec::Kind::Float && isa.epilogue_store && nc == kQgemmPanel &&
+        out.channel_stride == 1 && !out.residual && !out.relu) {
+      // Row-major output of whole panels: the epilogue stores its rows itself, no float tile.
+      for_each_output_run(src, task.row0, valid_rows,
+                          [&](std::int64_t t0, std::int64_t o0, std::int64_t n) {
+        isa.epilogue_store(EpilogueStoreArgs{e, t0, n, out.y + o0 * out.row_stride + c0,
+                                             out.row_stride});
+      });
+    } else if (out.kind == OutputSpec::Kind::Float) {
       float* y = s.y.get(tile);
       e.y = y;
       isa.epilogue(e);

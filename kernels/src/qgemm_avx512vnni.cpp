@@ -299,38 +299,65 @@ inline __m256 upper_half(__m512 v) {  // vextractf32x8 would need AVX-512 DQ
   return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
-// 8 channel vectors of 16 rows -> 16 rows of 8 floats: 4×4 transposes inside each 128-bit lane,
-// then two 128-bit halves per row paired with vpermt2ps.
-void store_rows(const StoreRowsArgs& a) {
+// 8 channel vectors of 16 rows (c[j] lane r: channel j, row r) -> rows r < n of 8 floats at
+// dst + r·row_stride: 4×4 transposes inside each 128-bit lane, then two 128-bit halves per row
+// paired with vpermt2ps.
+inline void store_8x16(const __m512 (&c)[8], float* dst, std::int64_t row_stride,
+                       std::int64_t n) {
   const __m512i lo_pair = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
   const __m512i hi_pair =
       _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
+  __m512 u[8];
+  for (int h = 0; h < 2; ++h) {
+    const __m512 c0 = c[4 * h], c1 = c[4 * h + 1], c2 = c[4 * h + 2], c3 = c[4 * h + 3];
+    const __m512 t0 = _mm512_unpacklo_ps(c0, c1), t1 = _mm512_unpackhi_ps(c0, c1);
+    const __m512 t2 = _mm512_unpacklo_ps(c2, c3), t3 = _mm512_unpackhi_ps(c2, c3);
+    // u[4h + i], lane L: channels 4h..4h+3 of row 4L + i.
+    u[4 * h + 0] = _mm512_shuffle_ps(t0, t2, 0x44);
+    u[4 * h + 1] = _mm512_shuffle_ps(t0, t2, 0xee);
+    u[4 * h + 2] = _mm512_shuffle_ps(t1, t3, 0x44);
+    u[4 * h + 3] = _mm512_shuffle_ps(t1, t3, 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {
+    // lo: rows i (lane 0) and 4 + i (lane 1); hi: rows 8 + i and 12 + i.
+    const __m512 lo = _mm512_permutex2var_ps(u[i], lo_pair, u[4 + i]);
+    const __m512 hi = _mm512_permutex2var_ps(u[i], hi_pair, u[4 + i]);
+    const __m256 rows[4] = {_mm512_castps512_ps256(lo), upper_half(lo), _mm512_castps512_ps256(hi),
+                            upper_half(hi)};
+    for (int q = 0; q < 4; ++q) {
+      const std::int64_t r = 4 * q + i;
+      if (r < n) _mm256_storeu_ps(dst + r * row_stride, rows[q]);
+    }
+  }
+}
+
+void store_rows(const StoreRowsArgs& a) {
   for (std::int64_t r0 = 0; r0 < a.rows; r0 += 16) {
-    __m512 u[8];
-    for (int h = 0; h < 2; ++h) {
-      const float* t = a.tile + 4 * h * a.ld + r0;
-      const __m512 c0 = _mm512_loadu_ps(t), c1 = _mm512_loadu_ps(t + a.ld);
-      const __m512 c2 = _mm512_loadu_ps(t + 2 * a.ld), c3 = _mm512_loadu_ps(t + 3 * a.ld);
-      const __m512 t0 = _mm512_unpacklo_ps(c0, c1), t1 = _mm512_unpackhi_ps(c0, c1);
-      const __m512 t2 = _mm512_unpacklo_ps(c2, c3), t3 = _mm512_unpackhi_ps(c2, c3);
-      // u[4h + i], lane L: channels 4h..4h+3 of row 4L + i.
-      u[4 * h + 0] = _mm512_shuffle_ps(t0, t2, 0x44);
-      u[4 * h + 1] = _mm512_shuffle_ps(t0, t2, 0xee);
-      u[4 * h + 2] = _mm512_shuffle_ps(t1, t3, 0x44);
-      u[4 * h + 3] = _mm512_shuffle_ps(t1, t3, 0xee);
+    __m512 c[8];
+    for (int j = 0; j < 8; ++j) c[j] = _mm512_loadu_ps(a.tile + j * a.ld + r0);
+    store_8x16(c, a.dst + r0 * a.row_stride, a.row_stride, a.rows - r0);
+  }
+}
+
+// The epilogue (affine16, as `epilogue`) of 16 rows at a time, transposed into the output by
+// store_8x16; masked loads past the run's last row (a run may start anywhere in the tile).
+void epilogue_store(const EpilogueStoreArgs& a) {
+  const EpilogueArgs& e = a.e;
+  for (std::int64_t r0 = 0; r0 < a.n; r0 += 16) {
+    const std::int64_t left = a.n - r0;
+    const __mmask16 m = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    const std::int64_t r = a.t0 + r0;
+    const __m512i sums = _mm512_maskz_loadu_epi32(m, e.row_sums + r);
+    __m512 c[8];
+    for (int j = 0; j < 8; ++j) {
+      const std::int64_t i = j * e.ld + r;
+      const __m512i at =
+          e.acc_t ? _mm512_maskz_loadu_epi32(m, e.acc_t + i) : _mm512_setzero_si512();
+      c[j] = affine16(_mm512_maskz_loadu_epi32(m, e.acc + i), e.zero_c[j], e.alpha_c[j],
+                      e.acc_t != nullptr, at, e.zero_t[j], e.alpha_t[j], sums, e.row_zero,
+                      e.gamma[j], e.beta[j]);
     }
-    const std::int64_t n = a.rows - r0 < 16 ? a.rows - r0 : 16;
-    for (int i = 0; i < 4; ++i) {
-      // lo: rows i (lane 0) and 4 + i (lane 1); hi: rows 8 + i and 12 + i.
-      const __m512 lo = _mm512_permutex2var_ps(u[i], lo_pair, u[4 + i]);
-      const __m512 hi = _mm512_permutex2var_ps(u[i], hi_pair, u[4 + i]);
-      const __m256 rows[4] = {_mm512_castps512_ps256(lo), upper_half(lo), _mm512_castps512_ps256(hi),
-                              upper_half(hi)};
-      for (int q = 0; q < 4; ++q) {
-        const std::int64_t r = 4 * q + i;
-        if (r < n) _mm256_storeu_ps(a.dst + (r0 + r) * a.row_stride, rows[q]);
-      }
-    }
+    store_8x16(c, a.dst + r0 * a.row_stride, a.row_stride, left);
   }
 }
 
@@ -356,8 +383,9 @@ __attribute__((noinline)) __m512i vpdpbusd_loop(std::int64_t iterations) {
   return _mm512_add_epi32(s0, _mm512_add_epi32(s1, s2));
 }
 
-const IsaKernels kAvx512Vnni{QgemmPath::Avx512Vnni, false,     dense,    tail, epilogue,
-                             pack_matrix,           store_rows, pack_taps, quantize, 4};
+const IsaKernels kAvx512Vnni{QgemmPath::Avx512Vnni, false,      dense,     tail,
+                             epilogue,              pack_matrix, store_rows, pack_taps,
+                             quantize,              4,           epilogue_store};
 
 }  // namespace
 

@@ -265,6 +265,17 @@ struct QuantizeArgs {
   std::uint8_t* q;
 };
 
+// The float epilogue of tile rows [t0, t0 + n) of all 8 channels of a panel (EpilogueArgs:
+// acc, acc_t, row_sums, the per-channel constants; y and q unused), stored straight into
+// row-major output: dst[r·row_stride + j] = y(channel j, tile row t0 + r). The same float32
+// operations as `epilogue`, so the same bits as the epilogue followed by store_rows.
+struct EpilogueStoreArgs {
+  EpilogueArgs e;
+  std::int64_t t0, n;
+  float* dst;
+  std::int64_t row_stride;
+};
+
 struct IsaKernels {
   QgemmPath path;
   bool biased_x;  // packed activations hold Xq − 128 as int8 (sdot paths)
@@ -278,6 +289,8 @@ struct IsaKernels {
   // dense and tail take blocks of up to this many row groups (3, or 4 where they have a
   // 4-group tile: the driver then sizes row blocks 3 and 4 instead of 2 and 3).
   int max_row_groups = 3;
+  // null: the epilogue into a float tile, then store_rows (or the portable loop)
+  void (*epilogue_store)(const EpilogueStoreArgs&) = nullptr;
 };
 
 // QuantizeLinear (QuantizeArgs) on the path's vector unit, or portably where it has none.
