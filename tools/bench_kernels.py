@@ -20,7 +20,10 @@ rounds so that the noise of a shared machine hits all of them alike:
 GOP/s counts the nominal 2·M·N·K operations of the GEMM for every contender (the tail pass's
 extra work is not credited). Ratios "vs ORT" are ORT's time over ours (> 1: faster than ORT),
 from wall-clock medians; with one thread the ratios in process CPU time are recorded too, as a
-shared machine's load (recorded in ``host``) stretches wall-clock time.
+shared machine's load (recorded in ``host``) stretches wall-clock time. Each round first waits
+for a quiet host (``tools.bench_gate.QuietGate``: a short ``vpdpbusd`` probe on as many threads
+as the round uses must run at 90 % of the run's best), and a shape's medians use its quiet rounds
+when at least half were (``rounds_quiet``, ``rounds_used``; ``quiet_gate`` in ``bench.json``).
 
 Peak: one AVX-512 VNNI ``vpdpbusd zmm`` does 64 u8·s8 multiply-adds (128 ops). The estimate from
 ``/proc/cpuinfo`` is cores × MHz × 2 (two vector pipes that execute it, Zen 4/5 and Ice Lake+) ×
@@ -50,6 +53,7 @@ from sdk import _kernels
 from sdk import kernels_int as ki
 
 from .bench import info_row, measured_vpdpbusd_peak
+from .bench_gate import QuietGate, quiet_rounds
 from .perf_table import render
 
 COMMAND = "python -m sdk.tools.bench_kernels"
@@ -169,11 +173,15 @@ def contenders_for(m: int, k: int, n: int, threads: int, rng) -> tuple[dict, dic
 
 
 def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int, batch_seconds: float,
-                     settle_seconds: float) -> dict[str, dict[str, float]]:
+                     settle_seconds: float, gate: QuietGate | None = None,
+                     threads: int = 1) -> dict[str, Any]:
     """Seconds per call: the median over rounds of each contender's batch mean (and the best),
     in wall-clock and in process CPU time. ``settle_seconds`` of sleep after each batch lets the
     previous contender's spinning worker threads (ORT, OpenMP, ours) go idle first; then a
-    quarter batch runs untimed, so the timed calls find the contender's own pool awake."""
+    quarter batch runs untimed, so the timed calls find the contender's own pool awake. With a
+    ``gate``, each round first waits for a quiet host on ``threads`` threads, and the figures
+    use the quiet rounds when at least half were (``quiet_rounds``); ``"rounds"`` says how many
+    were quiet and used."""
     counts = {}
     for name, fn in calls.items():
         for _ in range(3):
@@ -188,7 +196,10 @@ def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int, batch_sec
     samples: dict[str, list[float]] = {name: [] for name in calls}
     cpu: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
+    quiet = np.ones(rounds, dtype=bool)
     for r in range(rounds):
+        if gate is not None:
+            quiet[r] = gate.wait(threads)
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
             fn, n = calls[name], counts[name]
             if settle_seconds:
@@ -202,9 +213,13 @@ def time_interleaved(calls: dict[str, Callable[[], Any]], rounds: int, batch_sec
                 fn()
             samples[name].append((time.perf_counter() - t0) / n)
             cpu[name].append((time.process_time() - c0) / n)
-    return {name: {"median_s": float(np.median(s)), "best_s": float(np.min(s)),
-                   "cpu_median_s": float(np.median(cpu[name]))}
-            for name, s in samples.items()}
+    used = quiet_rounds(quiet)
+    out: dict[str, Any] = {
+        name: {"median_s": float(np.median(np.array(s)[used])), "best_s": float(np.min(s)),
+               "cpu_median_s": float(np.median(np.array(cpu[name])[used]))}
+        for name, s in samples.items()}
+    out["rounds"] = {"quiet": int(quiet.sum()), "used": int(used.sum())}
+    return out
 
 
 def geomean(values: list[float]) -> float:
@@ -217,13 +232,17 @@ def run(rounds: int, batch_seconds: float, out_dir: Path) -> dict[str, Any]:
     thread_counts = sorted({1, cores})
     rng = np.random.default_rng(0)
     results = []
+    gate = QuietGate()
     for threads in thread_counts:
         for label, m, k, n in SHAPES:
             calls, meta = contenders_for(m, k, n, threads, rng)
             timing = time_interleaved(calls, rounds, batch_seconds,
-                                      settle_seconds=SETTLE_S if threads > 1 else 0.0)
+                                      settle_seconds=SETTLE_S if threads > 1 else 0.0,
+                                      gate=gate, threads=threads)
+            used = timing.pop("rounds")
             ops = 2.0 * m * n * k
             entry = {"shape": label, "M": m, "K": k, "N": n, "threads": threads, **meta,
+                     "rounds_quiet": used["quiet"], "rounds_used": used["used"],
                      "contenders": {}}
             for name, t in timing.items():
                 entry["contenders"][name] = {"us_per_call": t["median_s"] * 1e6,
@@ -268,9 +287,10 @@ def run(rounds: int, batch_seconds: float, out_dir: Path) -> dict[str, Any]:
                   f"uniform/ORT {entry['vs_ort']['uniform_int8']:.2f}x "
                   f"sparse/dense2 {entry['sparse_speedup_over_dense2']:.2f}x",
                   flush=True)
+    gate.close()
     host["load_average_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     rows = summary_rows(results, thread_counts, host)
-    report = {"host": host, "command": COMMAND,
+    report = {"host": host, "command": COMMAND, "quiet_gate": gate.summary(),
               "config": {"rounds": rounds, "batch_seconds": batch_seconds, "zx": ZX,
                          "tail_fraction": TAIL_FRACTION, "pwlq_codes": "4-bit, |code| <= 7",
                          "uniform_codes": "int8, |code| <= 127"},

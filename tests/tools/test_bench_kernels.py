@@ -24,6 +24,9 @@ def test_bench_kernels_writes_its_report(tmp_path):
         assert set(entry["contenders"]) == set(bench_kernels.CONTENDERS)
         # Random 4-bit codes with 10 % tail weights: about 1 - 0.9**4 of the k-blocks.
         assert 0.25 < entry["tail_block_density"] < 0.45
+        assert 0 <= entry["rounds_quiet"] <= 1 and entry["rounds_used"] == 1  # one round: used
+    gate = report["quiet_gate"]  # one gated round per shape and thread count
+    assert gate["rounds"] == len(report["results"]) and 0 <= gate["unquiet_rounds"] <= gate["rounds"]
     whats = [row["what"] for row in report["rows"]]
     assert any(w.startswith("PWLQ W4A8 (folded: dense + sparse tail) vs ORT MatMulInteger, "
                             "ResNet-20") for w in whats)
