@@ -22,10 +22,10 @@ the caps in force are recorded with the host and lead the report's command.
 Every contender is checked against the peer first (FP32 within 1e-4; integer against its NumPy
 twin, bit for bit). Timing runs interleaved rounds, so machine noise hits all contenders alike:
 each round calls every contender ``block`` times back to back (order rotated per round), once
-:class:`~tools.bench_gate.QuietGate` has seen the host at full speed (``bench.json`` ``quiet_gate``); a shape's
-figures use only its quiet rounds when at least half of them were (``rounds_quiet``,
-``rounds_used`` per shape: a round the gate gave up on ran on a slowed host). The
-first call of a block runs with caches the previous contender polluted ("cold"); the others are
+:class:`~tools.bench_gate.QuietGate` has seen the host at full speed (``bench.json``
+``quiet_gate``); a shape's figures use only its quiet rounds when at least half of them were
+(``rounds_quiet``, ``rounds_used`` per shape: a round the gate gave up on ran on a slowed host).
+The first call of a block runs with caches the previous contender polluted ("cold"); the others are
 warm, the conventional steady state of a layer benchmark. Each call's wall time and the calling
 thread's CPU time are recorded. The ``speedup`` of a shape (the one ``perf.json`` reports) is,
 with one thread, the median over rounds of the ratio of the round's median warm CPU times (both
