@@ -198,14 +198,6 @@ void wino_input_t(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int6
   }
 }
 
-void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
-  if (t.tile == 4) {
-    wino_input_t<6>(t, tv, c0, c1);
-  } else {
-    wino_input_t<4>(t, tv, c0, c1);
-  }
-}
-
 // Folded output channels [r0, r0 + 6) of block b over tile vector tv.
 void wino_gemm_tile(const WinoTask& t, std::int64_t xi, std::int64_t b, std::int64_t tv,
                     int r0) {
@@ -281,14 +273,6 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
       }
     }
     wino_store_results(t, n, idx, y);
-  }
-}
-
-void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
-  if (t.tile == 4) {
-    wino_output_t<4>(t, tv, n0, n1);
-  } else {
-    wino_output_t<2>(t, tv, n0, n1);
   }
 }
 
@@ -702,10 +686,10 @@ void q_task(const QTask& t) {
 }
 
 const FoldConvIsa kAvx2{FoldConvPath::Avx2, f32_task, q_task, nullptr, nullptr, nullptr, true};
-const FoldConvIsa kAvx2Winograd{FoldConvPath::Avx2Winograd, f32_task, nullptr, wino_input,
-                                wino_gemm, wino_output, false, 2};
-const FoldConvIsa kAvx2Winograd4{FoldConvPath::Avx2Winograd4, f32_task, nullptr, wino_input,
-                                 wino_gemm, wino_output, false, 4};
+const FoldConvIsa kAvx2Winograd{FoldConvPath::Avx2Winograd, f32_task, nullptr,
+    wino_input_t<4>, wino_gemm, wino_output_t<2>, false, 2};
+const FoldConvIsa kAvx2Winograd4{FoldConvPath::Avx2Winograd4, f32_task, nullptr,
+    wino_input_t<6>, wino_gemm, wino_output_t<4>, false, 4};
 
 }  // namespace
 

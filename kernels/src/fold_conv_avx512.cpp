@@ -230,14 +230,6 @@ void wino_input_t(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int6
   }
 }
 
-void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
-  if (t.tile == 4) {
-    wino_input_t<6>(t, tv, c0, c1);
-  } else {
-    wino_input_t<4>(t, tv, c0, c1);
-  }
-}
-
 template <int V>
 void wino_gemm_tile(const WinoTask& t, std::int64_t xi, std::int64_t b, std::int64_t tv) {
   const std::int64_t fin = 4 * t.in_channels, nf = 4 * t.out_channels;
@@ -330,19 +322,11 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
   }
 }
 
-void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
-  if (t.tile == 4) {
-    wino_output_t<4>(t, tv, n0, n1);
-  } else {
-    wino_output_t<2>(t, tv, n0, n1);
-  }
-}
-
 const FoldConvIsa kAvx512{FoldConvPath::Avx512, f32_task, nullptr, nullptr, nullptr, nullptr};
-const FoldConvIsa kAvx512Winograd{FoldConvPath::Avx512Winograd, f32_task, nullptr, wino_input,
-                                  wino_gemm, wino_output, false, 2};
-const FoldConvIsa kAvx512Winograd4{FoldConvPath::Avx512Winograd4, f32_task, nullptr, wino_input,
-                                   wino_gemm, wino_output, false, 4};
+const FoldConvIsa kAvx512Winograd{FoldConvPath::Avx512Winograd, f32_task, nullptr,
+    wino_input_t<4>, wino_gemm, wino_output_t<2>, false, 2};
+const FoldConvIsa kAvx512Winograd4{FoldConvPath::Avx512Winograd4, f32_task, nullptr,
+    wino_input_t<6>, wino_gemm, wino_output_t<4>, false, 4};
 
 }  // namespace
 

@@ -107,14 +107,6 @@ void wino_input_t(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int6
   }
 }
 
-void wino_input(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {
-  if (t.tile == 4) {
-    wino_input_t<6>(t, tv, c0, c1);
-  } else {
-    wino_input_t<4>(t, tv, c0, c1);
-  }
-}
-
 // Folded output channels [r0, r0 + 6) of block b over tile vector tv.
 void wino_gemm_tile(const WinoTask& t, std::int64_t xi, std::int64_t b, std::int64_t tv,
                     int r0) {
@@ -194,21 +186,13 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
   }
 }
 
-void wino_output(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
-  if (t.tile == 4) {
-    wino_output_t<4>(t, tv, n0, n1);
-  } else {
-    wino_output_t<2>(t, tv, n0, n1);
-  }
-}
-
 // Other kernel sizes: the portable direct kernel.
 void f32_task(const F32Task& t) { fold_conv_scalar()->f32_task(t); }
 
-const FoldConvIsa kNeonWinograd{FoldConvPath::NeonWinograd, f32_task, nullptr, wino_input,
-                                wino_gemm, wino_output, false, 2};
-const FoldConvIsa kNeonWinograd4{FoldConvPath::NeonWinograd4, f32_task, nullptr, wino_input,
-                                 wino_gemm, wino_output, false, 4};
+const FoldConvIsa kNeonWinograd{FoldConvPath::NeonWinograd, f32_task, nullptr,
+    wino_input_t<4>, wino_gemm, wino_output_t<2>, false, 2};
+const FoldConvIsa kNeonWinograd4{FoldConvPath::NeonWinograd4, f32_task, nullptr,
+    wino_input_t<6>, wino_gemm, wino_output_t<4>, false, 4};
 
 }  // namespace
 

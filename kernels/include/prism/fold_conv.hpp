@@ -346,7 +346,7 @@ struct FoldConvIsa {
   // The integer task splits activations into nibbles when some |code| > 64 and then needs
   // QTask::buffer_high (AVX2).
   bool q_nibbles = false;
-  // Winograd paths: the output tile m they run (2 or 4); the Winograd functions take both.
+  // Winograd paths: the output tile m their functions run (2 or 4; WinoTask::tile).
   int wino_tile = 0;
 };
 
