@@ -353,7 +353,15 @@ struct WinoScratch {
   detail::AlignedBuffer<float> pixel_blocks;
   std::int64_t zeroed[6] = {-1, -1, -1, -1, -1, -1};  // channels, rows, cols, p, H, W
   const float* zeroed_at = nullptr;
+  std::int64_t zeroed_images = 0;  // images (from the first) whose border is written
 };
+
+// Images per Winograd pass: enough that the pass has 8 tile vectors (its GEMM then reads the
+// transformed weights once for all of them), at most the batch.
+std::int64_t winograd_group(std::int64_t batch, std::int64_t tiles) {
+  const std::int64_t image_vectors = std::max<std::int64_t>((tiles + 15) / 16, 1);
+  return std::max<std::int64_t>(1, std::min(batch, (8 + image_vectors - 1) / image_vectors));
+}
 
 // Channels [c0, c1) of WinoTask::pixel_blocks from the image x: the image part, and with
 // `border` the zero border as well.
@@ -388,16 +396,18 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   const std::vector<std::int32_t> rows = tile_starts(hf, g.dilation, tile);
   const std::vector<std::int32_t> cols = tile_starts(wf, g.dilation, tile);
   const std::int64_t tiles = static_cast<std::int64_t>(rows.size() * cols.size());
-  const std::int64_t vectors = (tiles + 15) / 16;
+  const std::int64_t image_vectors = (tiles + 15) / 16;
+  const std::int64_t group = winograd_group(g.batch, tiles);
+  const std::int64_t vectors = group * image_vectors;  // of a whole group
   const std::int64_t fin = 4 * g.in_channels, nf = 4 * g.out_channels;
   // One scratch per calling thread, reused across calls (the transformed tiles are megabytes).
   thread_local WinoScratch s;
   float* v = s.v.get(static_cast<std::size_t>(points * vectors * fin * 16));
   float* m = s.m.get(static_cast<std::size_t>(points * vectors * nf * 16));
-  std::int32_t* tile_i = s.tile_i.get(static_cast<std::size_t>(vectors * 16));
-  std::int32_t* tile_j = s.tile_j.get(static_cast<std::size_t>(vectors * 16));
-  std::fill(tile_i, tile_i + vectors * 16, -1);
-  std::fill(tile_j, tile_j + vectors * 16, -1);
+  std::int32_t* tile_i = s.tile_i.get(static_cast<std::size_t>(image_vectors * 16));
+  std::int32_t* tile_j = s.tile_j.get(static_cast<std::size_t>(image_vectors * 16));
+  std::fill(tile_i, tile_i + image_vectors * 16, -1);
+  std::fill(tile_j, tile_j + image_vectors * 16, -1);
   for (std::size_t r = 0, t = 0; r < rows.size(); ++r) {
     for (std::size_t c = 0; c < cols.size(); ++c, ++t) {
       tile_i[t] = rows[r];
@@ -406,18 +416,24 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   }
   // Every tile point R = i + a·d lies below hf + (α − 1)·d (i < hf, a < α); the image starts
   // at p.
-  const std::int64_t block_rows = std::max(hf + (alpha - 1) * g.dilation, g.height / 2 + g.padding);
-  const std::int64_t block_cols = std::max(wf + (alpha - 1) * g.dilation, g.width / 2 + g.padding);
-  float* pixel_blocks = s.pixel_blocks.get(
-      static_cast<std::size_t>(g.in_channels * block_rows * block_cols * 4));
+  const std::int64_t block_rows =
+      std::max(hf + (alpha - 1) * g.dilation, g.height / 2 + g.padding);
+  const std::int64_t block_cols =
+      std::max(wf + (alpha - 1) * g.dilation, g.width / 2 + g.padding);
+  const std::int64_t image_blocks = g.in_channels * block_rows * block_cols * 4;
+  float* pixel_blocks = s.pixel_blocks.get(static_cast<std::size_t>(group * image_blocks));
   const std::int64_t layout[6] = {g.in_channels, block_rows, block_cols, g.padding, g.height,
                                   g.width};
-  bool border = s.zeroed_at != pixel_blocks || !std::equal(layout, layout + 6, s.zeroed);
+  if (s.zeroed_at != pixel_blocks || !std::equal(layout, layout + 6, s.zeroed)) {
+    s.zeroed_images = 0;  // no image's border is written for this layout
+  }
   const double macs = static_cast<double>(g.batch) * points * nf * fin * tiles / 4;
   const std::int64_t in_chunk = 8, out_chunk = 32;
   const std::int64_t gemm_tasks = points * w.winograd_blocks;
-  const std::int64_t out_tasks = vectors * ((nf + out_chunk - 1) / out_chunk);
+  const std::int64_t parts = (nf + out_chunk - 1) / out_chunk;
   const int threads = thread_count(requested_threads, macs, gemm_tasks);
+  const std::int64_t in_image = g.in_channels * g.height * g.width;
+  const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
   fold_conv_detail::WinoTask task;
   task.u = tile == 4 ? w.winograd4.data() : w.winograd.data();
   task.bias = w.folded_bias.data();
@@ -429,8 +445,10 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   task.block_rows = block_rows;
   task.block_cols = block_cols;
   task.tile = tile;
-  task.tile_vectors = vectors;
   task.blocks = w.winograd_blocks;
+  task.image_vectors = image_vectors;
+  task.image_in_stride = image_blocks;
+  task.image_out_stride = out_image;
   task.in_channels = g.in_channels;
   task.out_channels = g.out_channels;
   task.height = g.height;
@@ -441,24 +459,29 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   task.folded_out_width = wf;
   task.relu = relu;
   const std::int64_t chunks = (g.in_channels + in_chunk - 1) / in_chunk;
-  for (std::int64_t image = 0; image < g.batch; ++image) {
-    task.x = x + image * g.in_channels * g.height * g.width;
-    task.y = y + image * g.out_channels * g.out_height() * g.out_width();
-    // A task builds its channels' pixel blocks, then transforms them for every tile vector.
+  for (std::int64_t first = 0; first < g.batch; first += group) {
+    const std::int64_t images = std::min(group, g.batch - first);
+    const std::int64_t zeroed = s.zeroed_images;  // images whose border is already written
+    task.y = y + first * out_image;
+    task.tile_vectors = images * image_vectors;
+    // A task builds its channels' pixel blocks of every image of the group, then transforms
+    // them for every tile vector.
     run_tasks(chunks, threads, [&](std::int64_t t) {
       const std::int64_t c0 = t * in_chunk, c1 = std::min(c0 + in_chunk, g.in_channels);
-      build_pixel_blocks(task.x, g, block_rows, block_cols, border, pixel_blocks, c0, c1);
-      for (std::int64_t tv = 0; tv < vectors; ++tv) isa.wino_input(task, tv, c0, c1);
+      for (std::int64_t k = 0; k < images; ++k) {
+        build_pixel_blocks(x + (first + k) * in_image, g, block_rows, block_cols, k >= zeroed,
+                           pixel_blocks + k * image_blocks, c0, c1);
+      }
+      for (std::int64_t tv = 0; tv < task.tile_vectors; ++tv) isa.wino_input(task, tv, c0, c1);
     });
-    border = false;
+    s.zeroed_images = std::max(zeroed, images);
     std::copy(layout, layout + 6, s.zeroed);
     s.zeroed_at = pixel_blocks;
     // ξ-major: consecutive tasks share the transformed input of one ξ (in L2).
     run_tasks(gemm_tasks, threads, [&](std::int64_t t) {
       isa.wino_gemm(task, t / w.winograd_blocks, t % w.winograd_blocks);
     });
-    const std::int64_t parts = (nf + out_chunk - 1) / out_chunk;
-    run_tasks(out_tasks, threads, [&](std::int64_t t) {
+    run_tasks(task.tile_vectors * parts, threads, [&](std::int64_t t) {
       const std::int64_t n0 = (t % parts) * out_chunk;
       isa.wino_output(task, t / parts, n0, std::min(n0 + out_chunk, nf));
     });
@@ -473,9 +496,11 @@ void wino_block_offsets(const WinoTask& t, std::int64_t tv, std::int64_t lane[16
                         std::int64_t point[36]) {
   const std::int64_t d = t.dilation, cols = t.block_cols;
   const int alpha = t.tile + 2;
+  const std::int64_t image = (tv / t.image_vectors) * t.image_in_stride;
+  const std::int64_t v = tv % t.image_vectors;
   for (int l = 0; l < 16; ++l) {
-    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
-    lane[l] = i < 0 ? 0 : (i * cols + j) * 4;
+    const std::int64_t i = t.tile_i[16 * v + l], j = t.tile_j[16 * v + l];
+    lane[l] = image + (i < 0 ? 0 : (i * cols + j) * 4);
   }
   for (int k = 0; k < alpha * alpha; ++k) {
     point[k] = ((k / alpha) * d * cols + (k % alpha) * d) * 4;
@@ -485,13 +510,15 @@ void wino_block_offsets(const WinoTask& t, std::int64_t tv, std::int64_t lane[16
 void wino_output_offsets(const WinoTask& t, std::int64_t tv, std::int64_t idx[16][16]) {
   const std::int64_t d = t.dilation, out_w = 2 * t.folded_out_width;
   const int m = t.tile;
+  const std::int64_t image = (tv / t.image_vectors) * t.image_out_stride;
+  const std::int64_t v = tv % t.image_vectors;
   for (int l = 0; l < 16; ++l) {
-    const std::int64_t i = t.tile_i[16 * tv + l], j = t.tile_j[16 * tv + l];
+    const std::int64_t i = t.tile_i[16 * v + l], j = t.tile_j[16 * v + l];
     for (int a = 0; a < m; ++a) {
       for (int b = 0; b < m; ++b) {
         const std::int64_t row = i + a * d, col = j + b * d;
         const bool ok = i >= 0 && row < t.folded_out_height && col < t.folded_out_width;
-        idx[a * m + b][l] = ok ? row * 2 * out_w + 2 * col : -1;
+        idx[a * m + b][l] = ok ? image + row * 2 * out_w + 2 * col : -1;
       }
     }
   }
@@ -517,9 +544,10 @@ void wino_store_results(const WinoTask& t, std::int64_t n, const std::int64_t id
 // - F(m×m, 3×3): α²·slots / (9·outputs), slots = 16·tile vectors (a tile runs partly empty
 //   where m does not divide a residue class modulo d, a vector where 16 does not divide the
 //   tiles), times the overhead of its two transforms: 1.2 for m = 2, 1.35 for m = 4.
-// AVX-512 (wide = true): margin 0.9, and F(4×4) only from 4 tile vectors: its transformed weights
-// (α²·4C_in·4C_out floats, 9.4 MB at 64 channels) stream from memory once per image, and with
-// one vector the 16-lane GEMM waits on them (28×28 d = 2: F(4×4)/F(2×2) 0.97 against 0.64 on
+// AVX-512 (wide = true): margin 0.9, and F(4×4) only from 64 tiles in a pass (the images of a
+// batch go through together, up to 8 tile vectors): its transformed weights (α²·4C_in·4C_out
+// floats, 9.4 MB at 64 channels) stream from memory once per pass, and with one vector the
+// 16-lane GEMM waits on them (28×28 d = 2: F(4×4)/F(2×2) 0.97 against 0.64 on
 // AVX2). AVX2: margin 1.0 (its direct kernel has half the lanes and registers), F(4×4) from one
 // vector. Measured against the model (1 thread; C = 64, same padding), time / direct time:
 //   AVX-512 F(2×2): 28×28 d = 2, 4, 6: 0.65, 0.72, 0.82 (2 threads 0.79, 0.86, 1.03) against
@@ -556,10 +584,11 @@ int winograd_tile(const FoldConvGeometry& g, bool wide) {
   for (int tile : {2, 4}) {
     const double c = winograd_cost(g, tile);
     if (c <= 0.0 || c > cost) continue;
-    if (tile == 4 && wide &&
-        tile_starts(g.folded_out_height(), g.dilation, 4).size() *
-                tile_starts(g.folded_out_width(), g.dilation, 4).size() < 4 * 16) {
-      continue;
+    if (tile == 4 && wide) {  // 4 vectors of tiles in a pass (the images of a batch together)
+      const std::int64_t tiles =
+          static_cast<std::int64_t>(tile_starts(g.folded_out_height(), g.dilation, 4).size() *
+                                    tile_starts(g.folded_out_width(), g.dilation, 4).size());
+      if (winograd_group(std::max<std::int64_t>(g.batch, 1), tiles) * tiles < 4 * 16) continue;
     }
     best = tile;
     cost = c;

@@ -270,8 +270,10 @@ void wino_gemm(const WinoTask& t, std::int64_t xi, std::int64_t b) {
 template <int M>
 void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int64_t n1) {
   constexpr int A = M + 2;
-  const __m512i ti = _mm512_loadu_si512(t.tile_i + 16 * tv);
-  const __m512i tj = _mm512_loadu_si512(t.tile_j + 16 * tv);
+  const std::int64_t v = tv % t.image_vectors;  // the vector within its image
+  float* const y_image = t.y + (tv / t.image_vectors) * t.image_out_stride;
+  const __m512i ti = _mm512_loadu_si512(t.tile_i + 16 * v);
+  const __m512i tj = _mm512_loadu_si512(t.tile_j + 16 * v);
   const __mmask16 lanes = _mm512_cmpge_epi32_mask(ti, _mm512_setzero_si512());
   const int d = static_cast<int>(t.dilation);
   const int out_w = static_cast<int>(2 * t.folded_out_width);
@@ -307,7 +309,7 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
       for (int r = 0; r < M; ++r) p[r][b] = out[r];
     }
     const __m512 bias = _mm512_set1_ps(t.bias[n]);
-    float* base = t.y + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
+    float* base = y_image + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
 #pragma GCC unroll 4
     for (int a = 0; a < M; ++a) {
       __m512 y[M];

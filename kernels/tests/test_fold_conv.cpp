@@ -164,6 +164,14 @@ void winograd_choice() {
         "24x24 d=4: F(4x4) on AVX2, direct on AVX-512");
   check(tile(28, 6, true) == 0 && tile(28, 6, false) == 2,
         "28x28 d=6: direct on AVX-512, F(2x2) on AVX2");
+  FoldConvGeometry g4;
+  g4.in_channels = g4.out_channels = 64;
+  g4.height = g4.width = 28;
+  g4.kernel = 3;
+  g4.dilation = g4.padding = 2;
+  g4.batch = 4;  // one vector of 4x4 tiles per image, 4 in a pass
+  check(prism::fold_conv_detail::winograd_tile(g4, true) == 4,
+        "28x28 d=2, batch 4: F(4x4) on AVX-512 (the batch shares the weight stream)");
   FoldConvGeometry g5;
   g5.in_channels = g5.out_channels = 64;
   g5.height = g5.width = 28;
@@ -233,7 +241,9 @@ void geometry_errors() {
   check(threw, "a kernel larger than the padded input is rejected");
 }
 
-void compare_fp32(const FoldConvGeometry& g, std::mt19937& rng) {
+// Every FP32 path (or only `only`) against a double reference.
+void compare_fp32(const FoldConvGeometry& g, std::mt19937& rng,
+                  FoldConvPath only = FoldConvPath::Auto) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const std::int64_t fin = 4 * g.in_channels, fout = 4 * g.out_channels;
   std::vector<float> x(static_cast<std::size_t>(g.batch * g.in_channels * g.height * g.width));
@@ -256,6 +266,7 @@ void compare_fp32(const FoldConvGeometry& g, std::mt19937& rng) {
   const prism::PackedFoldWeights packed =
       prism::pack_fold_weights(w.data(), bias.data(), g.in_channels, g.out_channels, g.kernel);
   for (FoldConvPath path : paths(false)) {
+    if (only != FoldConvPath::Auto && path != only) continue;
     for (int threads : {1, 3}) {
       for (bool relu : {false, true}) {
         std::vector<float> y(want.size(), std::nanf(""));
@@ -413,12 +424,41 @@ void compare_integer(const FoldConvGeometry& g, bool with_tail, int max_code, st
 
 }  // namespace
 
+// Winograd runs a batch in groups of images, each with its zero-bordered pixel blocks in the
+// calling thread's scratch, whose border is written only for images not yet written with the
+// current layout. A larger geometry leaves other data there; then one image of a small
+// geometry, then three: images 2 and 3 must get their border written.
+void winograd_border_across_batches(std::mt19937& rng) {
+  FoldConvGeometry a;
+  a.batch = 3;
+  a.in_channels = 2;
+  a.out_channels = 3;
+  a.height = a.width = 40;
+  a.kernel = 3;
+  a.dilation = a.padding = 1;
+  FoldConvGeometry b = a;
+  b.batch = 1;
+  b.height = b.width = 12;
+  b.dilation = b.padding = 2;
+  for (FoldConvPath path : paths(false)) {
+    if (std::string(prism::fold_conv_path_name(path)).find("winograd") == std::string::npos) {
+      continue;
+    }
+    compare_fp32(a, rng, path);
+    compare_fp32(b, rng, path);
+    b.batch = 3;
+    compare_fp32(b, rng, path);
+    b.batch = 1;
+  }
+}
+
 int main() {
   hand_computed_1x1();
   geometry_errors();
   winograd_choice();
   fp32_algorithm_choice();
   std::mt19937 rng(42);
+  winograd_border_across_batches(rng);
   struct Case {
     std::int64_t b, ci, co, h, w, k, d, p;
   };

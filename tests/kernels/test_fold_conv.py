@@ -172,6 +172,22 @@ def test_fp32_winograd_forms_agree_with_direct_on_wide_layers(isa):
     assert err[""] < 5e-5 and err["4"] < 5e-5, err
 
 
+@pytest.mark.parametrize("path", [p for p in FP32_PATHS if "winograd" in p])
+def test_fp32_winograd_batch_is_per_image(path):
+    """A batch goes through Winograd in groups of images (one GEMM over the group's tile
+    vectors, the weights read once): every image's output is bit-identical to its own call,
+    for batches that split into groups unevenly, with ReLU and two threads."""
+    rng = np.random.default_rng(4)
+    for h, d, n in ((28, 2, 11), (12, 4, 3), (56, 6, 2)):
+        x, w, b = random_fp32(rng, n, 8, 5, h, h, 3)
+        packed = fc.pack_fold_weights(w, b)
+        got = fc.fold_conv2d(x, packed, dilation=d, relu=True, path=path, num_threads=2)
+        for i in range(n):
+            np.testing.assert_array_equal(
+                got[i], fc.fold_conv2d(x[i:i + 1], packed, dilation=d, relu=True, path=path)[0],
+                err_msg=f"{path} {h}x{h} d={d} image {i} of {n}")
+
+
 def test_packed_size_counts_the_winograd_forms():
     """3×3 weights carry their F(2×2) and F(4×4) forms (16/9 and 36/9 the plain size, 12-channel
     blocks) only where a Winograd path runs; other kernel sizes never."""

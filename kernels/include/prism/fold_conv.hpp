@@ -302,32 +302,38 @@ void q_live_rows(const QTask& task, std::int64_t& kh0, std::int64_t& kh1);
 // The SIMD tasks' shared helpers (row segments, kernel-row code sums) are in
 // kernels/src/fold_q_common.hpp.
 
-// Winograd F(m×m, 3×3) (m = WinoTask::tile: 2 or 4) on dilated tiles, one image at a time, in
-// three phases. A tile is the m×m folded output positions {i + a·d} × {j + b·d} (a, b < m); its
-// input is the α×α folded positions {i − p + a·d} × {j − p + b·d} (a, b < α = m + 2). Tiles are
-// numbered t and handled 16 at a time (tile vector tv; lanes past the last tile have tile_i = −1);
-// ξ = a·α + b < α² is a position in the transformed tile.
+// Winograd F(m×m, 3×3) (m = WinoTask::tile: 2 or 4) on dilated tiles, a group of images at a
+// time, in three phases. A tile is the m×m folded output positions {i + a·d} × {j + b·d}
+// (a, b < m); its input is the α×α folded positions {i − p + a·d} × {j − p + b·d} (a, b < α =
+// m + 2). An image's tiles are numbered t and handled 16 at a time in image_vectors tile
+// vectors (lanes past its last tile have tile_i = −1); the group's images follow each other, so
+// tile vector tv is vector tv % image_vectors of image tv / image_vectors (one GEMM over the
+// group's vectors reads the transformed weights once). ξ = a·α + b < α² is a position in the
+// transformed tile.
 //   input:  V[ξ][tv][cf][16] = (Bᵀ·D·B)[ξ] of folded input channel cf, gathered from x;
 //   gemm:   M[ξ][tv][n][16]  = Σ_cf U[ξ][n][cf]·V[ξ][tv][cf];
 //   output: y = Aᵀ·M·A + bias, scattered to the unfolded output (ReLU optional).
 struct WinoTask {
-  const float* x;       // image (C_in, H, W)
-  float* y;             // image output (C_out, 2·Hf, 2·Wf)
+  float* y;             // the group's first image output (C_out, 2·Hf, 2·Wf)
   const float* u;       // PackedFoldWeights::winograd (m = 2) or winograd4 (m = 4)
   const float* bias;    // PackedFoldWeights::folded_bias
   float* v;             // scratch: α² · tile_vectors · 4·C_in · 16 floats
   float* m;             // scratch: α² · tile_vectors · 4·C_out · 16 floats
-  const std::int32_t* tile_i;  // [tile_vectors · 16]
+  const std::int32_t* tile_i;  // [image_vectors · 16], the same for every image
   const std::int32_t* tile_j;
-  // The image as zero-padded planes of 2×2 blocks, built by the driver (fold_conv.cpp) before
-  // wino_input reads them: pixel_blocks[ci][R][C][q] = x[ci][2(R − p) + bh][2(C − p) + bw] with
+  // Each image as zero-padded planes of 2×2 blocks, image_in_stride floats apart, built by the
+  // driver (fold_conv.cpp) before wino_input reads them:
+  // pixel_blocks[image][ci][R][C][q] = x[image][ci][2(R − p) + bh][2(C − p) + bw] with
   // q = bh·2 + bw, zero outside the image. R < block_rows and C < block_cols cover every point
   // R = i + a·d, C = j + b·d (a, b < α) of every tile, so the input transform reads 16 bytes
   // per tile and point (all four fold phases) with plain loads, no gathers and no masks.
   const float* pixel_blocks;
   std::int64_t block_rows, block_cols;
   int tile = 2;  // m: 2 (F(2×2, 3×3)) or 4 (F(4×4, 3×3))
-  std::int64_t tile_vectors, blocks;
+  std::int64_t tile_vectors, blocks;  // tile vectors of the group; weight blocks
+  std::int64_t image_vectors;          // tile vectors per image
+  std::int64_t image_in_stride;        // floats between images in pixel_blocks
+  std::int64_t image_out_stride;       // floats between images in y
   std::int64_t in_channels, out_channels, height, width;
   std::int64_t dilation, padding, folded_out_height, folded_out_width;
   bool relu;
@@ -350,15 +356,17 @@ struct FoldConvIsa {
   int wino_tile = 0;
 };
 
-// Float offsets into one channel of WinoTask::pixel_blocks for the input transform of tile
-// vector tv: lane[l] of tile l's first point (0 for unused lanes, whose results are never
-// stored) and point[a·α + b] of point (a, b) relative to it (α² entries).
+// Float offsets into one channel of the group's first image in WinoTask::pixel_blocks for the
+// input transform of tile vector tv: lane[l] of tile l's first point (that of the vector's image;
+// the image's first block for unused lanes, whose results are never stored) and point[a·α + b]
+// of point (a, b) relative to it (α² entries).
 void wino_block_offsets(const WinoTask& t, std::int64_t tv, std::int64_t lane[16],
                         std::int64_t point[36]);
 
 // For the output transforms without a scatter instruction (AVX2, NEON): idx[a·m + b][l] is the
-// offset in WinoTask::y, from folded output channel n's first element, of result (a, b) of
-// tile l of tile vector tv, or −1 where that is not an output (m = WinoTask::tile);
+// offset in WinoTask::y, from folded output channel n's first element of the group's first image,
+// of result (a, b) of tile l of tile vector tv, or −1 where that is not an output (m =
+// WinoTask::tile);
 // wino_store_results writes channel n's results y[a·m + b][l] by them.
 void wino_output_offsets(const WinoTask& t, std::int64_t tv, std::int64_t idx[16][16]);
 void wino_store_results(const WinoTask& t, std::int64_t n, const std::int64_t idx[16][16],
