@@ -137,11 +137,13 @@ void hand_computed_1x1() {
 // (fold_conv_detail::winograd_tile) on the maps its cost model was measured on: Fold-ASPP's
 // 64 -> 64 channels, same padding. 0: direct.
 void winograd_choice() {
-  auto tile = [](std::int64_t h, std::int64_t d, bool wide) {
+  auto tile = [](std::int64_t h, std::int64_t d, bool wide, std::int64_t batch = 1,
+                 std::int64_t kernel = 3) {
     FoldConvGeometry g;
+    g.batch = batch;
     g.in_channels = g.out_channels = 64;
     g.height = g.width = h;
-    g.kernel = 3;
+    g.kernel = kernel;
     g.dilation = d;
     g.padding = d;
     return prism::fold_conv_detail::winograd_tile(g, wide);
@@ -164,20 +166,9 @@ void winograd_choice() {
         "24x24 d=4: F(4x4) on AVX2, direct on AVX-512");
   check(tile(28, 6, true) == 0 && tile(28, 6, false) == 2,
         "28x28 d=6: direct on AVX-512, F(2x2) on AVX2");
-  FoldConvGeometry g4;
-  g4.in_channels = g4.out_channels = 64;
-  g4.height = g4.width = 28;
-  g4.kernel = 3;
-  g4.dilation = g4.padding = 2;
-  g4.batch = 4;  // one vector of 4x4 tiles per image, 4 in a pass
-  check(prism::fold_conv_detail::winograd_tile(g4, true) == 4,
-        "28x28 d=2, batch 4: F(4x4) on AVX-512 (the batch shares the weight stream)");
-  FoldConvGeometry g5;
-  g5.in_channels = g5.out_channels = 64;
-  g5.height = g5.width = 28;
-  g5.kernel = 5;
-  g5.dilation = g5.padding = 2;
-  check(prism::fold_conv_detail::winograd_tile(g5, true) == 0, "K=5 runs directly");
+  // Batch 4: one vector of 4x4 tiles per image, 4 in a pass that shares the weight stream.
+  check(tile(28, 2, true, 4) == 4, "28x28 d=2, batch 4: F(4x4) on AVX-512");
+  check(tile(28, 2, true, 1, 5) == 0, "K=5 runs directly");
 }
 
 // fold_conv_fp32_algorithm: what each requested path runs. Auto on this CPU: its Winograd family
