@@ -173,13 +173,15 @@ def _dilation_padding(kernel: int, dilation, padding) -> tuple[int, int]:
     return int(dilation), int(padding)
 
 
-def _geometry(x: np.ndarray, kernel: int, dilation, padding) -> tuple[int, int, int, int]:
-    """Checked ``(dilation, padding, Hf, Wf)``: the folded output size."""
+def _geometry(x, kernel: int, dilation, padding) -> tuple[int, int, int, int]:
+    """Checked ``(dilation, padding, Hf, Wf)``: the folded output size for the array ``x``
+    (or its shape) ``(N, C, H, W)``."""
     dilation, padding = _dilation_padding(kernel, dilation, padding)
-    hf, wf = (s // 2 + 2 * padding - dilation * (kernel - 1) for s in x.shape[2:])
+    shape = x.shape if isinstance(x, np.ndarray) else tuple(x)
+    hf, wf = (s // 2 + 2 * padding - dilation * (kernel - 1) for s in shape[2:])
     if hf <= 0 or wf <= 0:
         raise InputError(f"x: the {kernel}x{kernel} kernel with dilation {dilation} does not fit "
-                         f"the folded input {(x.shape[2] // 2, x.shape[3] // 2)} padded by "
+                         f"the folded input {(shape[2] // 2, shape[3] // 2)} padded by "
                          f"{padding}")
     return int(dilation), int(padding), int(hf), int(wf)
 
@@ -294,7 +296,7 @@ def fp32_algorithm(x_shape, weight, *, dilation: int = 1, padding="same",
     if len(x_shape) != 4 or x_shape[1] != c_in:
         raise InputError(f"x_shape: expected (N, {c_in}, H, W) for this weight, got "
                          f"{tuple(x_shape)}")
-    d, p, _, _ = _geometry(np.empty((0, 0, *x_shape[2:])), k, dilation, padding)
+    d, p, _, _ = _geometry(x_shape, k, dilation, padding)
     return _kernels.fold_conv_fp32_algorithm(int(x_shape[0]), c_in, int(x_shape[2]),
                                              int(x_shape[3]), c_out, k, d, p,
                                              _resolve_path(path, False))

@@ -342,6 +342,23 @@ std::vector<std::int32_t> tile_starts(std::int64_t size, std::int64_t dilation, 
   return starts;
 }
 
+// tile_starts(size, dilation, m).size() without building the list: residue class ρ < d holds
+// ⌈(size − ρ)/d⌉ rows, in ⌈rows/m⌉ tiles.
+std::int64_t tile_count(std::int64_t size, std::int64_t dilation, int m) {
+  std::int64_t count = 0;
+  for (std::int64_t rho = 0; rho < std::min(dilation, size); ++rho) {
+    const std::int64_t rows = (size - rho + dilation - 1) / dilation;
+    count += (rows + m - 1) / m;
+  }
+  return count;
+}
+
+// The tiles of one image of F(m×m, 3×3).
+std::int64_t winograd_tiles(const FoldConvGeometry& g, int m) {
+  return tile_count(g.folded_out_height(), g.dilation, m) *
+         tile_count(g.folded_out_width(), g.dilation, m);
+}
+
 // Transformed tiles and products, 64-byte aligned: the GEMM reads 64-byte rows of v (one zmm or
 // two ymm), which straddled two cache lines in a plain vector (glibc serves such blocks 16 bytes
 // past a page). AVX-512, 1 thread: 28×28 d=2 1.39–1.48 → 1.18 ms, 56×56 4.9–5.3 → 4.1–4.6 ms.
@@ -451,10 +468,7 @@ void winograd(const float* x, const FoldConvGeometry& g, const PackedFoldWeights
   task.image_out_stride = out_image;
   task.in_channels = g.in_channels;
   task.out_channels = g.out_channels;
-  task.height = g.height;
-  task.width = g.width;
   task.dilation = g.dilation;
-  task.padding = g.padding;
   task.folded_out_height = hf;
   task.folded_out_width = wf;
   task.relu = relu;
@@ -557,8 +571,7 @@ void wino_store_results(const WinoTask& t, std::int64_t n, const std::int64_t id
 //   16×16 d = 2 2.4.
 double winograd_cost(const FoldConvGeometry& g, int tile) {
   const std::int64_t hf = g.folded_out_height(), wf = g.folded_out_width();
-  const std::int64_t tiles = static_cast<std::int64_t>(tile_starts(hf, g.dilation, tile).size() *
-                                                       tile_starts(wf, g.dilation, tile).size());
+  const std::int64_t tiles = winograd_tiles(g, tile);
   if (tiles < 16) return 0.0;
   const double slots = 16.0 * static_cast<double>((tiles + 15) / 16);
   const double alpha = tile + 2.0, overhead = tile == 4 ? 1.35 : 1.2;
@@ -585,10 +598,8 @@ int winograd_tile(const FoldConvGeometry& g, bool wide) {
     const double c = winograd_cost(g, tile);
     if (c <= 0.0 || c > cost) continue;
     if (tile == 4 && wide) {  // 4 vectors of tiles in a pass (the images of a batch together)
-      const std::int64_t tiles =
-          static_cast<std::int64_t>(tile_starts(g.folded_out_height(), g.dilation, 4).size() *
-                                    tile_starts(g.folded_out_width(), g.dilation, 4).size());
-      if (winograd_group(std::max<std::int64_t>(g.batch, 1), tiles) * tiles < 4 * 16) continue;
+      const std::int64_t tiles = winograd_tiles(g, 4);
+      if (winograd_group(g.batch, tiles) * tiles < 4 * 16) continue;
     }
     best = tile;
     cost = c;
@@ -622,10 +633,8 @@ WinogradFamily winograd_family(FoldConvPath path) {
   }
 }
 
-}  // namespace
-
-FoldConvPath fold_conv_fp32_algorithm(const FoldConvGeometry& g, FoldConvPath path) {
-  check_fold_conv(g);
+// fold_conv_fp32_algorithm for a checked geometry.
+FoldConvPath fp32_algorithm(const FoldConvGeometry& g, FoldConvPath path) {
   const FoldConvIsa& isa = resolve(path, false);
   if (!isa.wino_input) return isa.path;
   const WinogradFamily family = winograd_family(isa.path);
@@ -637,11 +646,18 @@ FoldConvPath fold_conv_fp32_algorithm(const FoldConvGeometry& g, FoldConvPath pa
   return tile == 0 ? family.direct : tile == 4 ? family.f4 : family.f2;
 }
 
+}  // namespace
+
+FoldConvPath fold_conv_fp32_algorithm(const FoldConvGeometry& g, FoldConvPath path) {
+  check_fold_conv(g);
+  return fp32_algorithm(g, path);
+}
+
 void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeights& w, bool relu,
                  float* y, const FoldConvOptions& options) {
   check_fold_conv(g);
   check_weights_match(g, w.in_channels, w.out_channels, w.kernel);
-  const FoldConvIsa& isa = *built(fold_conv_fp32_algorithm(g, options.path));
+  const FoldConvIsa& isa = *built(fp32_algorithm(g, options.path));
   if (isa.wino_input && g.batch > 0) {
     if ((isa.wino_tile == 4 ? w.winograd4 : w.winograd).empty()) {
       throw std::invalid_argument(

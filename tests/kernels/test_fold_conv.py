@@ -157,6 +157,8 @@ def test_fp32_algorithm_is_the_path_auto_runs():
     assert fc.fp32_algorithm((1, 16, 28, 28), w1, path=isa + "_winograd4") == isa
     with pytest.raises(InputError, match="x_shape"):
         fc.fp32_algorithm((1, 15, 28, 28), w)
+    with pytest.raises(InputError, match="does not fit the folded input"):
+        fc.fp32_algorithm((1, 16, 4, 4), w, dilation=6, padding=0)
 
 
 @pytest.mark.parametrize("isa", WINOGRAD_ISAS)

@@ -334,8 +334,8 @@ struct WinoTask {
   std::int64_t image_vectors;          // tile vectors per image
   std::int64_t image_in_stride;        // floats between images in pixel_blocks
   std::int64_t image_out_stride;       // floats between images in y
-  std::int64_t in_channels, out_channels, height, width;
-  std::int64_t dilation, padding, folded_out_height, folded_out_width;
+  std::int64_t in_channels, out_channels;
+  std::int64_t dilation, folded_out_height, folded_out_width;
   bool relu;
 };
 
