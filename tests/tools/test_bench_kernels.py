@@ -25,6 +25,16 @@ def test_bench_kernels_writes_its_report(tmp_path):
         # Random 4-bit codes with 10 % tail weights: about 1 - 0.9**4 of the k-blocks.
         assert 0.25 < entry["tail_block_density"] < 0.45
         assert 0 <= entry["rounds_quiet"] <= 1 and entry["rounds_used"] == 1  # one round: used
+    # One thread: ratios of medians; several: of the best rounds (the rows say which).
+    for threads in {e["threads"] for e in report["results"]}:
+        key = "vs_ort" if threads == 1 else "vs_ort_best"
+        resnet = [e[key]["pwlq_sparse"] for e in report["results"]
+                  if e["threads"] == threads and e["shape"] in bench_kernels.RESNET]
+        tag = "1 thread" if threads == 1 else f"{threads} threads, best wall time"
+        row = next(r for r in report["rows"] if r["what"] == (
+            "PWLQ W4A8 (folded: dense + sparse tail) vs ORT MatMulInteger, ResNet-20 3x3 GEMMs "
+            f"(geomean), {tag}"))
+        assert row["value"] == pytest.approx(bench_kernels.geomean(resnet), abs=1e-3)
     gate = report["quiet_gate"]  # one gated round per shape and thread count
     assert gate["rounds"] == len(report["results"]) and 0 <= gate["unquiet_rounds"] <= gate["rounds"]
     whats = [row["what"] for row in report["rows"]]
