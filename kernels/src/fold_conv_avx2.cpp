@@ -105,51 +105,11 @@ void f32_task(const F32Task& t) {
 
 constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
-// Bᵀ·d and Aᵀ·m over α values, as fold_conv_avx512.cpp (the same operations on 8 lanes).
-template <int A>
-inline void input_1d(__m256* d, int stride) {
-  if constexpr (A == 4) {
-    const __m256 d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride];
-    d[0] = _mm256_sub_ps(d0, d2);
-    d[stride] = _mm256_add_ps(d1, d2);
-    d[2 * stride] = _mm256_sub_ps(d2, d1);
-    d[3 * stride] = _mm256_sub_ps(d1, d3);
-  } else {
-    // Points 0, 1, −1, ½, −2 (see pack_winograd in fold_conv.cpp): e = d3 − d1, a = d4 − d2.
-    const __m256 half = _mm256_set1_ps(0.5f), two = _mm256_set1_ps(2.0f);
-    const __m256 c15 = _mm256_set1_ps(1.5f), c25 = _mm256_set1_ps(2.5f);
-    const __m256 d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride],
-                 d4 = d[4 * stride], d5 = d[5 * stride];
-    const __m256 e = _mm256_sub_ps(d3, d1), a = _mm256_sub_ps(d4, d2);
-    d[0] = _mm256_sub_ps(_mm256_add_ps(_mm256_fmadd_ps(c15, e, d0), a), d2);
-    d[stride] = _mm256_sub_ps(_mm256_fmadd_ps(c25, d3, _mm256_fmadd_ps(half, d2, d4)), d1);
-    d[2 * stride] = _mm256_add_ps(_mm256_fmadd_ps(half, d3, _mm256_fnmadd_ps(c25, d2, d4)), d1);
-    d[3 * stride] = _mm256_fmadd_ps(two, e, a);
-    d[4 * stride] = _mm256_fnmadd_ps(half, e, a);
-    d[5 * stride] = _mm256_add_ps(_mm256_fmadd_ps(c15, a, d5), _mm256_fnmadd_ps(two, d3, d1));
-  }
-}
-
-template <int A>
-inline void output_1d(const __m256* m, int stride, __m256* y) {
-  if constexpr (A == 4) {
-    const __m256 m1 = m[stride], m2 = m[2 * stride];
-    y[0] = _mm256_add_ps(_mm256_add_ps(m[0], m1), m2);
-    y[1] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m[3 * stride]);
-  } else {
-    const __m256 s12 = _mm256_add_ps(m[stride], m[2 * stride]);
-    const __m256 d12 = _mm256_sub_ps(m[stride], m[2 * stride]);
-    const __m256 m3 = m[3 * stride], m4 = m[4 * stride];
-    y[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(m[0], s12), m3), m4);
-    y[1] = _mm256_fnmadd_ps(_mm256_set1_ps(2.0f), m4,
-                           _mm256_fmadd_ps(_mm256_set1_ps(0.5f), m3, d12));
-    y[2] = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), m4,
-                          _mm256_fmadd_ps(_mm256_set1_ps(0.25f), m3, s12));
-    y[3] = _mm256_add_ps(_mm256_fnmadd_ps(_mm256_set1_ps(8.0f), m4,
-                                       _mm256_fmadd_ps(_mm256_set1_ps(0.125f), m3, d12)),
-                         m[5 * stride]);
-  }
-}
+inline __m256 w_add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+inline __m256 w_sub(__m256 a, __m256 b) { return _mm256_sub_ps(a, b); }
+inline __m256 w_fma(__m256 c, __m256 x, float k) { return _mm256_fmadd_ps(_mm256_set1_ps(k), x, c); }
+inline __m256 w_fms(__m256 c, __m256 x, float k) { return _mm256_fnmadd_ps(_mm256_set1_ps(k), x, c); }
+#include "wino_1d.inc"
 
 template <int A>
 void wino_input_t(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {

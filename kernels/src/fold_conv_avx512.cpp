@@ -129,55 +129,11 @@ void f32_task(const F32Task& t) {
 
 constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
-// Bᵀ·d over α values in place (d[i·stride]). α = 4: Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0;
-// 0 1 0 −1]. α = 6: Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0;
-// 0 2 −1 −2 1 0; 0 4 0 −5 0 1].
-template <int A>
-inline void input_1d(__m512* d, int stride) {
-  if constexpr (A == 4) {
-    const __m512 d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride];
-    d[0] = _mm512_sub_ps(d0, d2);
-    d[stride] = _mm512_add_ps(d1, d2);
-    d[2 * stride] = _mm512_sub_ps(d2, d1);
-    d[3 * stride] = _mm512_sub_ps(d1, d3);
-  } else {
-    // Points 0, 1, −1, ½, −2 (see pack_winograd in fold_conv.cpp): e = d3 − d1, a = d4 − d2.
-    const __m512 half = _mm512_set1_ps(0.5f), two = _mm512_set1_ps(2.0f);
-    const __m512 c15 = _mm512_set1_ps(1.5f), c25 = _mm512_set1_ps(2.5f);
-    const __m512 d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride],
-                 d4 = d[4 * stride], d5 = d[5 * stride];
-    const __m512 e = _mm512_sub_ps(d3, d1), a = _mm512_sub_ps(d4, d2);
-    d[0] = _mm512_sub_ps(_mm512_add_ps(_mm512_fmadd_ps(c15, e, d0), a), d2);
-    d[stride] = _mm512_sub_ps(_mm512_fmadd_ps(c25, d3, _mm512_fmadd_ps(half, d2, d4)), d1);
-    d[2 * stride] = _mm512_add_ps(_mm512_fmadd_ps(half, d3, _mm512_fnmadd_ps(c25, d2, d4)), d1);
-    d[3 * stride] = _mm512_fmadd_ps(two, e, a);
-    d[4 * stride] = _mm512_fnmadd_ps(half, e, a);
-    d[5 * stride] = _mm512_add_ps(_mm512_fmadd_ps(c15, a, d5), _mm512_fnmadd_ps(two, d3, d1));
-  }
-}
-
-// Aᵀ·m over α values into m outputs. m = 2: Aᵀ = [1 1 1 0; 0 1 −1 −1]. m = 4:
-// Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1].
-template <int A>
-inline void output_1d(const __m512* m, int stride, __m512* y) {
-  if constexpr (A == 4) {
-    const __m512 m1 = m[stride], m2 = m[2 * stride];
-    y[0] = _mm512_add_ps(_mm512_add_ps(m[0], m1), m2);
-    y[1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m[3 * stride]);
-  } else {
-    const __m512 s12 = _mm512_add_ps(m[stride], m[2 * stride]);
-    const __m512 d12 = _mm512_sub_ps(m[stride], m[2 * stride]);
-    const __m512 m3 = m[3 * stride], m4 = m[4 * stride];
-    y[0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(m[0], s12), m3), m4);
-    y[1] = _mm512_fnmadd_ps(_mm512_set1_ps(2.0f), m4,
-                           _mm512_fmadd_ps(_mm512_set1_ps(0.5f), m3, d12));
-    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), m4,
-                          _mm512_fmadd_ps(_mm512_set1_ps(0.25f), m3, s12));
-    y[3] = _mm512_add_ps(_mm512_fnmadd_ps(_mm512_set1_ps(8.0f), m4,
-                                       _mm512_fmadd_ps(_mm512_set1_ps(0.125f), m3, d12)),
-                         m[5 * stride]);
-  }
-}
+inline __m512 w_add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+inline __m512 w_sub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
+inline __m512 w_fma(__m512 c, __m512 x, float k) { return _mm512_fmadd_ps(_mm512_set1_ps(k), x, c); }
+inline __m512 w_fms(__m512 c, __m512 x, float k) { return _mm512_fnmadd_ps(_mm512_set1_ps(k), x, c); }
+#include "wino_1d.inc"
 
 template <int A>
 void wino_input_t(const WinoTask& t, std::int64_t tv, std::int64_t c0, std::int64_t c1) {

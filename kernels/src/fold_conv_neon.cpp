@@ -21,46 +21,11 @@ namespace {
 
 constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
-// Bᵀ·d over α values in place (d[i·stride]); the matrices are in fold_conv_avx512.cpp.
-template <int A>
-inline void input_1d(float32x4_t* d, int stride) {
-  if constexpr (A == 4) {
-    const float32x4_t d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride];
-    d[0] = vsubq_f32(d0, d2);
-    d[stride] = vaddq_f32(d1, d2);
-    d[2 * stride] = vsubq_f32(d2, d1);
-    d[3 * stride] = vsubq_f32(d1, d3);
-  } else {
-    // Points 0, 1, −1, ½, −2: e = d3 − d1, a = d4 − d2.
-    const float32x4_t d0 = d[0], d1 = d[stride], d2 = d[2 * stride], d3 = d[3 * stride],
-                      d4 = d[4 * stride], d5 = d[5 * stride];
-    const float32x4_t e = vsubq_f32(d3, d1), a = vsubq_f32(d4, d2);
-    d[0] = vsubq_f32(vaddq_f32(vfmaq_n_f32(d0, e, 1.5f), a), d2);
-    d[stride] = vsubq_f32(vfmaq_n_f32(vfmaq_n_f32(d4, d2, 0.5f), d3, 2.5f), d1);
-    d[2 * stride] = vaddq_f32(vfmaq_n_f32(vfmsq_n_f32(d4, d2, 2.5f), d3, 0.5f), d1);
-    d[3 * stride] = vfmaq_n_f32(a, e, 2.0f);
-    d[4 * stride] = vfmsq_n_f32(a, e, 0.5f);
-    d[5 * stride] = vaddq_f32(vfmaq_n_f32(d5, a, 1.5f), vfmsq_n_f32(d1, d3, 2.0f));
-  }
-}
-
-// Aᵀ·m over α values into m outputs.
-template <int A>
-inline void output_1d(const float32x4_t* m, int stride, float32x4_t* y) {
-  if constexpr (A == 4) {
-    const float32x4_t m1 = m[stride], m2 = m[2 * stride];
-    y[0] = vaddq_f32(vaddq_f32(m[0], m1), m2);
-    y[1] = vsubq_f32(vsubq_f32(m1, m2), m[3 * stride]);
-  } else {
-    const float32x4_t s12 = vaddq_f32(m[stride], m[2 * stride]);
-    const float32x4_t d12 = vsubq_f32(m[stride], m[2 * stride]);
-    const float32x4_t m3 = m[3 * stride], m4 = m[4 * stride];
-    y[0] = vaddq_f32(vaddq_f32(vaddq_f32(m[0], s12), m3), m4);
-    y[1] = vfmsq_n_f32(vfmaq_n_f32(d12, m3, 0.5f), m4, 2.0f);
-    y[2] = vfmaq_n_f32(vfmaq_n_f32(s12, m3, 0.25f), m4, 4.0f);
-    y[3] = vaddq_f32(vfmsq_n_f32(vfmaq_n_f32(d12, m3, 0.125f), m4, 8.0f), m[5 * stride]);
-  }
-}
+inline float32x4_t w_add(float32x4_t a, float32x4_t b) { return vaddq_f32(a, b); }
+inline float32x4_t w_sub(float32x4_t a, float32x4_t b) { return vsubq_f32(a, b); }
+inline float32x4_t w_fma(float32x4_t c, float32x4_t x, float k) { return vfmaq_n_f32(c, x, k); }
+inline float32x4_t w_fms(float32x4_t c, float32x4_t x, float k) { return vfmsq_n_f32(c, x, k); }
+#include "wino_1d.inc"
 
 // Lanes [a_q, b_q, c_q, d_q] for q = 0..3 from four 4-float vectors a, b, c, d.
 inline void transpose4(float32x4_t& a, float32x4_t& b, float32x4_t& c, float32x4_t& d) {
