@@ -348,20 +348,31 @@ class PreparedConv : PreparedLayer<Packed> {
 
 using PackedFold = std::shared_ptr<prism::PackedFoldWeights>;
 
+// The geometry of sizes given one by one (unchecked: its users check it once).
+prism::FoldConvGeometry fold_geometry_of(std::int64_t batch, std::int64_t in_channels,
+                                         std::int64_t height, std::int64_t width,
+                                         std::int64_t out_channels, std::int64_t kernel,
+                                         std::int64_t dilation, std::int64_t padding) {
+  prism::FoldConvGeometry g;
+  g.batch = batch;
+  g.in_channels = in_channels;
+  g.height = height;
+  g.width = width;
+  g.out_channels = out_channels;
+  g.kernel = kernel;
+  g.dilation = dilation;
+  g.padding = padding;
+  return g;
+}
+
 prism::FoldConvGeometry fold_geometry(const py::array& x, std::int64_t in_channels,
                                       std::int64_t out_channels, std::int64_t kernel,
                                       std::int64_t dilation, std::int64_t padding) {
   if (x.ndim() != 4 || x.shape(1) != in_channels)
     throw std::invalid_argument("x must be (B, C_in, H, W) with the packed C_in");
-  prism::FoldConvGeometry g;
-  g.batch = x.shape(0);
-  g.in_channels = in_channels;
-  g.height = x.shape(2);
-  g.width = x.shape(3);
-  g.out_channels = out_channels;
-  g.kernel = kernel;
-  g.dilation = dilation;
-  g.padding = padding;
+  const prism::FoldConvGeometry g = fold_geometry_of(x.shape(0), in_channels, x.shape(2),
+                                                     x.shape(3), out_channels, kernel, dilation,
+                                                     padding);
   prism::check_fold_conv(g);
   return g;
 }
@@ -628,15 +639,9 @@ PYBIND11_MODULE(_kernels, m) {
                                        std::int64_t out_channels, std::int64_t kernel,
                                        std::int64_t dilation, std::int64_t padding,
                                        const std::string& path) {
-    prism::FoldConvGeometry g;
-    g.batch = batch;
-    g.in_channels = in_channels;
-    g.height = height;
-    g.width = width;
-    g.out_channels = out_channels;
-    g.kernel = kernel;
-    g.dilation = dilation;
-    g.padding = padding;
+    // fold_conv_fp32_algorithm checks the geometry.
+    const prism::FoldConvGeometry g = fold_geometry_of(batch, in_channels, height, width,
+                                                       out_channels, kernel, dilation, padding);
     return std::string(prism::fold_conv_path_name(
         prism::fold_conv_fp32_algorithm(g, prism::parse_fold_conv_path(path))));
   }, py::arg("batch"), py::arg("in_channels"), py::arg("height"), py::arg("width"),
