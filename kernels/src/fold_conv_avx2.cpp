@@ -109,6 +109,8 @@ inline __m256 w_add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
 inline __m256 w_sub(__m256 a, __m256 b) { return _mm256_sub_ps(a, b); }
 inline __m256 w_fma(__m256 c, __m256 x, float k) { return _mm256_fmadd_ps(_mm256_set1_ps(k), x, c); }
 inline __m256 w_fms(__m256 c, __m256 x, float k) { return _mm256_fnmadd_ps(_mm256_set1_ps(k), x, c); }
+inline __m256 w_load(const float* p, __m256) { return _mm256_loadu_ps(p); }
+inline __m256 w_relu(__m256 a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
 #include "wino_1d.inc"
 
 template <int A>
@@ -201,36 +203,15 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
   wino_output_offsets(t, tv, idx);
   const std::int64_t nf = 4 * t.out_channels;
   const std::int64_t xi_stride = t.tile_vectors * nf * 16;
-  const __m256 zero = _mm256_setzero_ps();
   for (std::int64_t n = n0; n < n1; ++n) {
     const float* m = t.m + (tv * nf + n) * 16;
     const __m256 bias = _mm256_set1_ps(t.bias[n]);
     alignas(32) float y[16][16];
     for (int h = 0; h < 2; ++h) {
-      // Aᵀ·M·A: columns (p[r][b] = Σ_a Aᵀ[r][a]·M[a][b]), then rows.
-      __m256 p[M][A];
-#pragma GCC unroll 6
-      for (int b = 0; b < A; ++b) {
-        __m256 col[A], out[M];
-#pragma GCC unroll 6
-        for (int a = 0; a < A; ++a) {
-          col[a] = _mm256_loadu_ps(m + (a * A + b) * xi_stride + 8 * h);
-        }
-        output_1d<A>(col, 1, out);
-#pragma GCC unroll 4
-        for (int r = 0; r < M; ++r) p[r][b] = out[r];
-      }
-#pragma GCC unroll 4
-      for (int a = 0; a < M; ++a) {
-        __m256 v[M];
-        output_1d<A>(p[a], 1, v);
-#pragma GCC unroll 4
-        for (int b = 0; b < M; ++b) {
-          __m256 r = _mm256_add_ps(v[b], bias);
-          if (t.relu) r = _mm256_max_ps(r, zero);
-          _mm256_store_ps(y[a * M + b] + 8 * h, r);
-        }
-      }
+      __m256 r[M * M];
+      output_2d<A>(m + 8 * h, xi_stride, bias, t.relu, r);
+#pragma GCC unroll 16
+      for (int k = 0; k < M * M; ++k) _mm256_store_ps(y[k] + 8 * h, r[k]);
     }
     wino_store_results(t, n, idx, y);
   }

@@ -133,6 +133,8 @@ inline __m512 w_add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
 inline __m512 w_sub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
 inline __m512 w_fma(__m512 c, __m512 x, float k) { return _mm512_fmadd_ps(_mm512_set1_ps(k), x, c); }
 inline __m512 w_fms(__m512 c, __m512 x, float k) { return _mm512_fnmadd_ps(_mm512_set1_ps(k), x, c); }
+inline __m512 w_load(const float* p, __m512) { return _mm512_loadu_ps(p); }
+inline __m512 w_relu(__m512 a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
 #include "wino_1d.inc"
 
 template <int A>
@@ -250,33 +252,12 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
   const std::int64_t nf = 4 * t.out_channels;
   const std::int64_t xi_stride = t.tile_vectors * nf * 16;
   const std::int64_t out_plane = 4 * t.folded_out_height * t.folded_out_width;
-  const __m512 zero = _mm512_setzero_ps();
   for (std::int64_t n = n0; n < n1; ++n) {
-    const float* m = t.m + (tv * nf + n) * 16;
-    // Aᵀ·M·A: columns (p[r][b] = Σ_a Aᵀ[r][a]·M[a][b]), then rows.
-    __m512 p[M][A];
-#pragma GCC unroll 6
-    for (int b = 0; b < A; ++b) {
-      __m512 col[A], out[M];
-#pragma GCC unroll 6
-      for (int a = 0; a < A; ++a) col[a] = _mm512_loadu_ps(m + (a * A + b) * xi_stride);
-      output_1d<A>(col, 1, out);
-#pragma GCC unroll 4
-      for (int r = 0; r < M; ++r) p[r][b] = out[r];
-    }
-    const __m512 bias = _mm512_set1_ps(t.bias[n]);
+    __m512 y[M * M];
+    output_2d<A>(t.m + (tv * nf + n) * 16, xi_stride, _mm512_set1_ps(t.bias[n]), t.relu, y);
     float* base = y_image + (n / 4) * out_plane + ((n / 2) % 2) * out_w + (n % 2);
-#pragma GCC unroll 4
-    for (int a = 0; a < M; ++a) {
-      __m512 y[M];
-      output_1d<A>(p[a], 1, y);
-#pragma GCC unroll 4
-      for (int b = 0; b < M; ++b) {
-        __m512 v = _mm512_add_ps(y[b], bias);
-        if (t.relu) v = _mm512_max_ps(v, zero);
-        _mm512_mask_i32scatter_ps(base, msk[a * M + b], idx[a * M + b], v, 4);
-      }
-    }
+#pragma GCC unroll 16
+    for (int k = 0; k < M * M; ++k) _mm512_mask_i32scatter_ps(base, msk[k], idx[k], y[k], 4);
   }
 }
 

@@ -25,6 +25,8 @@ inline float32x4_t w_add(float32x4_t a, float32x4_t b) { return vaddq_f32(a, b);
 inline float32x4_t w_sub(float32x4_t a, float32x4_t b) { return vsubq_f32(a, b); }
 inline float32x4_t w_fma(float32x4_t c, float32x4_t x, float k) { return vfmaq_n_f32(c, x, k); }
 inline float32x4_t w_fms(float32x4_t c, float32x4_t x, float k) { return vfmsq_n_f32(c, x, k); }
+inline float32x4_t w_load(const float* p, float32x4_t) { return vld1q_f32(p); }
+inline float32x4_t w_relu(float32x4_t a) { return vmaxq_f32(a, vdupq_n_f32(0.0f)); }
 #include "wino_1d.inc"
 
 // Lanes [a_q, b_q, c_q, d_q] for q = 0..3 from four 4-float vectors a, b, c, d.
@@ -123,29 +125,14 @@ void wino_output_t(const WinoTask& t, std::int64_t tv, std::int64_t n0, std::int
   wino_output_offsets(t, tv, idx);
   const std::int64_t nf = 4 * t.out_channels;
   const std::int64_t xi_stride = t.tile_vectors * nf * 16;
-  const float32x4_t zero = vdupq_n_f32(0.0f);
   for (std::int64_t n = n0; n < n1; ++n) {
     const float* m = t.m + (tv * nf + n) * 16;
     const float32x4_t bias = vdupq_n_f32(t.bias[n]);
     float y[16][16];
     for (int h = 0; h < 4; ++h) {
-      // Aᵀ·M·A: columns (p[r][b] = Σ_a Aᵀ[r][a]·M[a][b]), then rows.
-      float32x4_t p[M][A];
-      for (int b = 0; b < A; ++b) {
-        float32x4_t col[A], out[M];
-        for (int a = 0; a < A; ++a) col[a] = vld1q_f32(m + (a * A + b) * xi_stride + 4 * h);
-        output_1d<A>(col, 1, out);
-        for (int r = 0; r < M; ++r) p[r][b] = out[r];
-      }
-      for (int a = 0; a < M; ++a) {
-        float32x4_t v[M];
-        output_1d<A>(p[a], 1, v);
-        for (int b = 0; b < M; ++b) {
-          float32x4_t r = vaddq_f32(v[b], bias);
-          if (t.relu) r = vmaxq_f32(r, zero);
-          vst1q_f32(y[a * M + b] + 4 * h, r);
-        }
-      }
+      float32x4_t r[M * M];
+      output_2d<A>(m + 4 * h, xi_stride, bias, t.relu, r);
+      for (int k = 0; k < M * M; ++k) vst1q_f32(y[k] + 4 * h, r[k]);
     }
     wino_store_results(t, n, idx, y);
   }
