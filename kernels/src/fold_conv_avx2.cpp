@@ -107,8 +107,12 @@ constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
 inline __m256 w_add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
 inline __m256 w_sub(__m256 a, __m256 b) { return _mm256_sub_ps(a, b); }
-inline __m256 w_fma(__m256 c, __m256 x, float k) { return _mm256_fmadd_ps(_mm256_set1_ps(k), x, c); }
-inline __m256 w_fms(__m256 c, __m256 x, float k) { return _mm256_fnmadd_ps(_mm256_set1_ps(k), x, c); }
+inline __m256 w_fma(__m256 c, __m256 x, float k) {
+  return _mm256_fmadd_ps(_mm256_set1_ps(k), x, c);
+}
+inline __m256 w_fms(__m256 c, __m256 x, float k) {
+  return _mm256_fnmadd_ps(_mm256_set1_ps(k), x, c);
+}
 inline __m256 w_load(const float* p, __m256) { return _mm256_loadu_ps(p); }
 inline __m256 w_relu(__m256 a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
 #include "wino_1d.inc"

@@ -1,6 +1,6 @@
 // AVX-512F paths of the FP32 folded convolution: direct (avx512) and Winograd F(2×2, 3×3)
-// (avx512_winograd) or F(4×4, 3×3) (avx512_winograd4). Compiled with -mavx512f (this file only) and chosen at run time when
-// cpu_features().avx512f.
+// (avx512_winograd) or F(4×4, 3×3) (avx512_winograd4). Compiled with -mavx512f (this file only)
+// and chosen at run time when cpu_features().avx512f.
 //
 // A zmm holds 16 consecutive output pixels of one output row: 8 folded positions × 2 phases px.
 // One masked load of 16 input pixels (row 2·(i + kh·d − p) + bh, starting at the tap's column)
@@ -131,8 +131,12 @@ constexpr int kWinoBlock = 12;  // folded output channels per weight block
 
 inline __m512 w_add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
 inline __m512 w_sub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
-inline __m512 w_fma(__m512 c, __m512 x, float k) { return _mm512_fmadd_ps(_mm512_set1_ps(k), x, c); }
-inline __m512 w_fms(__m512 c, __m512 x, float k) { return _mm512_fnmadd_ps(_mm512_set1_ps(k), x, c); }
+inline __m512 w_fma(__m512 c, __m512 x, float k) {
+  return _mm512_fmadd_ps(_mm512_set1_ps(k), x, c);
+}
+inline __m512 w_fms(__m512 c, __m512 x, float k) {
+  return _mm512_fnmadd_ps(_mm512_set1_ps(k), x, c);
+}
 inline __m512 w_load(const float* p, __m512) { return _mm512_loadu_ps(p); }
 inline __m512 w_relu(__m512 a) { return _mm512_max_ps(a, _mm512_setzero_ps()); }
 #include "wino_1d.inc"
