@@ -392,8 +392,21 @@ class PackedFoldQWeights:
 
     @property
     def tail_group_density(self) -> float:
-        """Fraction of (channel, input channel, tap) 4-byte groups the sparse tail pass visits."""
+        """Fraction of (channel, input channel, tap) 4-byte groups holding a non-zero tail code:
+        what the AVX2 and NEON dot-product tail passes visit."""
         return self.native.tail_group_density
+
+    @property
+    def tail_code_density(self) -> float:
+        """Fraction of the tail codes ``W1`` that are non-zero."""
+        return self.native.tail_code_density
+
+    @property
+    def tail_quad_density(self) -> float:
+        """Quads of tail codes (4 codes from any groups of one channel and kernel row, the last
+        of each padded) per (channel, input channel, tap) group: what the AVX-512 VNNI tail
+        pass visits, one ``vpdpbusd`` per quad and 16 pixels."""
+        return self.native.tail_quad_density
 
     def codes(self) -> tuple[np.ndarray, np.ndarray]:
         """``(W0, W1)`` as int8 ``(4·C_out, 4·C_in, K, K)`` (zeros for a missing tail)."""

@@ -107,6 +107,7 @@ def make_case(h: int, dilation: int, threads: int, seed: int = 0, integer_path: 
                                f"d={dilation}")
         calls[name] = call
     calls["tail_group_density"] = pwlq.tail_group_density
+    calls["tail_quad_density"] = pwlq.tail_quad_density
     calls["fp32_algorithm"] = fc.fp32_algorithm(x.shape, packed, dilation=dilation)
     return calls
 
@@ -156,6 +157,7 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None,
         for h, d in SHAPES:
             calls = make_case(h, d, threads, integer_path=integer_path, pwlq_bits=pwlq_bits)
             density = calls.pop("tail_group_density")
+            quad_density = calls.pop("tail_quad_density")
             algorithm = calls.pop("fp32_algorithm")
             times = time_interleaved(calls, rounds, gate=gate, threads=threads)
             used = quiet_rounds(times["quiet"])
@@ -168,6 +170,7 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None,
 
             row = {"h": h, "w": h, "channels": CHANNELS, "kernel": 3, "dilation": d,
                    "threads": threads, "pwlq_tail_group_density": density,
+                   "pwlq_tail_quad_density": quad_density,
                    "fp32_algorithm": algorithm,
                    "rounds_quiet": int(times["quiet"].sum()), "rounds_used": int(used.sum()),
                    "ms_median": {n: float(np.median(t) * 1e3) for n, t in wall.items()},
@@ -194,7 +197,8 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None,
                   flush=True)
     gate.close()
     # The integer kernels' fraction of the measured vpdpbusd peak at 1 thread. Work counted as
-    # the unfused sequence's multiply-adds / 64 (PWLQ: times 1 + tail group density); the kernels
+    # the unfused sequence's multiply-adds / 64 (PWLQ: times 1 + the tail quad density, one
+    # vpdpbusd per quad and 16 pixels on this path); the kernels
     # skip kernel rows that lie wholly in the padding, so shapes with much padding (d = 4, 6)
     # count work not done.
     integer = fc.simd_path(integer=True) if integer_path == "auto" else integer_path
@@ -203,7 +207,7 @@ def run(rounds: int = 25, thread_counts: tuple[int, ...] | None = None,
         if row["threads"] != 1 or not peak or integer != "avx512vnni":
             continue
         dps = 4 * CHANNELS * (row["h"] // 2) ** 2 * 4 * CHANNELS * 9 / 64
-        work = {"int8": dps, "pwlq": dps * (1 + row["pwlq_tail_group_density"])}
+        work = {"int8": dps, "pwlq": dps * (1 + row["pwlq_tail_quad_density"])}
         row["fraction_of_vpdpbusd_peak"] = {
             n: work[n] / (row["cpu_ms_median"][n] * 1e-3) / peak for n in work}
     return {"host": {**host_info(), "vpdpbusd_per_second_per_thread": peak},

@@ -619,9 +619,12 @@ PYBIND11_MODULE(_kernels, m) {
       .def_readonly("has_tail", &prism::PackedFoldQWeights::has_tail)
       .def_readonly("max_abs_code", &prism::PackedFoldQWeights::max_abs_code)
       .def_property_readonly("tail_group_density", &prism::PackedFoldQWeights::tail_group_density)
+      .def_property_readonly("tail_code_density", &prism::PackedFoldQWeights::tail_code_density)
+      .def_property_readonly("tail_quad_density", &prism::PackedFoldQWeights::tail_quad_density)
       .def_property_readonly("nbytes", [](const prism::PackedFoldQWeights& w) {
         return w.dense.size() + w.tail_groups.size() * sizeof(prism::FoldTailGroup) +
-               w.tail_start.size() * sizeof(std::int64_t);
+               w.tail_quads.size() * sizeof(prism::FoldTailQuad) +
+               (w.tail_start.size() + w.quad_start.size()) * sizeof(std::int64_t);
       });
   m.def("fold_conv_paths", [](bool integer) {
     py::dict d;

@@ -707,6 +707,17 @@ double PackedFoldQWeights::tail_group_density() const {
   return static_cast<double>(tail_group_count) / pairs;
 }
 
+double PackedFoldQWeights::tail_code_density() const {
+  if (!has_tail) return 0.0;
+  return static_cast<double>(tail_code_count) / (4.0 * out_channels * depth());
+}
+
+double PackedFoldQWeights::tail_quad_density() const {
+  if (!has_tail) return 0.0;
+  const double pairs = 4.0 * out_channels * kernel * kernel * in_channels;
+  return static_cast<double>(tail_quads.size()) / pairs;
+}
+
 PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8_t* tail,
                                       std::int64_t in_channels, std::int64_t out_channels,
                                       std::int64_t kernel) {
@@ -724,6 +735,7 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
   p.sum_center.assign(static_cast<std::size_t>(nf), 0);
   p.sum_tail.assign(static_cast<std::size_t>(nf), 0);
   p.tail_start.assign(static_cast<std::size_t>(nf * k + 1), 0);
+  p.quad_start.assign(static_cast<std::size_t>(nf * k + 1), 0);
   p.row_sums.assign(static_cast<std::size_t>(nf * k), 0);
   p.tail_row_sums.assign(static_cast<std::size_t>(nf * k), 0);
   for (std::int64_t n = 0; n < nf; ++n) {
@@ -731,6 +743,14 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
     std::int8_t* blk = p.dense.data() + b * block_size;
     for (std::int64_t kh = 0; kh < k; ++kh) {
       const std::size_t first = p.tail_groups.size();
+      FoldTailQuad quad{};
+      int filled = 0;  // elements of `quad` so far
+      auto flush = [&] {
+        for (int j = filled; j < 4; ++j) quad.element[j] = quad.element[0];  // code 0
+        p.tail_quads.push_back(quad);
+        quad = FoldTailQuad{};
+        filled = 0;
+      };
       for (std::int64_t kw = 0; kw < k; ++kw) {
         for (std::int64_t ci = 0; ci < ci_n; ++ci) {
           std::int32_t codes = 0;
@@ -745,6 +765,14 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
             p.tail_row_sums[n * k + kh] += w1;
             blk[(((kh * k + kw) * ci_n + ci) * 4 * kFoldQBlock + nl) * 4 + q] = w0;
             codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(w1)) << (8 * q);
+            if (w1 != 0) {
+              ++p.tail_code_count;
+              quad.element[filled] = static_cast<std::int32_t>(
+                  4 * ((kh * k + kw) * ci_n + ci) + q);
+              quad.codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(w1))
+                            << (8 * filled);
+              if (++filled == 4) flush();
+            }
           }
           if (codes != 0) {  // a group with a non-zero tail code
             ++p.tail_group_count;
@@ -757,6 +785,8 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
         p.tail_groups.push_back(FoldTailGroup{p.tail_groups.back().group, 0});
       }
       p.tail_start[n * k + kh + 1] = static_cast<std::int64_t>(p.tail_groups.size());
+      if (filled > 0) flush();
+      p.quad_start[n * k + kh + 1] = static_cast<std::int64_t>(p.tail_quads.size());
     }
   }
   return p;
@@ -955,6 +985,7 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
   const std::int64_t buffer = fold_conv_detail::q_buffer_bytes(g.in_channels, g.kernel);
   const bool nibbles = w.max_abs_code > qgemm_detail::kNarrowCodeLimit && isa.q_nibbles;
   const std::int64_t int16_groups = qgemm_detail::int16_run_groups(w.max_abs_code, nibbles);
+  const bool planar = w.has_tail && isa.q_planar;
   const std::int64_t plane_bytes = fold_conv_detail::q_planes_bytes(g);
   const std::int64_t in_image = g.in_channels * g.height * g.width;
   const std::int64_t out_image = g.out_channels * g.out_height() * g.out_width();
@@ -978,13 +1009,16 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     Scratch& scratch = thread_scratch();
     fold_conv_detail::QTask task;
     task.planes = planes.data() + image * plane_bytes;
-    task.buffer = scratch.buffer.get(static_cast<std::size_t>(nibbles ? 2 * buffer : buffer));
+    task.buffer = scratch.buffer.get(static_cast<std::size_t>((1 + (nibbles ? 1 : 0) + (planar ? 1 : 0)) * buffer));
     task.buffer_high = nibbles ? task.buffer + buffer : nullptr;
+    task.planar = planar ? task.buffer + (nibbles ? 2 : 1) * buffer : nullptr;
     task.dense = w.dense.data();
     task.row_sums = w.row_sums.data();
     task.tail_row_sums = w.tail_row_sums.data();
     task.tail_start = w.tail_start.data();
     task.tail_groups = w.tail_groups.data();
+    task.quad_start = w.quad_start.data();
+    task.tail_quads = w.tail_quads.data();
     task.has_tail = w.has_tail;
     task.int16_groups = int16_groups;
     task.out_channels = w.out_channels;

@@ -8,8 +8,11 @@
 // holds 16 folded output pixels in row-major order over the image (a vector may span rows, so no
 // lane is wasted at the end of a row); a task has up to 4 vectors. Dense pass: register tiles of
 // 4 (or 3) vectors × 6 folded channels, two per block of 12 (3 output channels × py × px).
-// Sparse tail pass: per channel, its list of groups with a tail code against all the task's
-// vectors (one code broadcast, up to 4 vpdpbusd). Kernel rows that lie wholly in the padding are
+// Sparse tail pass: per channel, its non-zero tail codes in quads (FoldTailQuad) against the
+// task's bytes transposed element by element (QTask::planar): a quad's 4 element rows are
+// interleaved into 16 pixels × 4 elements per vector and multiplied by its 4 codes, so the pass
+// does one vpdpbusd per 4 tail codes rather than one per group holding one (~10 % of the codes
+// against ~34 % of the groups with random tails). Kernel rows that lie wholly in the padding are
 // skipped by both passes and added as zx times their code sums. The unfold is the output store:
 // the px = 0 and px = 1 results of a channel and row are interleaved (vpermt2d) into consecutive
 // output pixels, one store per row a vector touches.
@@ -167,39 +170,73 @@ __attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::i
   }
 }
 
-#include "vnni_tail.inc"
+// QTask::planar for buffer rows [g0, g1): per row g, its 4 vectors (zeros past the task's)
+// transposed to 4 element rows. A byte shuffle makes each 128-bit lane of vector v hold, in
+// dword q, byte q of its 4 pixels; a 4 × 4 dword transpose across the vectors then gives element
+// row q, lane L: vector 0's dword q, vector 1's, vector 2's, vector 3's (pixels 16·v + 4·L + i at
+// 16·L + 4·v + i).
+void planar_rows(const QTask& t, std::int64_t g0, std::int64_t g1) {
+  const __m512i bytes = _mm512_broadcast_i32x4(
+      _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+  const __m512i zero = _mm512_setzero_si512();
+  for (std::int64_t g = g0; g < g1; ++g) {
+    const std::uint8_t* src = t.buffer + g * kRow;
+    __m512i x[4];
+    for (int v = 0; v < 4; ++v) {
+      x[v] = v < t.vectors ? _mm512_shuffle_epi8(_mm512_load_si512(src + 64 * v), bytes) : zero;
+    }
+    const __m512i lo01 = _mm512_unpacklo_epi32(x[0], x[1]), hi01 = _mm512_unpackhi_epi32(x[0], x[1]);
+    const __m512i lo23 = _mm512_unpacklo_epi32(x[2], x[3]), hi23 = _mm512_unpackhi_epi32(x[2], x[3]);
+    std::uint8_t* dst = t.planar + g * 256;
+    _mm512_store_si512(dst, _mm512_unpacklo_epi64(lo01, lo23));
+    _mm512_store_si512(dst + 64, _mm512_unpackhi_epi64(lo01, lo23));
+    _mm512_store_si512(dst + 128, _mm512_unpacklo_epi64(hi01, hi23));
+    _mm512_store_si512(dst + 192, _mm512_unpackhi_epi64(hi01, hi23));
+  }
+}
 
-// One channel's tail over the task's G vectors (1 to 4): one vpdpbusd per group and vector (see
-// vnni_tail.inc; the task's vectors of a group are 64 bytes apart in its kRow-byte row). Lists
-// are padded to an even length at packing.
+// One channel's tail over the task's G vectors (1 to 4), quad by quad: the 4 element rows
+// interleaved bytewise (pairs), then wordwise, give each vector as 16 pixels × the 4 elements
+// (QTask::planar's order), multiplied by the quad's 4 codes in one vpdpbusd. So a quad costs 4
+// loads, 4 (G ≤ 2) to 8 shuffles and G vpdpbusd for up to 4 tail codes.
 template <int G>
-inline void tail_tile(const std::uint8_t* x, const FoldTailGroup* e,
-                      const FoldTailGroup* end, __m512i p, std::int32_t* out,
-                      std::int64_t nl) {
+inline void tail_tile(const std::uint8_t* planar, const FoldTailQuad* e, const FoldTailQuad* end,
+                      __m512i p, std::int32_t* out, std::int64_t nl) {
   const __m512i z = _mm512_setzero_si512();
-  __m512i a0 = z, a1 = z, b0 = z, b1 = z, c0 = z, c1 = z, d0 = z, d1 = z;  // <vector><set>
-  vnni_tail_steps<G>(x, 64, kRow, e, end, a0, b0, c0, d0, a1, b1, c1, d1);
-  _mm512_store_si512(out + slot(0, nl), _mm512_add_epi32(_mm512_add_epi32(a0, a1), p));
-  if constexpr (G >= 2)
-    _mm512_store_si512(out + slot(1, nl), _mm512_add_epi32(_mm512_add_epi32(b0, b1), p));
-  if constexpr (G >= 3)
-    _mm512_store_si512(out + slot(2, nl), _mm512_add_epi32(_mm512_add_epi32(c0, c1), p));
-  if constexpr (G >= 4)
-    _mm512_store_si512(out + slot(3, nl), _mm512_add_epi32(_mm512_add_epi32(d0, d1), p));
+  __m512i a0 = z, a1 = z, a2 = z, a3 = z;
+  for (; e < end; ++e) {
+    const __m512i xa = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->element[0]));
+    const __m512i xb = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->element[1]));
+    const __m512i xc = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->element[2]));
+    const __m512i xd = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->element[3]));
+    const __m512i w = _mm512_set1_epi32(e->codes);
+    const __m512i ab_lo = _mm512_unpacklo_epi8(xa, xb), cd_lo = _mm512_unpacklo_epi8(xc, xd);
+    PRISM_DPBUSD(a0, _mm512_unpacklo_epi16(ab_lo, cd_lo), w);
+    if constexpr (G >= 2) PRISM_DPBUSD(a1, _mm512_unpackhi_epi16(ab_lo, cd_lo), w);
+    if constexpr (G >= 3) {
+      const __m512i ab_hi = _mm512_unpackhi_epi8(xa, xb), cd_hi = _mm512_unpackhi_epi8(xc, xd);
+      PRISM_DPBUSD(a2, _mm512_unpacklo_epi16(ab_hi, cd_hi), w);
+      if constexpr (G >= 4) PRISM_DPBUSD(a3, _mm512_unpackhi_epi16(ab_hi, cd_hi), w);
+    }
+  }
+  _mm512_store_si512(out + slot(0, nl), _mm512_add_epi32(a0, p));
+  if constexpr (G >= 2) _mm512_store_si512(out + slot(1, nl), _mm512_add_epi32(a1, p));
+  if constexpr (G >= 3) _mm512_store_si512(out + slot(2, nl), _mm512_add_epi32(a2, p));
+  if constexpr (G >= 4) _mm512_store_si512(out + slot(3, nl), _mm512_add_epi32(a3, p));
 }
 
 // The sparse tail pass of one channel block over all vectors of the task:
-// out[vector][nl][lane] = Σ x·W1 over the groups holding a non-zero tail code, kernel rows
-// [kh0, kh1) from the lists and the others as zx·tail_row_sums.
+// out[vector][nl][lane] = Σ x·W1 over the channel's non-zero tail codes, kernel rows [kh0, kh1)
+// from the quad lists and the others as zx·tail_row_sums.
 template <int G>
 __attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::int64_t channels,
                                           std::int64_t kh0, std::int64_t kh1, std::int32_t* out) {
   const std::int64_t k = t.kernel;
   for (std::int64_t nl = 0; nl < channels; ++nl) {
     const std::int64_t n = b * NB + nl;
-    const FoldTailGroup* e = t.tail_groups + t.tail_start[n * k + kh0];
-    const FoldTailGroup* end = t.tail_groups + t.tail_start[n * k + kh1];
-    tail_tile<G>(t.buffer, e, end, padding_rows(t, t.tail_row_sums, n, kh0, kh1), out, nl);
+    const FoldTailQuad* e = t.tail_quads + t.quad_start[n * k + kh0];
+    const FoldTailQuad* end = t.tail_quads + t.quad_start[n * k + kh1];
+    tail_tile<G>(t.planar, e, end, padding_rows(t, t.tail_row_sums, n, kh0, kh1), out, nl);
   }
 }
 
@@ -211,6 +248,7 @@ void q_task(const QTask& t) {
   const QTaskSetup setup = q_task_setup(t);
   const auto& [kh0, kh1, live, skipped_sum, segs] = setup;
   pack(t, segs, kh0, kh1);
+  if (t.has_tail) planar_rows(t, kh0 * k * ci_n, kh1 * k * ci_n);
   // Window sums over the live kernel rows; four independent chains (a single one is
   // latency-bound). Then what the skipped rows add.
   const __m512i r_pad = _mm512_set1_epi32(skipped_sum);
@@ -310,7 +348,7 @@ void q_task(const QTask& t) {
 }
 
 const FoldConvIsa kAvx512Vnni{FoldConvPath::Avx512Vnni, nullptr, q_task, nullptr, nullptr,
-                                 nullptr};
+                                 nullptr, false, 0, true};
 
 }  // namespace
 

@@ -340,6 +340,10 @@ def test_integer_folded_codes_are_the_unfolded_pwlq_weights():
     np.testing.assert_allclose(y, want, rtol=0, atol=1e-5 * np.abs(want).max())
     groups = (w1.reshape(shape[0], 3, 4, 3, 3) != 0).any(axis=2)
     assert packed.tail_group_density == pytest.approx(groups.mean())
+    assert packed.tail_code_density == pytest.approx((w1 != 0).mean())
+    # Quads: the non-zero codes of each (channel, kernel row) in fours, the last one padded.
+    per_row = (w1 != 0).sum(axis=(1, 3))  # (channel, kh)
+    assert packed.tail_quad_density == pytest.approx(((per_row + 3) // 4).sum() / groups.size)
 
 
 @pytest.mark.parametrize("path", INT_PATHS)

@@ -30,6 +30,7 @@ def test_bench_fold_writes_its_report(tmp_path, monkeypatch):
         assert all(v > 0 for v in r["speedup"].values())
         # Random 8-bit codes with 10 % tail weights: about 1 - 0.9**4 of the groups.
         assert 0.25 < r["pwlq_tail_group_density"] < 0.45
+        assert 0.08 < r["pwlq_tail_quad_density"] < 0.13  # ~10 % of codes, in fours
         assert r["pwlq_over_int8"] > 0
         assert 0 <= r["rounds_quiet"] <= 1 and r["rounds_used"] == 1  # one round: always used
         weight = np.zeros((4 * bench_fold.CHANNELS,) * 2 + (3, 3), np.float32)

@@ -145,6 +145,14 @@ struct FoldTailGroup {
   std::int32_t codes;  // 4 × int8 W1[n, ci·4 + q, kh, kw], q = bh·2 + bw, little endian
 };
 
+// Four tail codes of one channel, each from any group of the same kernel row: element
+// e = 4·group + q is byte q of group `group` (see FoldTailGroup). The AVX-512 VNNI tail pass
+// reads them from QTask::planar, where each element's bytes for the task's pixels are one row.
+struct FoldTailQuad {
+  std::int32_t element[4];
+  std::int32_t codes;  // 4 × int8: byte j is the code of element[j]
+};
+
 // Output channels per integer weight block: 3 output channels = 12 folded channels.
 constexpr int kFoldQBlock = 3;
 
@@ -152,8 +160,11 @@ constexpr int kFoldQBlock = 3;
 //   dense[b][kh][kw][ci][n 12][q 4]        (n = co·4 + py·2 + px within block b)
 // and, with a tail, per folded channel n and kernel row kh the list of 4-byte groups holding a
 // non-zero W1 code, in group order. Each (n, kh) list is padded to an even length with a
-// zero-code group (the AVX-512 tail pass takes two groups per step), so any run of consecutive
-// kernel rows of a channel has even length too.
+// zero-code group (the AVX2 and NEON tail passes take two groups per step), so any run of
+// consecutive kernel rows of a channel has even length too. The same codes, element by element,
+// in quads per (n, kh) list (the last one of a list padded with zero codes on its first element):
+// what the AVX-512 VNNI tail pass reads, so its work follows the ~10 % of tail codes rather than
+// the ~34 % of groups that hold one.
 struct PackedFoldQWeights {
   std::int64_t in_channels = 0, out_channels = 0, kernel = 0;
   std::int64_t blocks = 0;
@@ -163,6 +174,9 @@ struct PackedFoldQWeights {
   std::vector<std::int64_t> tail_start;  // 4·C_out·K + 1 offsets: list (n, kh) at n·K + kh
   std::vector<FoldTailGroup> tail_groups;
   std::int64_t tail_group_count = 0;     // groups with a non-zero code (tail_groups less padding)
+  std::vector<std::int64_t> quad_start;  // as tail_start, into tail_quads
+  std::vector<FoldTailQuad> tail_quads;
+  std::int64_t tail_code_count = 0;      // non-zero tail codes
   std::vector<std::int32_t> sum_center, sum_tail;  // ΣW0[n], ΣW1[n]
   // Σ W0[n, ·, kh, ·] and Σ W1[n, ·, kh, ·] per [n][kh]: what a kernel row lying wholly in the
   // zero-point padding adds (times zx), so the dense and tail passes can skip it.
@@ -171,6 +185,11 @@ struct PackedFoldQWeights {
   std::int64_t depth() const { return 4 * in_channels * kernel * kernel; }
   // Fraction of (channel, group) pairs with a non-zero tail code (the padding not counted).
   double tail_group_density() const;
+  // Fraction of the tail codes that are non-zero, and the quads (padding counted) per
+  // (channel, group) pair: the AVX-512 VNNI tail pass runs 4 vpdpbusd per quad and vector
+  // where the group-wise passes run 1 per group.
+  double tail_code_density() const;
+  double tail_quad_density() const;
 };
 
 // center (W0, folded), tail (W1): (4·C_out, 4·C_in, K, K) int8 row-major; tail null for uniform
@@ -244,12 +263,20 @@ struct QTask {
   // size (the AVX2 path then splits each activation into nibbles, x = 16·high + low: buffer
   // holds the low, buffer_high the high ones); null otherwise.
   std::uint8_t* buffer_high;
+  // On a path with FoldConvIsa::q_planar and a tail, a third scratch of the buffer's size for
+  // the buffer's bytes element by element: row e = 4·g + q (64 bytes at planar + 64·e) holds
+  // byte q of buffer row g for the task's 64 pixels, pixel 16·v + 4·L + i at byte
+  // 16·L + 4·v + i (so two interleaving steps give vector v back as 16 pixels × 4 elements);
+  // null otherwise.
+  std::uint8_t* planar;
   // The packed weights (PackedFoldQWeights) as plain pointers.
   const std::int8_t* dense;
   const std::int32_t* row_sums;
   const std::int32_t* tail_row_sums;
   const std::int64_t* tail_start;
   const FoldTailGroup* tail_groups;
+  const std::int64_t* quad_start;
+  const FoldTailQuad* tail_quads;
   bool has_tail;
   // int16_run_groups(max|code|, buffer_high != null) (prism/qgemm.hpp): the groups the AVX2
   // path sums in int16 before widening.
@@ -354,6 +381,8 @@ struct FoldConvIsa {
   bool q_nibbles = false;
   // Winograd paths: the output tile m their functions run (2 or 4; WinoTask::tile).
   int wino_tile = 0;
+  // The integer task's tail pass reads the tail quads from QTask::planar (AVX-512 VNNI).
+  bool q_planar = false;
 };
 
 // Float offsets into one channel of the group's first image in WinoTask::pixel_blocks for the
