@@ -158,8 +158,16 @@ class PackedPwlqWeights:
 
     @property
     def tail_block_density(self) -> float:
-        """Fraction of (channel, 4-deep k-block) pairs the sparse tail pass visits."""
+        """Fraction of (channel, 4-deep k-block) pairs holding a non-zero tail code: what the
+        block-wise tail passes (AVX2, NEON dot product, scalar) visit."""
         return self.native.tail_block_density
+
+    @property
+    def tail_quad_density(self) -> float:
+        """Quads of 4 non-zero tail codes of one channel (the last padded) per (channel,
+        k-block) pair: what the AVX-512 VNNI tail pass visits, one ``vpdpbusd`` per quad and
+        16 rows."""
+        return self.native.tail_quad_density
 
     def codes_2d(self) -> tuple[np.ndarray, np.ndarray]:
         """``(W0, W1)`` as ``(N, K)`` int8 (zeros for a missing tail)."""

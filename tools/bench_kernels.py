@@ -173,6 +173,7 @@ def contenders_for(m: int, k: int, n: int, threads: int, rng) -> tuple[dict, dic
     torch.set_num_threads(threads)
     calls["torch_fp32"] = lambda: torch.mm(xf, wf, out=out)
     meta = {"tail_block_density": sparse.tail_block_density,
+            "tail_quad_density": sparse.tail_quad_density,
             "tail_weight_fraction": float(in_tail.mean())}
     return calls, meta
 
@@ -284,10 +285,11 @@ def run(rounds: int, batch_seconds: float, out_dir: Path) -> dict[str, Any]:
                     name: achieved(name) / (peak * threads)
                     for name in ("pwlq_sparse", "uniform_int8", PEER)}
                 # The work bound: the folded PWLQ GEMM issues one vpdpbusd per 16 rows and
-                # 4-deep k-block of every channel (dense pass) plus one per tail block, i.e.
-                # (1 + tail block density) times uniform int8's count. Even at 100 % of the
-                # measured peak it cannot beat ORT by more than this ratio.
-                dps = m * n * k / 64 * (1.0 + meta["tail_block_density"])
+                # 4-deep k-block of every channel (dense pass) plus, on this path, one per quad
+                # of tail codes, i.e. (1 + tail quad density) times uniform int8's count. Even
+                # at 100 % of the measured peak it cannot beat ORT by more than this ratio (the
+                # quads' byte shuffles, 2 per vpdpbusd, are not counted).
+                dps = m * n * k / 64 * (1.0 + meta["tail_quad_density"])
                 t_floor = dps / (peak * 1e9 / 128) / threads
                 entry["pwlq_bound_vs_ort"] = timing[PEER][wall] / t_floor
             results.append(entry)

@@ -536,10 +536,12 @@ PYBIND11_MODULE(_kernels, m) {
       .def_property_readonly("tail_form",
                              [](const prism::PackedPwlqWeights& w) { return tail_form_name(w.tail_form); })
       .def_property_readonly("tail_block_density", &prism::PackedPwlqWeights::tail_block_density)
+      .def_property_readonly("tail_quad_density", &prism::PackedPwlqWeights::tail_quad_density)
       .def_property_readonly("nbytes", [](const prism::PackedPwlqWeights& w) {
         return w.dense.size() + w.dense_tail.size() +
                w.tail_blocks.size() * sizeof(prism::QgemmTailBlock) +
-               w.tail_start.size() * sizeof(std::int64_t);
+               w.tail_quads.size() * sizeof(prism::QgemmTailQuad) +
+               (w.tail_start.size() + w.quad_start.size()) * sizeof(std::int64_t);
       });
   py::class_<EpilogueArrays>(m, "PwlqEpilogueArrays")
       .def(py::init([](F32Array s1, F32Array s2, F32Array a, F32Array c, F32Array bias) {

@@ -176,8 +176,8 @@ __attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::i
 // row q, lane L: vector 0's dword q, vector 1's, vector 2's, vector 3's (pixels 16·v + 4·L + i at
 // 16·L + 4·v + i).
 void planar_rows(const QTask& t, std::int64_t g0, std::int64_t g1) {
-  const __m512i bytes = _mm512_broadcast_i32x4(
-      _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+  // bytes 0, 4, 8, 12, then 1, 5, 9, 13, ... of each 128-bit lane
+  const __m512i bytes = _mm512_set4_epi32(0x0F0B0703, 0x0E0A0602, 0x0D090501, 0x0C080400);
   const __m512i zero = _mm512_setzero_si512();
   for (std::int64_t g = g0; g < g1; ++g) {
     const std::uint8_t* src = t.buffer + g * kRow;

@@ -191,6 +191,11 @@ double PackedPwlqWeights::tail_block_density() const {
   return static_cast<double>(tail_block_count) / static_cast<double>(channels * k_blocks);
 }
 
+double PackedPwlqWeights::tail_quad_density() const {
+  if (tail_form != TailForm::Sparse || channels == 0 || k_blocks == 0) return 0.0;
+  return static_cast<double>(tail_quads.size()) / static_cast<double>(channels * k_blocks);
+}
+
 namespace {
 
 // Writes one (N, K) code tensor into panels; returns nothing, fills sums per panel lane.
@@ -247,7 +252,10 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
     w.dense_tail.assign(panel_total, 0);
     w.dense_tail_sums.assign(lanes, 0);
   }
-  if (form == TailForm::Sparse) w.tail_start.assign(channels + 1, 0);
+  if (form == TailForm::Sparse) {
+    w.tail_start.assign(channels + 1, 0);
+    w.quad_start.assign(channels + 1, 0);
+  }
 
   int max_abs = 0;
   for (std::int64_t n = 0; n < channels; ++n) {
@@ -283,6 +291,23 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
       const std::int64_t count = static_cast<std::int64_t>(w.tail_blocks.size()) - first;
       if (count % 2 == 1) w.tail_blocks.push_back(QgemmTailBlock{w.tail_blocks.back().k_block, 0});
       w.tail_start[n + 1] = static_cast<std::int64_t>(w.tail_blocks.size());
+      QgemmTailQuad quad{};
+      int filled = 0;
+      for (std::int64_t k = 0; k < depth; ++k) {
+        const std::int8_t t = tail[n * depth + k];
+        if (t == 0) continue;
+        quad.k[filled] = static_cast<std::int32_t>(k);
+        quad.codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(t)) << (8 * filled);
+        if (++filled < 4) continue;
+        w.tail_quads.push_back(quad);
+        quad = QgemmTailQuad{};
+        filled = 0;
+      }
+      if (filled > 0) {
+        for (int j = filled; j < 4; ++j) quad.k[j] = quad.k[0];  // zero codes
+        w.tail_quads.push_back(quad);
+      }
+      w.quad_start[n + 1] = static_cast<std::int64_t>(w.tail_quads.size());
     }
   }
   w.max_abs_code = max_abs;
@@ -355,7 +380,7 @@ using detail::AlignedBuffer;
 
 // Per-thread scratch, reused across calls.
 struct Scratch {
-  AlignedBuffer<std::uint8_t> rows;
+  AlignedBuffer<std::uint8_t> rows, planar;
   AlignedBuffer<std::int32_t> row_sums, acc, acc_t;
   AlignedBuffer<float> y;
   AlignedBuffer<std::uint8_t> q;
@@ -418,6 +443,11 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
   std::int32_t* row_sums = s.row_sums.get(static_cast<std::size_t>(rows));
   job.source->pack(task.row0, task.row_groups, xp, row_sums, isa);
   const PackedRows x{xp, task.row_groups, w.k_blocks};
+  std::uint8_t* planar = nullptr;
+  if (w.tail_form == TailForm::Sparse && isa.planar) {
+    planar = s.planar.get(static_cast<std::size_t>(w.k_blocks * kQgemmKBlock * 64));
+    isa.planar(x, planar);
+  }
 
   const std::size_t tile = static_cast<std::size_t>(kQgemmPanel * ld);
   std::int32_t* acc = s.acc.get(tile);
@@ -445,7 +475,8 @@ void run_task(const Task& task, const GemmJob& job, const PackedPwlqWeights& w,
     isa.dense(DenseArgs{x, w.dense.data() + poff, wide, runs, lane_sums, acc, ld});
     if (w.tail_form == TailForm::Sparse) {
       isa.tail(TailArgs{x, nc, w.tail_start.data() + gc0, w.tail_blocks.data(), wide, runs,
-                        w.sum_tail.data() + gc0, acc_t, ld});
+                        w.sum_tail.data() + gc0, acc_t, ld, planar, w.quad_start.data() + gc0,
+                        w.tail_quads.data()});
     } else if (w.tail_form == TailForm::Dense) {
       isa.dense(DenseArgs{x, w.dense_tail.data() + poff, wide, runs,
                           w.dense_tail_sums.data() + panel * kQgemmPanel, acc_t, ld});

@@ -122,40 +122,73 @@ void dense(const DenseArgs& a) {
     dense_tile<1>(a.x.data + g * stride, a.x.k_blocks, a.panel, a.out + g * 16, a.ld);
 }
 
-#include "vnni_tail.inc"
+// IsaKernels::planar: per k-block, its (up to) 4 row-group vectors transposed to 4 k-value rows.
+// A byte shuffle makes each 128-bit lane of row group v hold, in dword i, k-value i of its 4
+// rows; a 4 × 4 dword transpose across the row groups then gives k-value row i, lane L: row
+// group 0's dword i, row group 1's, 2's, 3's (row 16·v + 4·L + r at byte 16·L + 4·v + r).
+void planar(const PackedRows& x, std::uint8_t* out) {
+  // bytes 0, 4, 8, 12, then 1, 5, 9, 13, ... of each 128-bit lane
+  const __m512i bytes = _mm512_set4_epi32(0x0F0B0703, 0x0E0A0602, 0x0D090501, 0x0C080400);
+  const __m512i zero = _mm512_setzero_si512();
+  const std::int64_t stride = x.k_blocks * 64;
+  for (std::int64_t kb = 0; kb < x.k_blocks; ++kb) {
+    __m512i v[4];
+    for (int g = 0; g < 4; ++g) {
+      v[g] = g < x.row_groups
+                 ? _mm512_shuffle_epi8(_mm512_loadu_si512(x.data + g * stride + kb * 64), bytes)
+                 : zero;
+    }
+    const __m512i lo01 = _mm512_unpacklo_epi32(v[0], v[1]), hi01 = _mm512_unpackhi_epi32(v[0], v[1]);
+    const __m512i lo23 = _mm512_unpacklo_epi32(v[2], v[3]), hi23 = _mm512_unpackhi_epi32(v[2], v[3]);
+    std::uint8_t* dst = out + kb * 256;
+    _mm512_store_si512(dst, _mm512_unpacklo_epi64(lo01, lo23));
+    _mm512_store_si512(dst + 64, _mm512_unpackhi_epi64(lo01, lo23));
+    _mm512_store_si512(dst + 128, _mm512_unpacklo_epi64(hi01, hi23));
+    _mm512_store_si512(dst + 192, _mm512_unpackhi_epi64(hi01, hi23));
+  }
+}
 
-// One channel's tail over G row groups: one vpdpbusd per block and row group (see
-// vnni_tail.inc; channel lists are padded to an even length at packing with a zero-code block).
+// One channel's tail over G row groups (1 to 4), quad by quad: its 4 k-value rows interleaved
+// bytewise (pairs), then wordwise, give each row group as 16 rows × the quad's 4 k-values,
+// multiplied by its 4 codes in one vpdpbusd: 4 loads, 4 (G ≤ 2) or 8 shuffles and G vpdpbusd
+// per 4 tail codes.
 template <int G>
-inline void tail_tile(const std::uint8_t* x, std::int64_t k_blocks, const QgemmTailBlock* b,
-                      const QgemmTailBlock* end, std::int32_t* out_t) {
+inline void tail_tile(const std::uint8_t* planar, const QgemmTailQuad* e,
+                      const QgemmTailQuad* end, std::int32_t* out_t) {
   const __m512i z = _mm512_setzero_si512();
-  __m512i ta0 = z, ta1 = z, tb0 = z, tb1 = z, tc0 = z, tc1 = z;  // t<row group><set>
-  __m512i td0 = z, td1 = z;
-  vnni_tail_steps<G>(x, k_blocks * 64, 64, b, end, ta0, tb0, tc0, td0, ta1, tb1, tc1, td1);
-  _mm512_storeu_si512(out_t, _mm512_add_epi32(ta0, ta1));
-  if constexpr (G >= 2) _mm512_storeu_si512(out_t + 16, _mm512_add_epi32(tb0, tb1));
-  if constexpr (G >= 3) _mm512_storeu_si512(out_t + 32, _mm512_add_epi32(tc0, tc1));
-  if constexpr (G >= 4) _mm512_storeu_si512(out_t + 48, _mm512_add_epi32(td0, td1));
+  __m512i a0 = z, a1 = z, a2 = z, a3 = z;
+  for (; e < end; ++e) {
+    const __m512i xa = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->k[0]));
+    const __m512i xb = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->k[1]));
+    const __m512i xc = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->k[2]));
+    const __m512i xd = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->k[3]));
+    const __m512i w = _mm512_set1_epi32(e->codes);
+    const __m512i ab_lo = _mm512_unpacklo_epi8(xa, xb), cd_lo = _mm512_unpacklo_epi8(xc, xd);
+    PRISM_DPBUSD(a0, _mm512_unpacklo_epi16(ab_lo, cd_lo), w);
+    if constexpr (G >= 2) PRISM_DPBUSD(a1, _mm512_unpackhi_epi16(ab_lo, cd_lo), w);
+    if constexpr (G >= 3) {
+      const __m512i ab_hi = _mm512_unpackhi_epi8(xa, xb), cd_hi = _mm512_unpackhi_epi8(xc, xd);
+      PRISM_DPBUSD(a2, _mm512_unpacklo_epi16(ab_hi, cd_hi), w);
+      if constexpr (G >= 4) PRISM_DPBUSD(a3, _mm512_unpackhi_epi16(ab_hi, cd_hi), w);
+    }
+  }
+  _mm512_storeu_si512(out_t, a0);
+  if constexpr (G >= 2) _mm512_storeu_si512(out_t + 16, a1);
+  if constexpr (G >= 3) _mm512_storeu_si512(out_t + 32, a2);
+  if constexpr (G >= 4) _mm512_storeu_si512(out_t + 48, a3);
 }
 
 void tail(const TailArgs& a) {
-  const std::int64_t stride = a.x.k_blocks * 64;
   for (std::int64_t j = 0; j < a.channels; ++j) {
-    const QgemmTailBlock* b = a.blocks + a.start[j];
-    const QgemmTailBlock* end = a.blocks + a.start[j + 1];
+    const QgemmTailQuad* e = a.quads + a.quad_start[j];
+    const QgemmTailQuad* end = a.quads + a.quad_start[j + 1];
     std::int32_t* out_t = a.out_t + j * a.ld;
-    if (a.x.row_groups == 4) {
-      tail_tile<4>(a.x.data, a.x.k_blocks, b, end, out_t);
-      continue;
+    switch (a.x.row_groups) {
+      case 1: tail_tile<1>(a.planar, e, end, out_t); break;
+      case 2: tail_tile<2>(a.planar, e, end, out_t); break;
+      case 3: tail_tile<3>(a.planar, e, end, out_t); break;
+      default: tail_tile<4>(a.planar, e, end, out_t); break;
     }
-    std::int64_t g = 0;
-    for (; g + 3 <= a.x.row_groups; g += 3)
-      tail_tile<3>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16);
-    if (a.x.row_groups - g == 2)
-      tail_tile<2>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16);
-    else if (a.x.row_groups - g == 1)
-      tail_tile<1>(a.x.data + g * stride, a.x.k_blocks, b, end, out_t + g * 16);
   }
 }
 
@@ -385,7 +418,7 @@ __attribute__((noinline)) __m512i vpdpbusd_loop(std::int64_t iterations) {
 
 const IsaKernels kAvx512Vnni{QgemmPath::Avx512Vnni, false,      dense,     tail,
                              epilogue,              pack_matrix, store_rows, pack_taps,
-                             quantize,              4,           epilogue_store};
+                             quantize,              4,           epilogue_store, planar};
 
 }  // namespace
 

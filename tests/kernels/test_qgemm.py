@@ -391,6 +391,10 @@ def test_packed_weights_describe_themselves():
                                                                                 "sparse")
     # Blocks with a non-zero tail code: 1 - (1 - 0.1·7/8)**4 ≈ 0.31 of the 4-deep blocks.
     assert 0.2 < packed.tail_block_density < 0.45
+    # Quads: each channel's non-zero tail codes in fours, the last one padded.
+    _, tail = packed.codes_2d()
+    quads = ((tail != 0).sum(axis=1) + 3) // 4
+    assert packed.tail_quad_density == pytest.approx(quads.sum() / (16 * 144 // 4))
     assert not packed.center.flags.writeable
     assert ki.pack_pwlq_weights(packed.center).tail_form == "none"
 

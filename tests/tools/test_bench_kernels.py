@@ -24,6 +24,7 @@ def test_bench_kernels_writes_its_report(tmp_path):
         assert set(entry["contenders"]) == set(bench_kernels.CONTENDERS)
         # Random 4-bit codes with 10 % tail weights: about 1 - 0.9**4 of the k-blocks.
         assert 0.25 < entry["tail_block_density"] < 0.45
+        assert 0.08 < entry["tail_quad_density"] < 0.15  # ~10 % of codes, in fours
         assert 0 <= entry["rounds_quiet"] <= 1 and entry["rounds_used"] == 1  # one round: used
     # The geomean row over the ResNet-20 shapes (which statistic: the synthetic test below).
     for threads in {e["threads"] for e in report["results"]}:

@@ -25,7 +25,10 @@
 // How the integers are computed (~90 % of PWLQ weights are center weights):
 //   - one dense u8×s8 GEMM with W0 gives A_c;
 //   - a sparse tail pass gives A_t: per output channel, the list of 4-deep k-blocks holding at
-//     least one non-zero W1 code, each with its 4 codes (one dot product per block).
+//     least one non-zero W1 code, each with its 4 codes (one dot product per block); on AVX-512
+//     VNNI, the channel's non-zero codes in quads of any 4 k-values, against the row block's
+//     activations transposed once to one row per k-value (one dot product per 4 codes: ~10 %
+//     of the codes against ~34 % of the blocks with random tails).
 // The naive form (TailForm::Dense: two dense GEMMs with W0 and W1) is kept for comparison.
 //
 // Layouts. Weights are packed once (pack_pwlq_weights) into panels of 8 output channels:
@@ -76,6 +79,14 @@ struct QgemmTailBlock {
   std::int32_t codes;  // 4 × int8 W1[n, 4·k_block + i], little endian
 };
 
+// Four tail codes of one channel at any k-values k[0..3] (in k order; the last quad of a channel
+// is padded with zero codes at its first k), for the AVX-512 VNNI tail pass: it reads the packed
+// rows element by element (IsaKernels::planar) and so does one vpdpbusd per 4 tail codes.
+struct QgemmTailQuad {
+  std::int32_t k[4];
+  std::int32_t codes;  // 4 × int8: byte j is W1[n, k[j]]
+};
+
 // Weights packed once at load time. Channels of group g are [g·N_g, (g+1)·N_g); every group
 // starts a new panel (panels_per_group = ceil(N_g / 8)).
 struct PackedPwlqWeights {
@@ -94,14 +105,21 @@ struct PackedPwlqWeights {
   // zero-code block (tail_block_count counts the blocks with codes).
   std::vector<QgemmTailBlock> tail_blocks;
   std::int64_t tail_block_count = 0;
+  // TailForm::Sparse: each channel's non-zero tail codes in quads (N + 1 offsets into tail_quads).
+  std::vector<std::int64_t> quad_start;
+  std::vector<QgemmTailQuad> tail_quads;
   std::vector<std::int32_t> sum_center, sum_tail;  // ΣW0[n], ΣW1[n]
   // Per panel and lane (panels × 8, padded channels 0): Σ codes of each dense panel set.
   std::vector<std::int32_t> dense_sums, dense_tail_sums;
 
   std::int64_t channels_per_group() const { return channels / groups; }
   std::int64_t panel_bytes() const { return k_blocks * kQgemmKBlock * kQgemmPanel; }
-  // Fraction of (channel, k-block) pairs the sparse tail pass visits.
+  // Fraction of (channel, k-block) pairs holding a non-zero tail code: what the block-wise tail
+  // passes visit (AVX2, NEON, scalar).
   double tail_block_density() const;
+  // Quads (padding counted) per (channel, k-block) pair: what the AVX-512 VNNI tail pass
+  // visits, one vpdpbusd per quad and 16 rows.
+  double tail_quad_density() const;
 };
 
 // Packs (N, K) int8 code tensors W0 (`center`, folded) and W1 (`tail`), row-major. `tail` null:
@@ -198,6 +216,10 @@ struct TailArgs {
   const std::int32_t* tail_sums;  // [channels] ΣW1
   std::int32_t* out_t;
   std::int64_t ld;
+  // IsaKernels::planar's rows of x (null on paths without it), and the channels' quads.
+  const std::uint8_t* planar;
+  const std::int64_t* quad_start;  // [channels + 1] offsets into quads
+  const QgemmTailQuad* quads;
 };
 
 // The float epilogue of `channels` channels × `rows` rows (rows a multiple of 16). Inputs are
@@ -291,6 +313,12 @@ struct IsaKernels {
   int max_row_groups = 3;
   // null: the epilogue into a float tile, then store_rows (or the portable loop)
   void (*epilogue_store)(const EpilogueStoreArgs&) = nullptr;
+  // null: the tail reads the packed rows block by block. Otherwise it reads the quads from the
+  // packed rows element by element, which this writes once per row block: 4·k_blocks rows of
+  // 64 bytes, row k holding k-value k of row 16·v + 4·L + i at byte
+  // 16·L + 4·v + i (v < 4 row groups, zeros past x's), so that two interleaving steps over 4
+  // rows give row group v back as 16 rows × 4 k-values.
+  void (*planar)(const PackedRows& x, std::uint8_t* out) = nullptr;
 };
 
 // QuantizeLinear (QuantizeArgs) on the path's vector unit, or portably where it has none.
