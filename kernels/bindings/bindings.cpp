@@ -540,7 +540,7 @@ PYBIND11_MODULE(_kernels, m) {
       .def_property_readonly("nbytes", [](const prism::PackedPwlqWeights& w) {
         return w.dense.size() + w.dense_tail.size() +
                w.tail_blocks.size() * sizeof(prism::QgemmTailBlock) +
-               w.tail_quads.size() * sizeof(prism::QgemmTailQuad) +
+               w.tail_quads.size() * sizeof(prism::PwlqTailQuad) +
                (w.tail_start.size() + w.quad_start.size()) * sizeof(std::int64_t);
       });
   py::class_<EpilogueArrays>(m, "PwlqEpilogueArrays")
@@ -625,7 +625,7 @@ PYBIND11_MODULE(_kernels, m) {
       .def_property_readonly("tail_quad_density", &prism::PackedFoldQWeights::tail_quad_density)
       .def_property_readonly("nbytes", [](const prism::PackedFoldQWeights& w) {
         return w.dense.size() + w.tail_groups.size() * sizeof(prism::FoldTailGroup) +
-               w.tail_quads.size() * sizeof(prism::FoldTailQuad) +
+               w.tail_quads.size() * sizeof(prism::PwlqTailQuad) +
                (w.tail_start.size() + w.quad_start.size()) * sizeof(std::int64_t);
       });
   m.def("fold_conv_paths", [](bool integer) {

@@ -590,10 +590,16 @@ double direct_cost(const FoldConvGeometry& g) {
   return static_cast<double>(live) / static_cast<double>(hf * k);
 }
 
-int winograd_tile(const FoldConvGeometry& g, bool wide) {
+double direct_lane_factor(const FoldConvGeometry& g, int lanes) {
+  const std::int64_t w = g.out_width();
+  if (lanes <= 1 || w <= 0) return 1.0;
+  return static_cast<double>((w + lanes - 1) / lanes * lanes) / static_cast<double>(w);
+}
+
+int winograd_tile(const FoldConvGeometry& g, bool wide, int direct_lanes) {
   if (g.kernel != 3) return 0;
   int best = 0;
-  double cost = (wide ? 0.9 : 1.0) * direct_cost(g);
+  double cost = (wide ? 0.9 : 1.0) * direct_cost(g) * direct_lane_factor(g, direct_lanes);
   for (int tile : {2, 4}) {
     const double c = winograd_cost(g, tile);
     if (c <= 0.0 || c > cost) continue;
@@ -616,6 +622,7 @@ namespace {
 struct WinogradFamily {
   FoldConvPath direct, f2, f4;
   bool wide;
+  int direct_lanes;  // output columns per vector of the direct kernel (1: the portable one)
 };
 
 WinogradFamily winograd_family(FoldConvPath path) {
@@ -623,13 +630,14 @@ WinogradFamily winograd_family(FoldConvPath path) {
     case FoldConvPath::Avx512Winograd:
     case FoldConvPath::Avx512Winograd4:
       return {FoldConvPath::Avx512, FoldConvPath::Avx512Winograd, FoldConvPath::Avx512Winograd4,
-              true};
+              true, 16};
     case FoldConvPath::Avx2Winograd:
     case FoldConvPath::Avx2Winograd4:
-      return {FoldConvPath::Avx2, FoldConvPath::Avx2Winograd, FoldConvPath::Avx2Winograd4, false};
+      return {FoldConvPath::Avx2, FoldConvPath::Avx2Winograd, FoldConvPath::Avx2Winograd4, false,
+              8};
     default:  // NEON: the portable direct kernel
       return {FoldConvPath::Scalar, FoldConvPath::NeonWinograd, FoldConvPath::NeonWinograd4,
-              false};
+              false, 1};
   }
 }
 
@@ -642,7 +650,8 @@ FoldConvPath fp32_algorithm(const FoldConvGeometry& g, FoldConvPath path) {
   // A forced Winograd path runs its own tile size; Auto (resolved to the F(2×2) path of the
   // best ISA) runs the model's choice between direct, F(2×2) and F(4×4).
   const int tile =
-      path == isa.path ? isa.wino_tile : fold_conv_detail::winograd_tile(g, family.wide);
+      path == isa.path ? isa.wino_tile
+                       : fold_conv_detail::winograd_tile(g, family.wide, family.direct_lanes);
   return tile == 0 ? family.direct : tile == 4 ? family.f4 : family.f2;
 }
 
@@ -743,12 +752,12 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
     std::int8_t* blk = p.dense.data() + b * block_size;
     for (std::int64_t kh = 0; kh < k; ++kh) {
       const std::size_t first = p.tail_groups.size();
-      FoldTailQuad quad{};
+      PwlqTailQuad quad{};
       int filled = 0;  // elements of `quad` so far
       auto flush = [&] {
-        for (int j = filled; j < 4; ++j) quad.element[j] = quad.element[0];  // code 0
+        for (int j = filled; j < 4; ++j) quad.row[j] = quad.row[0];  // code 0
         p.tail_quads.push_back(quad);
-        quad = FoldTailQuad{};
+        quad = PwlqTailQuad{};
         filled = 0;
       };
       for (std::int64_t kw = 0; kw < k; ++kw) {
@@ -767,7 +776,7 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
             codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(w1)) << (8 * q);
             if (w1 != 0) {
               ++p.tail_code_count;
-              quad.element[filled] = static_cast<std::int32_t>(
+              quad.row[filled] = static_cast<std::int32_t>(
                   4 * ((kh * k + kw) * ci_n + ci) + q);
               quad.codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(w1))
                             << (8 * filled);
@@ -1009,7 +1018,8 @@ void fold_qconv2d(const std::uint8_t* x, const FoldConvGeometry& g, const Packed
     Scratch& scratch = thread_scratch();
     fold_conv_detail::QTask task;
     task.planes = planes.data() + image * plane_bytes;
-    task.buffer = scratch.buffer.get(static_cast<std::size_t>((1 + (nibbles ? 1 : 0) + (planar ? 1 : 0)) * buffer));
+    const std::int64_t scratches = 1 + (nibbles ? 1 : 0) + (planar ? 1 : 0);
+    task.buffer = scratch.buffer.get(static_cast<std::size_t>(scratches * buffer));
     task.buffer_high = nibbles ? task.buffer + buffer : nullptr;
     task.planar = planar ? task.buffer + (nibbles ? 2 : 1) * buffer : nullptr;
     task.dense = w.dense.data();

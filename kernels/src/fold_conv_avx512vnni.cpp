@@ -8,7 +8,7 @@
 // holds 16 folded output pixels in row-major order over the image (a vector may span rows, so no
 // lane is wasted at the end of a row); a task has up to 4 vectors. Dense pass: register tiles of
 // 4 (or 3) vectors × 6 folded channels, two per block of 12 (3 output channels × py × px).
-// Sparse tail pass: per channel, its non-zero tail codes in quads (FoldTailQuad) against the
+// Sparse tail pass: per channel, its non-zero tail codes in quads (PwlqTailQuad) against the
 // task's bytes transposed element by element (QTask::planar): a quad's 4 element rows are
 // interleaved into 16 pixels × 4 elements per vector and multiplied by its 4 codes, so the pass
 // does one vpdpbusd per 4 tail codes rather than one per group holding one (~10 % of the codes
@@ -170,55 +170,28 @@ __attribute__((noinline)) void dense_tile(const QTask& t, std::int64_t b, std::i
   }
 }
 
+#include "vnni_quads.inc"
+
 // QTask::planar for buffer rows [g0, g1): per row g, its 4 vectors (zeros past the task's)
-// transposed to 4 element rows. A byte shuffle makes each 128-bit lane of vector v hold, in
-// dword q, byte q of its 4 pixels; a 4 × 4 dword transpose across the vectors then gives element
-// row q, lane L: vector 0's dword q, vector 1's, vector 2's, vector 3's (pixels 16·v + 4·L + i at
-// 16·L + 4·v + i).
+// transposed to its 4 element rows (element_rows, vnni_quads.inc).
 void planar_rows(const QTask& t, std::int64_t g0, std::int64_t g1) {
-  // bytes 0, 4, 8, 12, then 1, 5, 9, 13, ... of each 128-bit lane
-  const __m512i bytes = _mm512_set4_epi32(0x0F0B0703, 0x0E0A0602, 0x0D090501, 0x0C080400);
-  const __m512i zero = _mm512_setzero_si512();
   for (std::int64_t g = g0; g < g1; ++g) {
     const std::uint8_t* src = t.buffer + g * kRow;
     __m512i x[4];
-    for (int v = 0; v < 4; ++v) {
-      x[v] = v < t.vectors ? _mm512_shuffle_epi8(_mm512_load_si512(src + 64 * v), bytes) : zero;
-    }
-    const __m512i lo01 = _mm512_unpacklo_epi32(x[0], x[1]), hi01 = _mm512_unpackhi_epi32(x[0], x[1]);
-    const __m512i lo23 = _mm512_unpacklo_epi32(x[2], x[3]), hi23 = _mm512_unpackhi_epi32(x[2], x[3]);
-    std::uint8_t* dst = t.planar + g * 256;
-    _mm512_store_si512(dst, _mm512_unpacklo_epi64(lo01, lo23));
-    _mm512_store_si512(dst + 64, _mm512_unpackhi_epi64(lo01, lo23));
-    _mm512_store_si512(dst + 128, _mm512_unpacklo_epi64(hi01, hi23));
-    _mm512_store_si512(dst + 192, _mm512_unpackhi_epi64(hi01, hi23));
+    for (int v = 0; v < 4; ++v)
+      x[v] = v < t.vectors ? _mm512_load_si512(src + 64 * v) : _mm512_setzero_si512();
+    element_rows(x, t.planar + g * 256);
   }
 }
 
-// One channel's tail over the task's G vectors (1 to 4), quad by quad: the 4 element rows
-// interleaved bytewise (pairs), then wordwise, give each vector as 16 pixels × the 4 elements
-// (QTask::planar's order), multiplied by the quad's 4 codes in one vpdpbusd. So a quad costs 4
-// loads, 4 (G ≤ 2) to 8 shuffles and G vpdpbusd for up to 4 tail codes.
+// One channel's tail over the task's G vectors (1 to 4), quad by quad (quad_steps,
+// vnni_quads.inc): one vpdpbusd per 4 tail codes and vector.
 template <int G>
-inline void tail_tile(const std::uint8_t* planar, const FoldTailQuad* e, const FoldTailQuad* end,
+inline void tail_tile(const std::uint8_t* planar, const PwlqTailQuad* e, const PwlqTailQuad* end,
                       __m512i p, std::int32_t* out, std::int64_t nl) {
   const __m512i z = _mm512_setzero_si512();
   __m512i a0 = z, a1 = z, a2 = z, a3 = z;
-  for (; e < end; ++e) {
-    const __m512i xa = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->element[0]));
-    const __m512i xb = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->element[1]));
-    const __m512i xc = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->element[2]));
-    const __m512i xd = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->element[3]));
-    const __m512i w = _mm512_set1_epi32(e->codes);
-    const __m512i ab_lo = _mm512_unpacklo_epi8(xa, xb), cd_lo = _mm512_unpacklo_epi8(xc, xd);
-    PRISM_DPBUSD(a0, _mm512_unpacklo_epi16(ab_lo, cd_lo), w);
-    if constexpr (G >= 2) PRISM_DPBUSD(a1, _mm512_unpackhi_epi16(ab_lo, cd_lo), w);
-    if constexpr (G >= 3) {
-      const __m512i ab_hi = _mm512_unpackhi_epi8(xa, xb), cd_hi = _mm512_unpackhi_epi8(xc, xd);
-      PRISM_DPBUSD(a2, _mm512_unpacklo_epi16(ab_hi, cd_hi), w);
-      if constexpr (G >= 4) PRISM_DPBUSD(a3, _mm512_unpackhi_epi16(ab_hi, cd_hi), w);
-    }
-  }
+  quad_steps<G>(planar, e, end, a0, a1, a2, a3);
   _mm512_store_si512(out + slot(0, nl), _mm512_add_epi32(a0, p));
   if constexpr (G >= 2) _mm512_store_si512(out + slot(1, nl), _mm512_add_epi32(a1, p));
   if constexpr (G >= 3) _mm512_store_si512(out + slot(2, nl), _mm512_add_epi32(a2, p));
@@ -234,8 +207,8 @@ __attribute__((noinline)) void tail_block(const QTask& t, std::int64_t b, std::i
   const std::int64_t k = t.kernel;
   for (std::int64_t nl = 0; nl < channels; ++nl) {
     const std::int64_t n = b * NB + nl;
-    const FoldTailQuad* e = t.tail_quads + t.quad_start[n * k + kh0];
-    const FoldTailQuad* end = t.tail_quads + t.quad_start[n * k + kh1];
+    const PwlqTailQuad* e = t.tail_quads + t.quad_start[n * k + kh0];
+    const PwlqTailQuad* end = t.tail_quads + t.quad_start[n * k + kh1];
     tail_tile<G>(t.planar, e, end, padding_rows(t, t.tail_row_sums, n, kh0, kh1), out, nl);
   }
 }

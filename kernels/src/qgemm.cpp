@@ -291,20 +291,20 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
       const std::int64_t count = static_cast<std::int64_t>(w.tail_blocks.size()) - first;
       if (count % 2 == 1) w.tail_blocks.push_back(QgemmTailBlock{w.tail_blocks.back().k_block, 0});
       w.tail_start[n + 1] = static_cast<std::int64_t>(w.tail_blocks.size());
-      QgemmTailQuad quad{};
+      PwlqTailQuad quad{};
       int filled = 0;
       for (std::int64_t k = 0; k < depth; ++k) {
         const std::int8_t t = tail[n * depth + k];
         if (t == 0) continue;
-        quad.k[filled] = static_cast<std::int32_t>(k);
+        quad.row[filled] = static_cast<std::int32_t>(k);
         quad.codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(t)) << (8 * filled);
         if (++filled < 4) continue;
         w.tail_quads.push_back(quad);
-        quad = QgemmTailQuad{};
+        quad = PwlqTailQuad{};
         filled = 0;
       }
       if (filled > 0) {
-        for (int j = filled; j < 4; ++j) quad.k[j] = quad.k[0];  // zero codes
+        for (int j = filled; j < 4; ++j) quad.row[j] = quad.row[0];  // zero codes
         w.tail_quads.push_back(quad);
       }
       w.quad_start[n + 1] = static_cast<std::int64_t>(w.tail_quads.size());

@@ -122,56 +122,30 @@ void dense(const DenseArgs& a) {
     dense_tile<1>(a.x.data + g * stride, a.x.k_blocks, a.panel, a.out + g * 16, a.ld);
 }
 
-// IsaKernels::planar: per k-block, its (up to) 4 row-group vectors transposed to 4 k-value rows.
-// A byte shuffle makes each 128-bit lane of row group v hold, in dword i, k-value i of its 4
-// rows; a 4 × 4 dword transpose across the row groups then gives k-value row i, lane L: row
-// group 0's dword i, row group 1's, 2's, 3's (row 16·v + 4·L + r at byte 16·L + 4·v + r).
+#include "vnni_quads.inc"
+
+// IsaKernels::planar: per k-block, its (up to) 4 row-group vectors transposed to its 4 k-value
+// rows (element_rows, vnni_quads.inc; zeros for row groups past x's).
 void planar(const PackedRows& x, std::uint8_t* out) {
-  // bytes 0, 4, 8, 12, then 1, 5, 9, 13, ... of each 128-bit lane
-  const __m512i bytes = _mm512_set4_epi32(0x0F0B0703, 0x0E0A0602, 0x0D090501, 0x0C080400);
-  const __m512i zero = _mm512_setzero_si512();
   const std::int64_t stride = x.k_blocks * 64;
   for (std::int64_t kb = 0; kb < x.k_blocks; ++kb) {
     __m512i v[4];
     for (int g = 0; g < 4; ++g) {
-      v[g] = g < x.row_groups
-                 ? _mm512_shuffle_epi8(_mm512_loadu_si512(x.data + g * stride + kb * 64), bytes)
-                 : zero;
+      v[g] = g < x.row_groups ? _mm512_loadu_si512(x.data + g * stride + kb * 64)
+                              : _mm512_setzero_si512();
     }
-    const __m512i lo01 = _mm512_unpacklo_epi32(v[0], v[1]), hi01 = _mm512_unpackhi_epi32(v[0], v[1]);
-    const __m512i lo23 = _mm512_unpacklo_epi32(v[2], v[3]), hi23 = _mm512_unpackhi_epi32(v[2], v[3]);
-    std::uint8_t* dst = out + kb * 256;
-    _mm512_store_si512(dst, _mm512_unpacklo_epi64(lo01, lo23));
-    _mm512_store_si512(dst + 64, _mm512_unpackhi_epi64(lo01, lo23));
-    _mm512_store_si512(dst + 128, _mm512_unpacklo_epi64(hi01, hi23));
-    _mm512_store_si512(dst + 192, _mm512_unpackhi_epi64(hi01, hi23));
+    element_rows(v, out + kb * 256);
   }
 }
 
-// One channel's tail over G row groups (1 to 4), quad by quad: its 4 k-value rows interleaved
-// bytewise (pairs), then wordwise, give each row group as 16 rows × the quad's 4 k-values,
-// multiplied by its 4 codes in one vpdpbusd: 4 loads, 4 (G ≤ 2) or 8 shuffles and G vpdpbusd
-// per 4 tail codes.
+// One channel's tail over G row groups (1 to 4), quad by quad (quad_steps, vnni_quads.inc): one
+// vpdpbusd per 4 tail codes and row group.
 template <int G>
-inline void tail_tile(const std::uint8_t* planar, const QgemmTailQuad* e,
-                      const QgemmTailQuad* end, std::int32_t* out_t) {
+inline void tail_tile(const std::uint8_t* planar, const PwlqTailQuad* e, const PwlqTailQuad* end,
+                      std::int32_t* out_t) {
   const __m512i z = _mm512_setzero_si512();
   __m512i a0 = z, a1 = z, a2 = z, a3 = z;
-  for (; e < end; ++e) {
-    const __m512i xa = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->k[0]));
-    const __m512i xb = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->k[1]));
-    const __m512i xc = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->k[2]));
-    const __m512i xd = _mm512_load_si512(planar + 64 * static_cast<std::int64_t>(e->k[3]));
-    const __m512i w = _mm512_set1_epi32(e->codes);
-    const __m512i ab_lo = _mm512_unpacklo_epi8(xa, xb), cd_lo = _mm512_unpacklo_epi8(xc, xd);
-    PRISM_DPBUSD(a0, _mm512_unpacklo_epi16(ab_lo, cd_lo), w);
-    if constexpr (G >= 2) PRISM_DPBUSD(a1, _mm512_unpackhi_epi16(ab_lo, cd_lo), w);
-    if constexpr (G >= 3) {
-      const __m512i ab_hi = _mm512_unpackhi_epi8(xa, xb), cd_hi = _mm512_unpackhi_epi8(xc, xd);
-      PRISM_DPBUSD(a2, _mm512_unpacklo_epi16(ab_hi, cd_hi), w);
-      if constexpr (G >= 4) PRISM_DPBUSD(a3, _mm512_unpackhi_epi16(ab_hi, cd_hi), w);
-    }
-  }
+  quad_steps<G>(planar, e, end, a0, a1, a2, a3);
   _mm512_storeu_si512(out_t, a0);
   if constexpr (G >= 2) _mm512_storeu_si512(out_t + 16, a1);
   if constexpr (G >= 3) _mm512_storeu_si512(out_t + 32, a2);
@@ -180,8 +154,8 @@ inline void tail_tile(const std::uint8_t* planar, const QgemmTailQuad* e,
 
 void tail(const TailArgs& a) {
   for (std::int64_t j = 0; j < a.channels; ++j) {
-    const QgemmTailQuad* e = a.quads + a.quad_start[j];
-    const QgemmTailQuad* end = a.quads + a.quad_start[j + 1];
+    const PwlqTailQuad* e = a.quads + a.quad_start[j];
+    const PwlqTailQuad* end = a.quads + a.quad_start[j + 1];
     std::int32_t* out_t = a.out_t + j * a.ld;
     switch (a.x.row_groups) {
       case 1: tail_tile<1>(a.planar, e, end, out_t); break;

@@ -145,14 +145,6 @@ struct FoldTailGroup {
   std::int32_t codes;  // 4 × int8 W1[n, ci·4 + q, kh, kw], q = bh·2 + bw, little endian
 };
 
-// Four tail codes of one channel, each from any group of the same kernel row: element
-// e = 4·group + q is byte q of group `group` (see FoldTailGroup). The AVX-512 VNNI tail pass
-// reads them from QTask::planar, where each element's bytes for the task's pixels are one row.
-struct FoldTailQuad {
-  std::int32_t element[4];
-  std::int32_t codes;  // 4 × int8: byte j is the code of element[j]
-};
-
 // Output channels per integer weight block: 3 output channels = 12 folded channels.
 constexpr int kFoldQBlock = 3;
 
@@ -175,7 +167,7 @@ struct PackedFoldQWeights {
   std::vector<FoldTailGroup> tail_groups;
   std::int64_t tail_group_count = 0;     // groups with a non-zero code (tail_groups less padding)
   std::vector<std::int64_t> quad_start;  // as tail_start, into tail_quads
-  std::vector<FoldTailQuad> tail_quads;
+  std::vector<PwlqTailQuad> tail_quads;  // row[j]: element 4·group + q
   std::int64_t tail_code_count = 0;      // non-zero tail codes
   std::vector<std::int32_t> sum_center, sum_tail;  // ΣW0[n], ΣW1[n]
   // Σ W0[n, ·, kh, ·] and Σ W1[n, ·, kh, ·] per [n][kh]: what a kernel row lying wholly in the
@@ -276,7 +268,7 @@ struct QTask {
   const std::int64_t* tail_start;
   const FoldTailGroup* tail_groups;
   const std::int64_t* quad_start;
-  const FoldTailQuad* tail_quads;
+  const PwlqTailQuad* tail_quads;
   bool has_tail;
   // int16_run_groups(max|code|, buffer_high != null) (prism/qgemm.hpp): the groups the AVX2
   // path sums in int16 before widening.
@@ -402,12 +394,16 @@ void wino_store_results(const WinoTask& t, std::int64_t n, const std::int64_t id
                         const float y[16][16]);
 
 // How the automatic FP32 path runs a 3×3 geometry: 0 directly, 2 as Winograd F(2×2, 3×3), 4 as
-// F(4×4, 3×3), by the cost model in fold_conv.cpp for AVX-512 (wide = true) or AVX2.
-int winograd_tile(const FoldConvGeometry& geometry, bool wide);
+// F(4×4, 3×3), by the cost model in fold_conv.cpp for AVX-512 (wide = true) or AVX2/NEON, against
+// a direct kernel that computes output rows in vectors of direct_lanes columns (16 on AVX-512, 8
+// on AVX2, 1 for the portable kernel NEON falls back to): a row of 28 columns costs it 32.
+int winograd_tile(const FoldConvGeometry& geometry, bool wide, int direct_lanes);
 // The model's cost per output of F(m×m, 3×3) (m = 2, 4; 0 under 16 tiles) and of the direct
 // kernel, in units of the direct kernel's multiply-adds over the full window.
 double winograd_cost(const FoldConvGeometry& geometry, int tile);
 double direct_cost(const FoldConvGeometry& geometry);
+// The direct kernel's columns computed per output column: ⌈2·Wf / lanes⌉·lanes / (2·Wf).
+double direct_lane_factor(const FoldConvGeometry& geometry, int lanes);
 
 // nullptr where the path is not built into this binary.
 const FoldConvIsa* fold_conv_scalar();

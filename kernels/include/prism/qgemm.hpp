@@ -79,12 +79,13 @@ struct QgemmTailBlock {
   std::int32_t codes;  // 4 × int8 W1[n, 4·k_block + i], little endian
 };
 
-// Four tail codes of one channel at any k-values k[0..3] (in k order; the last quad of a channel
-// is padded with zero codes at its first k), for the AVX-512 VNNI tail pass: it reads the packed
-// rows element by element (IsaKernels::planar) and so does one vpdpbusd per 4 tail codes.
-struct QgemmTailQuad {
-  std::int32_t k[4];
-  std::int32_t codes;  // 4 × int8: byte j is W1[n, k[j]]
+// Four tail codes of one channel and the rows of transposed activations they multiply (the
+// AVX-512 VNNI quad tail passes, kernels/src/vnni_quads.inc): in the GEMM, k-values k[0..3] in
+// k order (the last quad of a channel padded with zero codes at its first k); in the folded
+// convolution (prism/fold_conv.hpp), elements 4·group + q of one kernel row.
+struct PwlqTailQuad {
+  std::int32_t row[4];
+  std::int32_t codes;  // 4 × int8: byte j is the code at row[j]
 };
 
 // Weights packed once at load time. Channels of group g are [g·N_g, (g+1)·N_g); every group
@@ -107,7 +108,7 @@ struct PackedPwlqWeights {
   std::int64_t tail_block_count = 0;
   // TailForm::Sparse: each channel's non-zero tail codes in quads (N + 1 offsets into tail_quads).
   std::vector<std::int64_t> quad_start;
-  std::vector<QgemmTailQuad> tail_quads;
+  std::vector<PwlqTailQuad> tail_quads;
   std::vector<std::int32_t> sum_center, sum_tail;  // ΣW0[n], ΣW1[n]
   // Per panel and lane (panels × 8, padded channels 0): Σ codes of each dense panel set.
   std::vector<std::int32_t> dense_sums, dense_tail_sums;
@@ -219,7 +220,7 @@ struct TailArgs {
   // IsaKernels::planar's rows of x (null on paths without it), and the channels' quads.
   const std::uint8_t* planar;
   const std::int64_t* quad_start;  // [channels + 1] offsets into quads
-  const QgemmTailQuad* quads;
+  const PwlqTailQuad* quads;
 };
 
 // The float epilogue of `channels` channels × `rows` rows (rows a multiple of 16). Inputs are
