@@ -751,7 +751,6 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
     const std::int64_t b = (n / 4) / kFoldQBlock, nl = n % (4 * kFoldQBlock);
     std::int8_t* blk = p.dense.data() + b * block_size;
     for (std::int64_t kh = 0; kh < k; ++kh) {
-      const std::size_t first = p.tail_groups.size();
       PwlqTailQuad quad{};
       int filled = 0;  // elements of `quad` so far
       auto flush = [&] {
@@ -789,9 +788,6 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
                 FoldTailGroup{static_cast<std::int32_t>((kh * k + kw) * ci_n + ci), codes});
           }
         }
-      }
-      if ((p.tail_groups.size() - first) % 2 != 0) {  // even length: a zero-code group
-        p.tail_groups.push_back(FoldTailGroup{p.tail_groups.back().group, 0});
       }
       p.tail_start[n * k + kh + 1] = static_cast<std::int64_t>(p.tail_groups.size());
       if (filled > 0) flush();

@@ -285,11 +285,6 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
         w.tail_blocks.push_back(b);
         ++w.tail_block_count;
       }
-      // Even length: the SIMD tail loops take two blocks per step. The pad block has zero
-      // codes (no-op products) and repeats the last k-block (an activation load already cached).
-      const std::int64_t first = w.tail_start[n];
-      const std::int64_t count = static_cast<std::int64_t>(w.tail_blocks.size()) - first;
-      if (count % 2 == 1) w.tail_blocks.push_back(QgemmTailBlock{w.tail_blocks.back().k_block, 0});
       w.tail_start[n + 1] = static_cast<std::int64_t>(w.tail_blocks.size());
       PwlqTailQuad quad{};
       int filled = 0;

@@ -402,9 +402,9 @@ def test_packed_weights_describe_themselves():
 @pytest.mark.parametrize("path", PATH_PARAMS)
 @pytest.mark.parametrize("tail_blocks", [1, 2, 3])
 def test_odd_and_even_tail_block_counts(path, tail_blocks):
-    """Channel block lists are padded to an even length (the SIMD tail takes two blocks per
-    step); the pad must add nothing and must not count in the density. Channel 0 has
-    `tail_blocks` tail blocks, channel 1 one fewer, the last block of each at the last k-block."""
+    """Odd and even block counts (and quads padded with zero codes on AVX-512 VNNI); the
+    density counts the blocks with a code. Channel 0 has `tail_blocks` tail blocks, channel 1 one
+    fewer, the last block of each at the last k-block."""
     k = 40  # 10 k-blocks
     center = np.ones((2, k), np.int8)
     tail = np.zeros((2, k), np.int8)

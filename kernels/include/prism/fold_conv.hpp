@@ -151,12 +151,10 @@ constexpr int kFoldQBlock = 3;
 // Integer weights packed once: the folded center codes W0 as
 //   dense[b][kh][kw][ci][n 12][q 4]        (n = co·4 + py·2 + px within block b)
 // and, with a tail, per folded channel n and kernel row kh the list of 4-byte groups holding a
-// non-zero W1 code, in group order. Each (n, kh) list is padded to an even length with a
-// zero-code group (the AVX2 and NEON tail passes take two groups per step), so any run of
-// consecutive kernel rows of a channel has even length too. The same codes, element by element,
-// in quads per (n, kh) list (the last one of a list padded with zero codes on its first element):
-// what the AVX-512 VNNI tail pass reads, so its work follows the ~10 % of tail codes rather than
-// the ~34 % of groups that hold one.
+// non-zero W1 code, in group order (what the AVX2 and NEON tail passes read). The same codes,
+// element by element, in quads per (n, kh) list (the last one of a list padded with zero codes on
+// its first element): what the AVX-512 VNNI tail pass reads, so its work follows the ~10 % of
+// tail codes rather than the ~34 % of groups that hold one.
 struct PackedFoldQWeights {
   std::int64_t in_channels = 0, out_channels = 0, kernel = 0;
   std::int64_t blocks = 0;
@@ -165,7 +163,7 @@ struct PackedFoldQWeights {
   std::vector<std::int8_t> dense;
   std::vector<std::int64_t> tail_start;  // 4·C_out·K + 1 offsets: list (n, kh) at n·K + kh
   std::vector<FoldTailGroup> tail_groups;
-  std::int64_t tail_group_count = 0;     // groups with a non-zero code (tail_groups less padding)
+  std::int64_t tail_group_count = 0;     // groups with a non-zero code (tail_groups' size)
   std::vector<std::int64_t> quad_start;  // as tail_start, into tail_quads
   std::vector<PwlqTailQuad> tail_quads;  // row[j]: element 4·group + q
   std::int64_t tail_code_count = 0;      // non-zero tail codes
@@ -175,11 +173,11 @@ struct PackedFoldQWeights {
   std::vector<std::int32_t> row_sums, tail_row_sums;
 
   std::int64_t depth() const { return 4 * in_channels * kernel * kernel; }
-  // Fraction of (channel, group) pairs with a non-zero tail code (the padding not counted).
+  // Fraction of (channel, group) pairs with a non-zero tail code.
   double tail_group_density() const;
   // Fraction of the tail codes that are non-zero, and the quads (padding counted) per
-  // (channel, group) pair: the AVX-512 VNNI tail pass runs 4 vpdpbusd per quad and vector
-  // where the group-wise passes run 1 per group.
+  // (channel, group) pair: the AVX-512 VNNI tail pass runs one vpdpbusd per quad and vector
+  // where the group-wise passes run one per group.
   double tail_code_density() const;
   double tail_quad_density() const;
 };

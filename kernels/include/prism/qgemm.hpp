@@ -80,7 +80,7 @@ struct QgemmTailBlock {
 };
 
 // Four tail codes of one channel and the rows of transposed activations they multiply (the
-// AVX-512 VNNI quad tail passes, kernels/src/vnni_quads.inc): in the GEMM, k-values k[0..3] in
+// AVX-512 VNNI quad tail passes, kernels/src/vnni_quads.inc): in the GEMM, k-values row[0..3] in
 // k order (the last quad of a channel padded with zero codes at its first k); in the folded
 // convolution (prism/fold_conv.hpp), elements 4·group + q of one kernel row.
 struct PwlqTailQuad {
@@ -102,8 +102,7 @@ struct PackedPwlqWeights {
   std::vector<std::int8_t> dense;
   std::vector<std::int8_t> dense_tail;       // TailForm::Dense only: W1 panels
   std::vector<std::int64_t> tail_start;      // TailForm::Sparse: N + 1 offsets
-  // TailForm::Sparse: each channel's blocks in k order, padded to an even count with a
-  // zero-code block (tail_block_count counts the blocks with codes).
+  // TailForm::Sparse: each channel's blocks holding a non-zero code, in k order.
   std::vector<QgemmTailBlock> tail_blocks;
   std::int64_t tail_block_count = 0;
   // TailForm::Sparse: each channel's non-zero tail codes in quads (N + 1 offsets into tail_quads).
