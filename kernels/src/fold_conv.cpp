@@ -713,7 +713,7 @@ void fold_conv2d(const float* x, const FoldConvGeometry& g, const PackedFoldWeig
 double PackedFoldQWeights::tail_group_density() const {
   if (!has_tail) return 0.0;
   const double pairs = 4.0 * out_channels * kernel * kernel * in_channels;
-  return static_cast<double>(tail_group_count) / pairs;
+  return static_cast<double>(tail_groups.size()) / pairs;
 }
 
 double PackedFoldQWeights::tail_code_density() const {
@@ -751,14 +751,7 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
     const std::int64_t b = (n / 4) / kFoldQBlock, nl = n % (4 * kFoldQBlock);
     std::int8_t* blk = p.dense.data() + b * block_size;
     for (std::int64_t kh = 0; kh < k; ++kh) {
-      PwlqTailQuad quad{};
-      int filled = 0;  // elements of `quad` so far
-      auto flush = [&] {
-        for (int j = filled; j < 4; ++j) quad.row[j] = quad.row[0];  // code 0
-        p.tail_quads.push_back(quad);
-        quad = PwlqTailQuad{};
-        filled = 0;
-      };
+      qgemm_detail::TailQuadBuilder quads(p.tail_quads);
       for (std::int64_t kw = 0; kw < k; ++kw) {
         for (std::int64_t ci = 0; ci < ci_n; ++ci) {
           std::int32_t codes = 0;
@@ -775,22 +768,17 @@ PackedFoldQWeights pack_fold_qweights(const std::int8_t* center, const std::int8
             codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(w1)) << (8 * q);
             if (w1 != 0) {
               ++p.tail_code_count;
-              quad.row[filled] = static_cast<std::int32_t>(
-                  4 * ((kh * k + kw) * ci_n + ci) + q);
-              quad.codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(w1))
-                            << (8 * filled);
-              if (++filled == 4) flush();
+              quads.add(4 * ((kh * k + kw) * ci_n + ci) + q, w1);  // element 4·group + q
             }
           }
           if (codes != 0) {  // a group with a non-zero tail code
-            ++p.tail_group_count;
             p.tail_groups.push_back(
                 FoldTailGroup{static_cast<std::int32_t>((kh * k + kw) * ci_n + ci), codes});
           }
         }
       }
       p.tail_start[n * k + kh + 1] = static_cast<std::int64_t>(p.tail_groups.size());
-      if (filled > 0) flush();
+      quads.finish();
       p.quad_start[n * k + kh + 1] = static_cast<std::int64_t>(p.tail_quads.size());
     }
   }

@@ -188,7 +188,7 @@ const IsaKernels& kernels_for(QgemmPath path) {
 
 double PackedPwlqWeights::tail_block_density() const {
   if (tail_form != TailForm::Sparse || channels == 0 || k_blocks == 0) return 0.0;
-  return static_cast<double>(tail_block_count) / static_cast<double>(channels * k_blocks);
+  return static_cast<double>(tail_blocks.size()) / static_cast<double>(channels * k_blocks);
 }
 
 double PackedPwlqWeights::tail_quad_density() const {
@@ -283,25 +283,13 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
         b.k_block = static_cast<std::int32_t>(kb);
         std::memcpy(&b.codes, codes, 4);
         w.tail_blocks.push_back(b);
-        ++w.tail_block_count;
       }
       w.tail_start[n + 1] = static_cast<std::int64_t>(w.tail_blocks.size());
-      PwlqTailQuad quad{};
-      int filled = 0;
+      qgemm_detail::TailQuadBuilder quads(w.tail_quads);
       for (std::int64_t k = 0; k < depth; ++k) {
-        const std::int8_t t = tail[n * depth + k];
-        if (t == 0) continue;
-        quad.row[filled] = static_cast<std::int32_t>(k);
-        quad.codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(t)) << (8 * filled);
-        if (++filled < 4) continue;
-        w.tail_quads.push_back(quad);
-        quad = PwlqTailQuad{};
-        filled = 0;
+        if (tail[n * depth + k] != 0) quads.add(k, tail[n * depth + k]);
       }
-      if (filled > 0) {
-        for (int j = filled; j < 4; ++j) quad.row[j] = quad.row[0];  // zero codes
-        w.tail_quads.push_back(quad);
-      }
+      quads.finish();
       w.quad_start[n + 1] = static_cast<std::int64_t>(w.tail_quads.size());
     }
   }
@@ -312,6 +300,23 @@ PackedPwlqWeights pack_pwlq_weights(const std::int8_t* center, const std::int8_t
 // ---------------------------------------------------------------------------------- driver --
 
 namespace qgemm_detail {
+
+void TailQuadBuilder::add(std::int64_t row, std::int8_t code) {
+  quad_.row[filled_] = static_cast<std::int32_t>(row);
+  quad_.codes |= static_cast<std::int32_t>(static_cast<std::uint8_t>(code)) << (8 * filled_);
+  if (++filled_ < 4) return;
+  out_.push_back(quad_);
+  quad_ = PwlqTailQuad{};
+  filled_ = 0;
+}
+
+void TailQuadBuilder::finish() {
+  if (filled_ == 0) return;
+  for (int j = filled_; j < 4; ++j) quad_.row[j] = quad_.row[0];  // its code byte is 0
+  out_.push_back(quad_);
+  quad_ = PwlqTailQuad{};
+  filled_ = 0;
+}
 namespace {
 
 constexpr std::int64_t kMaxRowGroupsPerBlock = 3;  // 48 rows: the AVX-512 register tile

@@ -163,7 +163,6 @@ struct PackedFoldQWeights {
   std::vector<std::int8_t> dense;
   std::vector<std::int64_t> tail_start;  // 4·C_out·K + 1 offsets: list (n, kh) at n·K + kh
   std::vector<FoldTailGroup> tail_groups;
-  std::int64_t tail_group_count = 0;     // groups with a non-zero code (tail_groups' size)
   std::vector<std::int64_t> quad_start;  // as tail_start, into tail_quads
   std::vector<PwlqTailQuad> tail_quads;  // row[j]: element 4·group + q
   std::int64_t tail_code_count = 0;      // non-zero tail codes

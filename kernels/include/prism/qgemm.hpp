@@ -104,7 +104,6 @@ struct PackedPwlqWeights {
   std::vector<std::int64_t> tail_start;      // TailForm::Sparse: N + 1 offsets
   // TailForm::Sparse: each channel's blocks holding a non-zero code, in k order.
   std::vector<QgemmTailBlock> tail_blocks;
-  std::int64_t tail_block_count = 0;
   // TailForm::Sparse: each channel's non-zero tail codes in quads (N + 1 offsets into tail_quads).
   std::vector<std::int64_t> quad_start;
   std::vector<PwlqTailQuad> tail_quads;
@@ -345,6 +344,22 @@ double vpmaddubsw_per_second(double seconds);
 // least 1, x_max = 15 for nibbles and 255 otherwise (any count when every code is 0).
 constexpr int kNarrowCodeLimit = 64;
 std::int64_t int16_run_groups(int max_abs_code, bool nibbles);
+
+// Appends one list of tail quads (PwlqTailQuad) to `out`: add() each non-zero code with its row
+// in row order, then finish() once (the last quad padded with zero codes at its first row).
+// Packing of the GEMM (a channel's k-values) and of the folded convolution (a channel's
+// elements of one kernel row) both build their quads with it.
+class TailQuadBuilder {
+ public:
+  explicit TailQuadBuilder(std::vector<PwlqTailQuad>& out) : out_(out) {}
+  void add(std::int64_t row, std::int8_t code);
+  void finish();
+
+ private:
+  std::vector<PwlqTailQuad>& out_;
+  PwlqTailQuad quad_{};
+  int filled_ = 0;
+};
 
 // Resolves the path (Auto -> best); throws std::invalid_argument if it cannot run here.
 const IsaKernels& kernels_for(QgemmPath path);
